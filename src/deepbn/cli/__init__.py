@@ -1,0 +1,1 @@
+"""The ``deepbn`` command line."""

@@ -1,0 +1,118 @@
+"""Data tables in and out: a CSV with a header row of variable names.
+
+Every problem with a table is reported as one line naming the file, the row
+or column, and what to do (:class:`~deepbn.errors.DataError`).
+
+Example:
+    >>> table = read_table("data.csv")  # doctest: +SKIP
+    >>> table.values.shape, table.names[:2]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from deepbn.atomic import atomic_write
+from deepbn.errors import DataError
+
+
+class Table(NamedTuple):
+    """A numeric data table: ``values`` (n, d) float32 and the column ``names``."""
+
+    values: np.ndarray
+    names: list[str]
+    path: str
+
+
+def read_table(path: str | os.PathLike, allow_constant: bool = False) -> Table:
+    """Read a CSV with a header into float32 values and column names.
+
+    Constant columns are rejected unless ``allow_constant`` (they carry no
+    information for structure learning and break standardisation).
+    """
+    path = str(path)
+    try:
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), None)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such data file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read data file ({e})") from None
+    if not header or all(not h.strip() for h in header):
+        raise DataError(f"{path}: the file is empty; expected a header row of variable names")
+    names = [h.strip() for h in header]
+    for k, n in enumerate(names):
+        if not n:
+            raise DataError(f"{path}: column {k + 1} has an empty name in the header")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise DataError(f"{path}: duplicate column name(s) {', '.join(dup)}; rename them")
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
+                          header=0, names=names)
+    except (pd.errors.ParserError, ValueError) as e:
+        raise DataError(f"{path}: malformed CSV ({str(e).splitlines()[0]})") from None
+    if len(raw) == 0:
+        raise DataError(f"{path}: no data rows below the header")
+    values = np.empty(raw.shape, np.float32)
+    for k, n in enumerate(names):
+        col = raw[n].str.strip()
+        empty = (col == "") | col.str.lower().isin(["na", "nan", "null", "none"])
+        if empty.any():
+            row = int(np.flatnonzero(empty.to_numpy())[0]) + 2
+            raise DataError(
+                f"{path}: missing value in column '{n}' (line {row}); "
+                "fill or drop rows with missing values"
+            )
+        num = pd.to_numeric(col, errors="coerce")
+        bad = num.isna().to_numpy() | ~np.isfinite(num.to_numpy(dtype=float, na_value=np.nan))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{path}: non-numeric value {col.iloc[row]!r} in column '{n}' (line {row + 2}); "
+                "every cell must be a finite number"
+            )
+        values[:, k] = num.to_numpy(dtype=np.float32)
+    if not allow_constant and len(values) > 1:
+        const = [n for k, n in enumerate(names) if np.all(values[:, k] == values[0, k])]
+        if const:
+            raise DataError(
+                f"{path}: constant column(s) {', '.join(const[:5])}; "
+                "drop them (they carry no information)"
+            )
+    return Table(values, names, path)
+
+
+def _some(names: Sequence[str], k: int = 6) -> str:
+    return ", ".join(names[:k]) + (" ..." if len(names) > k else "")
+
+
+def match_columns(table: Table, expected: Sequence[str], what: str = "the network") -> np.ndarray:
+    """Reorder ``table``'s columns to ``expected``; one-line error if they differ."""
+    missing = [n for n in expected if n not in table.names]
+    extra = [n for n in table.names if n not in expected]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing column(s) {_some(missing)}")
+        if extra:
+            parts.append(f"column(s) not in {what}: {_some(extra)}")
+        raise DataError(f"{table.path}: columns do not match {what}: {'; '.join(parts)}")
+    index = [table.names.index(n) for n in expected]
+    return table.values[:, index]
+
+
+def write_table(path: str | os.PathLike, values, names: Sequence[str]) -> None:
+    """Write a CSV with a header, atomically (full float32 precision)."""
+    values = np.asarray(values)
+    if values.ndim != 2 or values.shape[1] != len(names):
+        raise DataError(f"{path}: {values.shape} values do not fit {len(names)} column names")
+    with atomic_write(path) as f:
+        pd.DataFrame(values, columns=list(names)).to_csv(f, index=False, float_format="%.9g",
+                                                         lineterminator="\n")

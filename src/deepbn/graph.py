@@ -1,0 +1,286 @@
+"""DAG utilities on boolean adjacency matrices.
+
+Convention: ``A[i, j] == True`` means an edge ``i -> j`` (i is a parent of j).
+Discrete utilities (orders, ancestors, random DAGs, SHD, files) work on numpy
+arrays; the differentiable acyclicity functions work on JAX arrays so they can
+be used inside jitted, differentiated code (DiBS).
+
+Example:
+    >>> import numpy as np
+    >>> A = np.array([[0, 1, 0], [0, 0, 1], [0, 0, 0]], bool)
+    >>> topological_order(A)
+    [0, 1, 2]
+    >>> float(acyclicity_poly(A))
+    0.0
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import deque
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+import jax.scipy.linalg
+import networkx as nx
+import numpy as np
+
+from deepbn.atomic import atomic_write
+from deepbn.errors import CycleError, DataError, UsageError
+
+
+def as_adjacency(A) -> np.ndarray:
+    """Return ``A`` as a square boolean numpy array (raises on a bad shape)."""
+    A = np.asarray(A)
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise UsageError(f"an adjacency matrix must be square, got shape {A.shape}")
+    return A.astype(bool)
+
+
+def _label(i: int, names: Sequence[str] | None) -> str:
+    return str(names[i]) if names is not None else str(i)
+
+
+def find_cycle(A) -> list[int] | None:
+    """Return the nodes of one directed cycle in order, or ``None`` for a DAG."""
+    A = as_adjacency(A)
+    d = A.shape[0]
+    colour = np.zeros(d, np.int8)  # 0 new, 1 on the stack, 2 finished
+    parent = -np.ones(d, np.int64)
+    for root in range(d):
+        if colour[root]:
+            continue
+        stack = [(root, iter(np.flatnonzero(A[root])))]
+        colour[root] = 1
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                colour[node] = 2
+                stack.pop()
+            elif colour[nxt] == 1:
+                cycle = [int(node)]
+                while cycle[-1] != nxt:
+                    cycle.append(int(parent[cycle[-1]]))
+                return cycle[::-1]
+            elif colour[nxt] == 0:
+                colour[nxt] = 1
+                parent[nxt] = node
+                stack.append((nxt, iter(np.flatnonzero(A[nxt]))))
+    return None
+
+
+def topological_order(A, names: Sequence[str] | None = None) -> list[int]:
+    """Kahn's algorithm; ties broken by index so the order is deterministic.
+
+    Raises :class:`CycleError` naming the nodes of a cycle when ``A`` is cyclic.
+    """
+    A = as_adjacency(A)
+    indegree = A.sum(0).astype(np.int64)
+    ready = deque(int(i) for i in np.flatnonzero(indegree == 0))
+    order: list[int] = []
+    while ready:
+        i = ready.popleft()
+        order.append(i)
+        for j in np.flatnonzero(A[i]):
+            indegree[j] -= 1
+            if indegree[j] == 0:
+                ready.append(int(j))
+    if len(order) < A.shape[0]:
+        cycle = find_cycle(A)
+        path = " -> ".join(_label(i, names) for i in cycle + cycle[:1])
+        raise CycleError(f"the graph has a directed cycle: {path}; remove one of these edges")
+    return order
+
+
+def is_dag(A) -> bool:
+    """True when ``A`` has no directed cycle (self-loops count as cycles)."""
+    return find_cycle(A) is None
+
+
+def parents(A, j: int) -> np.ndarray:
+    """Indices of the parents of node ``j``."""
+    return np.flatnonzero(as_adjacency(A)[:, j])
+
+
+def children(A, i: int) -> np.ndarray:
+    """Indices of the children of node ``i``."""
+    return np.flatnonzero(as_adjacency(A)[i])
+
+
+def _reachable(M: np.ndarray, start: int) -> set[int]:
+    seen: set[int] = set()
+    frontier = [start]
+    while frontier:
+        k = frontier.pop()
+        for nxt in np.flatnonzero(M[k]):
+            if int(nxt) not in seen:
+                seen.add(int(nxt))
+                frontier.append(int(nxt))
+    return seen
+
+
+def ancestors(A, j: int) -> set[int]:
+    """All nodes with a directed path into ``j`` (excluding ``j`` unless cyclic)."""
+    return _reachable(as_adjacency(A).T, j)
+
+
+def descendants(A, i: int) -> set[int]:
+    """All nodes reachable from ``i`` by a directed path."""
+    return _reachable(as_adjacency(A), i)
+
+
+def transitive_closure(A) -> np.ndarray:
+    """``R[i, j]`` is True when there is a directed path of length >= 1 from i to j."""
+    A = as_adjacency(A)
+    R = A.copy()
+    for k in range(A.shape[0]):  # Warshall
+        R |= R[:, k : k + 1] & R[k : k + 1, :]
+    return R
+
+
+def acyclicity_poly(A: jnp.ndarray) -> jnp.ndarray:
+    """h(A) = tr[(I + A/d)^d] - d for a non-negative (soft) adjacency matrix.
+
+    Zero exactly when ``A`` has no directed cycle and positive otherwise; smooth
+    in ``A``. Yu et al. (DAG-GNN, 2019) polynomial form, used by DiBS (Lorch et
+    al. 2021, Eq. 4). ``A`` may carry leading batch dimensions.
+    """
+    A = jnp.asarray(A, dtype=jnp.result_type(float))
+    d = A.shape[-1]
+    M = jnp.eye(d, dtype=A.dtype) + A / d
+    return jnp.trace(jnp.linalg.matrix_power(M, d), axis1=-2, axis2=-1) - d
+
+
+def acyclicity_expm(A: jnp.ndarray) -> jnp.ndarray:
+    """h(A) = tr(exp(A * A)) - d (Zheng et al., NOTEARS, 2018, Eq. 7)."""
+    A = jnp.asarray(A, dtype=jnp.result_type(float))
+    d = A.shape[-1]
+    expm = jax.scipy.linalg.expm
+    for _ in range(A.ndim - 2):
+        expm = jax.vmap(expm)
+    return jnp.trace(expm(A * A), axis1=-2, axis2=-1) - d
+
+
+def _rng(seed) -> np.random.Generator:
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def random_er_dag(seed, d: int, edges_per_node: float) -> np.ndarray:
+    """Erdős–Rényi DAG with ``edges_per_node * d`` edges in expectation.
+
+    Each of the d(d-1)/2 pairs of a random node order gets an edge with
+    probability p = 2 k / (d - 1), directed from earlier to later.
+    """
+    rng = _rng(seed)
+    if d < 1 or edges_per_node < 0:
+        raise UsageError("need d >= 1 nodes and a non-negative number of edges per node")
+    p = min(1.0, 2.0 * edges_per_node / max(d - 1, 1))
+    lower = np.tril(rng.random((d, d)) < p, k=-1)  # edge j -> i for j < i in generation order
+    perm = rng.permutation(d)
+    A = np.zeros((d, d), bool)
+    A[np.ix_(perm, perm)] = lower.T
+    return A
+
+
+def random_sf_dag(seed, d: int, edges_per_node: float) -> np.ndarray:
+    """Scale-free DAG by preferential attachment (Barabási & Albert, 1999).
+
+    Nodes arrive one at a time; node t takes ``min(t, m_t)`` parents among the
+    earlier nodes, chosen without replacement with probability proportional to
+    (degree + 1), where ``m_t = floor(k) + Bernoulli(k - floor(k))``. The
+    expected number of edges is ``sum_t E[min(t, m_t)]`` (≈ k·d for d ≫ k).
+    """
+    rng = _rng(seed)
+    if d < 1 or edges_per_node < 0:
+        raise UsageError("need d >= 1 nodes and a non-negative number of edges per node")
+    base, frac = int(np.floor(edges_per_node)), edges_per_node - np.floor(edges_per_node)
+    degree = np.zeros(d)
+    gen = np.zeros((d, d), bool)
+    for t in range(1, d):
+        m = min(t, base + int(rng.random() < frac))
+        if m == 0:
+            continue
+        w = degree[:t] + 1.0
+        chosen = rng.choice(t, size=m, replace=False, p=w / w.sum())
+        gen[chosen, t] = True
+        degree[chosen] += 1
+        degree[t] += m
+    perm = rng.permutation(d)
+    A = np.zeros((d, d), bool)
+    A[np.ix_(perm, perm)] = gen
+    return A
+
+
+def shd(A, B) -> int:
+    """Structural Hamming distance: edge insertions, deletions and reversals.
+
+    Counts the unordered pairs {i, j} whose edge status differs; a reversed
+    edge counts once (Tsamardinos et al., 2006).
+    """
+    A, B = as_adjacency(A), as_adjacency(B)
+    if A.shape != B.shape:
+        raise UsageError(f"cannot compare graphs of {A.shape[0]} and {B.shape[0]} nodes")
+    differs = (A != B) | (A.T != B.T)
+    return int(np.triu(differs, k=1).sum() + np.diag(A != B).sum())
+
+
+def to_networkx(A, names: Sequence[str] | None = None) -> nx.DiGraph:
+    """A ``networkx.DiGraph`` whose nodes are ``names`` (or 0..d-1)."""
+    A = as_adjacency(A)
+    labels = list(names) if names is not None else list(range(A.shape[0]))
+    G = nx.DiGraph()
+    G.add_nodes_from(labels)
+    G.add_edges_from((labels[i], labels[j]) for i, j in zip(*np.nonzero(A)))
+    return G
+
+
+def from_networkx(G: nx.DiGraph, names: Sequence | None = None) -> tuple[np.ndarray, list]:
+    """Adjacency matrix of ``G`` in the order ``names`` (default: ``G``'s node order)."""
+    labels = list(names) if names is not None else list(G.nodes)
+    index = {n: k for k, n in enumerate(labels)}
+    A = np.zeros((len(labels), len(labels)), bool)
+    for u, v in G.edges:
+        if u not in index or v not in index:
+            raise UsageError(f"edge {u} -> {v} names a node not in the given order")
+        A[index[u], index[v]] = True
+    return A, labels
+
+
+def read_edge_list(path: str | os.PathLike, names: Sequence[str]) -> np.ndarray:
+    """Read a ``cause,effect`` CSV of variable names into an adjacency matrix."""
+    index = {n: k for k, n in enumerate(names)}
+    A = np.zeros((len(names), len(names)), bool)
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except OSError as e:
+        raise DataError(f"{path}: cannot read edge list ({e.strerror})") from None
+    if not rows or [c.strip().lower() for c in rows[0]] != ["cause", "effect"]:
+        raise DataError(f"{path}: an edge list needs the header line 'cause,effect'")
+    for lineno, row in enumerate(rows[1:], start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != 2:
+            raise DataError(f"{path}, line {lineno}: expected two names 'cause,effect'")
+        cause, effect = (c.strip() for c in row)
+        for name in (cause, effect):
+            if name not in index:
+                raise DataError(
+                    f"{path}, line {lineno}: unknown variable '{name}'; "
+                    f"known variables are the data columns ({', '.join(names[:8])}"
+                    f"{', ...' if len(names) > 8 else ''})"
+                )
+        A[index[cause], index[effect]] = True
+    return A
+
+
+def write_edge_list(path: str | os.PathLike, A, names: Sequence[str]) -> None:
+    """Write the edges of ``A`` as a ``cause,effect`` CSV (atomically)."""
+    A = as_adjacency(A)
+    with atomic_write(path) as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["cause", "effect"])
+        for i, j in zip(*np.nonzero(A)):
+            w.writerow([names[i], names[j]])
