@@ -1,0 +1,65 @@
+"""The command line: outputs, JSON summaries, and one-line errors with exit status 2."""
+
+import json
+
+import numpy as np
+import pytest
+
+from deepbn.cli.app import main
+from deepbn.data import read_table
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_version(capsys):
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.startswith("deepbn ")
+
+
+def test_sample_writes_observed_columns(tmp_path, capsys):
+    out = tmp_path / "x.csv"
+    code, stdout, _ = run(capsys, "sample", "example:kingma-dbn", "-n", "7", "-o", str(out),
+                          "--seed", "3", "--json")
+    assert code == 0
+    summary = json.loads(stdout)
+    assert summary["n"] == 7 and summary["nodes"] == 20
+    table = read_table(out, allow_constant=True)
+    assert table.names == [f"x{t}" for t in range(1, 21)] and table.values.shape == (7, 20)
+    assert set(np.unique(table.values)) <= {0.0, 1.0}
+    again = tmp_path / "y.csv"
+    run(capsys, "sample", "example:kingma-dbn", "-n", "7", "-o", str(again), "--seed", "3")
+    assert out.read_text() == again.read_text()
+
+
+def test_sample_all_nodes_vector_columns(tmp_path, capsys):
+    out = tmp_path / "x.csv"
+    code, _, _ = run(capsys, "sample", "example:kingma-dbn", "-n", "2", "-o", str(out), "--all")
+    assert code == 0
+    header = out.read_text().splitlines()[0].split(",")
+    assert header[:2] == ["z1[0]", "z1[1]"] and len(header) == 20 * 10 + 20
+
+
+@pytest.mark.parametrize("args,message", [
+    (["sample", "example:nope", "-n", "2", "-o", "{tmp}/a.csv"], "unknown example 'nope'"),
+    (["sample", "{tmp}/missing.json", "-n", "2", "-o", "{tmp}/a.csv"], "no such network file"),
+    (["sample", "{tmp}/bad.json", "-n", "2", "-o", "{tmp}/a.csv"], "unknown node 'q'"),
+    (["sample", "example:ecoli70", "-n", "0", "-o", "{tmp}/a.csv"], "-n must be at least 1"),
+])
+def test_errors_are_one_line_exit_2(tmp_path, capsys, args, message):
+    (tmp_path / "bad.json").write_text(json.dumps({
+        "nodes": ["a"], "arcs": [["a", "q"]],
+        "cpds": {"a": {"coefficients": {"(Intercept)": [0]}, "variance": [1], "parents": []}}}))
+    code, out, err = run(capsys, *[a.format(tmp=tmp_path) for a in args])
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "a.csv").exists()
+
+
+def test_usage_error_exits_2(capsys):
+    code, _, err = run(capsys, "sample", "example:ecoli70", "-n", "abc", "-o", "x.csv")
+    assert code == 2 and "Traceback" not in err
