@@ -1,0 +1,161 @@
+"""Likelihoods of data given a graph, node by node.
+
+Every score here returns the contribution of each node (column) of the
+graph, shape ``(d,)``, so that DiBS can estimate gradients per column.
+
+- :func:`bge_node_scores`: the BGe marginal likelihood log p(x_j | x_pa_j) of
+  linear-Gaussian data with a Normal-Wishart parameter prior (Geiger &
+  Heckerman 1994; the corrected form of Kuipers, Moffa & Heckerman, Ann.
+  Statist. 2014, Eq. 2 and its addendum). Score equivalent.
+- :func:`linear_node_log_lik` and :func:`mlp_node_log_lik`: log p(x_j |
+  x_pa_j, θ_j) for the joint models of DiBS (Lorch et al. 2021, Sec. 5.2):
+  linear-Gaussian weights and one-hidden-layer MLP conditionals, the
+  parents selected by multiplying the inputs with the (soft) column of G.
+
+Interventional data: ``mask[n, j] = 1`` when node j was intervened on in
+sample n; those samples drop out of node j's likelihood (Cooper & Yoo 1999).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import gammaln
+
+_LOG_PI = float(np.log(np.pi))
+_LOG_2PI = float(np.log(2 * np.pi))
+
+
+class BGeStats(NamedTuple):
+    """Sufficient statistics of the BGe score, one set per node (interventions)."""
+
+    R: jnp.ndarray  # (d, d, d): posterior scale matrix used for node j's family
+    n: jnp.ndarray  # (d,): number of samples in which node j is not intervened on
+    alpha_mu: float
+    alpha_w: float
+
+
+def bge_stats(x, mask=None, alpha_mu: float = 1.0, alpha_w: float | None = None) -> BGeStats:
+    """Precompute R_j = T + S_j + (N_j α_μ / (N_j + α_μ)) x̄_j x̄_jᵀ for every node j.
+
+    Prior: mean ν = 0, precision scale α_μ, α_w = d + 2 degrees of freedom by
+    default, and T = t·I with t = α_μ (α_w - d - 1) / (α_μ + 1) (Kuipers et al.
+    2014), which makes the prior covariance the identity.
+    """
+    x = jnp.asarray(x, jnp.float32)
+    n, d = x.shape
+    alpha_w = float(d + 2 if alpha_w is None else alpha_w)
+    t = alpha_mu * (alpha_w - d - 1) / (alpha_mu + 1)
+    keep = jnp.ones((n, d)) if mask is None else 1.0 - jnp.asarray(mask, jnp.float32)
+
+    def per_node(w):
+        N = jnp.sum(w)
+        mean = (w @ x) / jnp.maximum(N, 1.0)
+        xc = (x - mean) * w[:, None]
+        S = xc.T @ (x - mean)
+        return t * jnp.eye(d) + S + (N * alpha_mu / (N + alpha_mu)) * jnp.outer(mean, mean), N
+
+    R, N = jax.vmap(per_node, in_axes=1)(keep)
+    return BGeStats(R, N, float(alpha_mu), alpha_w)
+
+
+def bge_node_scores(G: jnp.ndarray, stats: BGeStats) -> jnp.ndarray:
+    """log p(x_j | x_pa_j) under BGe for every node j of a hard graph ``G`` (d, d).
+
+    With l = |pa_j|, a = N_j + α_w - d + l + 1 and the Schur complement
+    s = R_jj - R_jΠ R_ΠΠ⁻¹ R_Πj, the family score is
+    ½ log(α_μ / (N_j + α_μ)) + log Γ(a/2) - log Γ((α_w - d + l + 1)/2)
+    - (N_j/2) log π + ((α_w - d + 2l + 1)/2) log t - (a/2) log s
+    - ½ log det R_ΠΠ. One Cholesky of the masked d×d matrix per node.
+    """
+    d = G.shape[-1]
+    G = G * (1.0 - jnp.eye(d, dtype=G.dtype))
+    t = stats.alpha_mu * (stats.alpha_w - d - 1) / (stats.alpha_mu + 1)
+
+    def family(j, pa, R, N):
+        pa = pa.astype(R.dtype)
+        n_pa = jnp.sum(pa)
+        M = R * jnp.outer(pa, pa) + jnp.diag(1.0 - pa)  # det M = det R_ΠΠ
+        L = jnp.linalg.cholesky(M)
+        r = R[:, j] * pa
+        y = jax.scipy.linalg.solve_triangular(L, r, lower=True)
+        schur = R[j, j] - jnp.dot(y, y)
+        logdet_pa = 2.0 * jnp.sum(jnp.log(jnp.diagonal(L)))
+        a = N + stats.alpha_w - d + n_pa + 1
+        return (
+            0.5 * (jnp.log(stats.alpha_mu) - jnp.log(N + stats.alpha_mu))
+            + gammaln(0.5 * a) - gammaln(0.5 * (stats.alpha_w - d + n_pa + 1))
+            - 0.5 * N * _LOG_PI
+            + 0.5 * (stats.alpha_w - d + 2 * n_pa + 1) * jnp.log(t)
+            - 0.5 * a * jnp.log(schur) - 0.5 * logdet_pa
+        )
+
+    return jax.vmap(family)(jnp.arange(d), G.T, stats.R, stats.n)
+
+
+# ---------------------------------------------------------------------------
+# joint models: parameters θ inferred together with the graph
+
+
+def init_linear_theta(key, d: int) -> dict:
+    """θ = {w: (d, d) with w[i, j] the effect of i on j, log_sigma: (d,)}."""
+    return {"w": jax.random.normal(key, (d, d)), "log_sigma": jnp.zeros(d)}
+
+
+def init_mlp_theta(key, d: int, hidden: int = 5) -> dict:
+    """Per node j: W1 (d → hidden) on the masked inputs, w2 (hidden → 1), biases, log σ_j."""
+    k1, k2 = jax.random.split(key)
+    return {
+        "W1": jax.random.normal(k1, (d, hidden, d)),
+        "b1": jnp.zeros((d, hidden)),
+        "w2": jax.random.normal(k2, (d, hidden)),
+        "b2": jnp.zeros(d),
+        "log_sigma": jnp.zeros(d),
+    }
+
+
+def _gaussian_cols(x, mean, log_sigma, keep):
+    z = (x - mean) * jnp.exp(-log_sigma)
+    lp = -0.5 * z * z - log_sigma - 0.5 * _LOG_2PI
+    return jnp.sum(lp * keep, axis=0)
+
+
+def linear_node_log_lik(G, theta, x, keep) -> jnp.ndarray:
+    """log p(x_j | x_pa_j, θ) per node: x_j ~ N(Σ_i G_ij w_ij x_i, σ_j²)."""
+    mean = x @ (G * theta["w"])
+    return _gaussian_cols(x, mean, theta["log_sigma"], keep)
+
+
+def mlp_node_log_lik(G, theta, x, keep) -> jnp.ndarray:
+    """log p(x_j | x_pa_j, θ) per node with mean MLP_j(G[:, j] ⊙ x) (ReLU, one hidden layer)."""
+
+    def node_mean(g, W1, b1, w2, b2):
+        h = jax.nn.relu((x * g) @ W1.T + b1)
+        return h @ w2 + b2
+
+    means = jax.vmap(node_mean, in_axes=(1, 0, 0, 0, 0), out_axes=1)(
+        G, theta["W1"], theta["b1"], theta["w2"], theta["b2"]
+    )
+    return _gaussian_cols(x, means, theta["log_sigma"], keep)
+
+
+def theta_log_prior(theta: dict, sigma: float = 1.0, log_sigma_loc: float = -1.0,
+                    log_sigma_scale: float = 1.0) -> jnp.ndarray:
+    """N(0, sigma²) on every weight, N(loc, scale²) on each node's log noise scale."""
+    lp = 0.0
+    for name, leaf in theta.items():
+        if name == "log_sigma":
+            z = (leaf - log_sigma_loc) / log_sigma_scale
+        else:
+            z = leaf / sigma
+        lp = lp - 0.5 * jnp.sum(z * z)
+    return lp
+
+
+JOINT_MODELS = {
+    "linear": (init_linear_theta, linear_node_log_lik),
+    "mlp": (init_mlp_theta, mlp_node_log_lik),
+}
