@@ -116,3 +116,28 @@ def write_table(path: str | os.PathLike, values, names: Sequence[str]) -> None:
     with atomic_write(path) as f:
         pd.DataFrame(values, columns=list(names)).to_csv(f, index=False, float_format="%.9g",
                                                          lineterminator="\n")
+
+
+SCALINGS = ("auto", "column", "global", "none")
+
+
+def scale_columns(x, mode: str, reference=None) -> np.ndarray:
+    """Centre and scale data with statistics of ``reference`` (default ``x``).
+
+    ``column``: each column to zero mean and unit variance; ``global``: each
+    column centred, all divided by one pooled standard deviation (keeps the
+    relative variances, which carry information about edge directions in
+    equal-noise models); ``none``: unchanged.
+    """
+    x = np.asarray(x, np.float64)
+    ref = x if reference is None else np.asarray(reference, np.float64)
+    if mode == "none":
+        return x.astype(np.float32)
+    mean = ref.mean(0)
+    if mode == "column":
+        scale = ref.std(0)
+    elif mode == "global":
+        scale = np.sqrt(((ref - mean) ** 2).mean())
+    else:
+        raise DataError(f"unknown scaling '{mode}'; use one of column, global, none")
+    return ((x - mean) / np.where(scale > 0, scale, 1.0)).astype(np.float32)

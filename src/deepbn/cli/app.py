@@ -13,6 +13,7 @@ import typer
 from deepbn import __version__
 from deepbn.cli.common import console, enable_compilation_cache
 from deepbn.cli.demo import demo
+from deepbn.cli.discover import discover
 from deepbn.cli.sample import sample
 from deepbn.errors import DeepBNError
 
@@ -41,6 +42,7 @@ def _root(
 
 app.command("demo")(demo)
 app.command("sample")(sample)
+app.command("discover")(discover)
 
 
 def main(argv: list[str] | None = None) -> int:

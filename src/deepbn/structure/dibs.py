@@ -51,7 +51,7 @@ class DiBSConfig(NamedTuple):
     edges_per_node: float = 1.0
     n_particles: int = 20
     latent_dim: int | None = None  # k; default d
-    alpha_slope: float | None = None  # α_t = alpha_slope · t; default 1 (bge), 0.05 (joint)
+    alpha_slope: float | None = None  # α_t = alpha_slope · t; default 1 (bge), 0.5 (joint)
     beta_slope: float = 1.0  # β_t = beta_slope · t
     tau: float = 1.0  # Gumbel-softmax inverse temperature
     n_graph_samples: int = 16  # M, per particle and step
@@ -68,7 +68,7 @@ class DiBSConfig(NamedTuple):
         if cfg.latent_dim is None:
             cfg = cfg._replace(latent_dim=d)
         if cfg.alpha_slope is None:
-            cfg = cfg._replace(alpha_slope=1.0 if cfg.model == "bge" else 0.05)
+            cfg = cfg._replace(alpha_slope=1.0 if cfg.model == "bge" else 0.5)
         return cfg
 
 
@@ -102,6 +102,8 @@ def _optimizer(cfg: DiBSConfig):
 def init(key, d: int, config: DiBSConfig) -> DiBSState:
     """Particles from the prior: Z ~ N(0, 1/k), Θ ~ its prior."""
     cfg = config.resolved(d)
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)  # raw uint32 keys checkpoint as plain arrays
     kz, kt, key = jax.random.split(key, 3)
     k = cfg.latent_dim
     z = jax.random.normal(kz, (cfg.n_particles, d, k, 2)) / np.sqrt(k)

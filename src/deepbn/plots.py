@@ -1,0 +1,83 @@
+"""Figures written by the commands (matplotlib, Agg backend, atomic writes)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from deepbn.atomic import atomic_write
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path) -> None:
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
+    _pyplot().close(fig)
+
+
+def edge_prob_heatmap(probs: np.ndarray, names: Sequence[str], path: str | os.PathLike,
+                      truth: np.ndarray | None = None, title: str = "") -> None:
+    """Heatmap of P(i -> j) (rows: cause, columns: effect); true edges outlined."""
+    plt = _pyplot()
+    d = len(names)
+    size = min(max(4.0, 0.35 * d + 2.0), 16.0)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    im = ax.imshow(probs, vmin=0.0, vmax=1.0, cmap="viridis")
+    ax.set_xticks(range(d), names, rotation=90, fontsize=max(5, 10 - d // 8))
+    ax.set_yticks(range(d), names, fontsize=max(5, 10 - d // 8))
+    ax.set_xlabel("effect")
+    ax.set_ylabel("cause")
+    if truth is not None:
+        for i, j in zip(*np.nonzero(truth)):
+            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=1.2))
+    ax.set_title(title or "posterior edge probabilities" +
+                 (" (red: true edges)" if truth is not None else ""))
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="P(cause -> effect)")
+    _save(fig, path)
+
+
+def posterior_graph(probs: np.ndarray, names: Sequence[str], path: str | os.PathLike,
+                    threshold: float = 0.1, title: str = "") -> None:
+    """The posterior-mean graph: edges with P > threshold, width and opacity = P."""
+    import networkx as nx
+
+    plt = _pyplot()
+    d = len(names)
+    G = nx.DiGraph()
+    G.add_nodes_from(range(d))
+    edges = [(i, j, probs[i, j]) for i, j in zip(*np.nonzero(probs > threshold))]
+    G.add_weighted_edges_from(edges)
+    pos = nx.kamada_kawai_layout(G.to_undirected()) if d > 2 else nx.circular_layout(G)
+    size = min(max(5.0, 0.3 * d + 3.0), 14.0)
+    fig, ax = plt.subplots(figsize=(size, size))
+    nx.draw_networkx_nodes(G, pos, ax=ax, node_color="#dde8f4", edgecolors="#335", node_size=600)
+    nx.draw_networkx_labels(G, pos, {k: names[k] for k in range(d)}, ax=ax, font_size=8)
+    for i, j, p in edges:
+        nx.draw_networkx_edges(G, pos, [(i, j)], ax=ax, width=0.5 + 3.5 * p, alpha=0.25 + 0.75 * p,
+                               arrowsize=12, node_size=600, connectionstyle="arc3,rad=0.08")
+    ax.set_title(title or f"posterior mean graph (edges with P > {threshold:g}; width = P)")
+    ax.axis("off")
+    _save(fig, path)
+
+
+def training_curve(values: np.ndarray, path: str | os.PathLike, ylabel: str,
+                   title: str = "", xlabel: str = "step") -> None:
+    """A single curve over steps (progress of a run)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(np.arange(1, len(values) + 1), values)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    _save(fig, path)

@@ -1,0 +1,37 @@
+"""Metrics of a posterior over DAGs against a ground truth or held-out data.
+
+- expected SHD: E_{p(G|D)}[SHD(G, G*)] (Lorch et al. 2021, Sec. 6),
+- AUROC of the edge marginals p(g_ij = 1 | D) against the true edges
+  (scikit-learn's ``roc_auc_score`` over the off-diagonal entries),
+- negative held-out log-likelihood -log Σ_k w_k p(D_test | G_k [, Θ_k]),
+  summed over the held-out samples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logsumexp
+from sklearn.metrics import roc_auc_score
+
+from deepbn.graph import shd
+
+
+def expected_shd(graphs: np.ndarray, weights: np.ndarray, truth: np.ndarray) -> float:
+    """Σ_k w_k SHD(G_k, G*)."""
+    return float(sum(w * shd(g, truth) for g, w in zip(graphs, weights)))
+
+
+def edge_auroc(edge_probs: np.ndarray, truth: np.ndarray) -> float | None:
+    """AUROC of edge marginals vs. true edges; ``None`` when undefined (no or all edges)."""
+    off = ~np.eye(truth.shape[0], dtype=bool)
+    labels = np.asarray(truth, bool)[off]
+    if labels.all() or not labels.any():
+        return None
+    return float(roc_auc_score(labels, np.asarray(edge_probs)[off]))
+
+
+def neg_log_likelihood(log_liks: np.ndarray, weights: np.ndarray) -> float:
+    """-log Σ_k w_k exp(log p(D_test | particle k)); zero-weight particles drop out."""
+    w = np.asarray(weights, np.float64)
+    keep = w > 0
+    return float(-logsumexp(np.asarray(log_liks, np.float64)[keep] + np.log(w[keep])))
