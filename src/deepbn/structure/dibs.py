@@ -56,10 +56,10 @@ class DiBSConfig(NamedTuple):
     tau: float = 1.0  # Gumbel-softmax inverse temperature
     n_graph_samples: int = 16  # M, per particle and step
     n_acyclicity_samples: int = 16
-    estimator: str = "score"  # "score" or "reparam" (joint models only)
+    estimator: str = "auto"  # "score" or "reparam"; auto: reparam for mlp, score otherwise
     h_latent: float = 5.0
     h_theta: float = 500.0
-    step_size: float = 0.005
+    step_size: float | None = None  # RMSprop step; default 0.005 (bge), 0.01 (joint)
     hidden: int = 5
     theta_prior_sigma: float = 1.0
 
@@ -67,6 +67,10 @@ class DiBSConfig(NamedTuple):
         cfg = self
         if cfg.latent_dim is None:
             cfg = cfg._replace(latent_dim=d)
+        if cfg.estimator == "auto":
+            cfg = cfg._replace(estimator="reparam" if cfg.model == "mlp" else "score")
+        if cfg.step_size is None:
+            cfg = cfg._replace(step_size=0.005 if cfg.model == "bge" else 0.01)
         if cfg.alpha_slope is None:
             cfg = cfg._replace(alpha_slope=1.0 if cfg.model == "bge" else 0.5)
         return cfg
@@ -157,6 +161,24 @@ def log_joint(G, theta, data: DiBSData, cfg: DiBSConfig) -> jnp.ndarray:
     return lp
 
 
+def column_score_grad(logits, key, n_samples: int, log_terms):
+    """Column-wise score-function estimate of ∂/∂L log E_{p(G|L)}[∏_j f_j(G[:, j])].
+
+    ``log_terms(G)`` returns log f_j for every column j, shape (d,). With M
+    graphs g^m ~ p(G | L) and per-column weights w_mj = softmax_m log f_j(g^m):
+    ∂/∂L_ij ≈ Σ_m w_mj g^m_ij - (1/M) Σ_m g^m_ij (zero on the diagonal).
+    Returns (gradient (d, d), the graphs (M, d, d), the weights (M, d)).
+    """
+    d = logits.shape[-1]
+    off = _offdiag(d)
+    P = jax.nn.sigmoid(logits) * off
+    G = jax.random.bernoulli(key, P, (n_samples, d, d)).astype(jnp.float32) * off
+    terms = jax.vmap(log_terms)(G)  # (M, d)
+    w = jax.lax.stop_gradient(jax.nn.softmax(terms, axis=0))
+    grad = (jnp.einsum("mj,mij->ij", w, G) - G.mean(0)) * off
+    return grad, G, w
+
+
 def _particle_grads(z, theta, key, t, data: DiBSData, cfg: DiBSConfig):
     """∇_Z log p(Z, [Θ,] D) and ∇_Θ for one particle (before SVGD's kernel)."""
     d, k = z.shape[0], z.shape[1]
@@ -167,21 +189,17 @@ def _particle_grads(z, theta, key, t, data: DiBSData, cfg: DiBSConfig):
     M = cfg.n_graph_samples
 
     if cfg.estimator == "score" or cfg.model == "bge":
-        P = jax.nn.sigmoid(edge_logits(z, alpha)) * off
-        G = jax.random.bernoulli(k_graph, P, (M, d, d)).astype(jnp.float32) * off
-
-        def weighted(theta_):
-            terms = jax.vmap(lambda g: node_log_terms(g, theta_, data, cfg))(G)  # (M, d)
-            return terms
-
-        terms = weighted(theta)
-        w = jax.nn.softmax(terms, axis=0)  # per-column importance weights
-        grad_logits = jnp.einsum("mj,mij->ij", w, G) - G.mean(0)
-        gz_lik = jax.grad(lambda zz: jnp.sum(edge_logits(zz, alpha) * grad_logits * off))(z)
+        logits = edge_logits(z, alpha)
+        grad_logits, G, w = column_score_grad(
+            logits, k_graph, M, lambda g: node_log_terms(g, theta, data, cfg))
+        gz_lik = jax.grad(lambda zz: jnp.sum(edge_logits(zz, alpha) * grad_logits))(z)
         gtheta = None
         if theta is not None:
-            w_sg = jax.lax.stop_gradient(w)
-            gtheta = jax.grad(lambda th: jnp.sum(w_sg * weighted(th)))(theta)
+            def weighted(th):
+                terms = jax.vmap(lambda g: node_log_terms(g, th, data, cfg))(G)
+                return jnp.sum(w * terms)
+
+            gtheta = jax.grad(weighted)(theta)
     else:  # Gumbel-softmax reparameterisation, column-wise self-normalised
         eps = jax.random.logistic(k_graph, (M, d, d))
 
@@ -246,15 +264,13 @@ def step(state: DiBSState, data: DiBSData, cfg: DiBSConfig) -> tuple[DiBSState, 
     else:
         th_flat = _flat(state.theta, P)
         K_t = jnp.exp(-_sqdist(th_flat) / cfg.h_theta)
-        K = K_z + K_t  # additive kernel: each block's repulsion uses its own term
-        phi_z = (K.T @ gz.reshape(P, -1)
-                 + (-2.0 / cfg.h_latent) * (K_z.T @ z_flat - z_flat * K_z.sum(0)[:, None])) / P
+        # product kernel k_z · k_θ: an RBF on the joint space, so each particle is driven
+        # mainly by its own gradient (an additive kernel averages them when k_θ ≈ 1)
+        K = K_z * K_t
+        phi_z = _svgd_direction(z_flat, gz.reshape(P, -1), K, cfg.h_latent)
         phi_theta = jax.tree_util.tree_map(
-            lambda leaf, g: (
-                (K.T @ g.reshape(P, -1)
-                 + (-2.0 / cfg.h_theta) * (K_t.T @ leaf.reshape(P, -1)
-                                           - leaf.reshape(P, -1) * K_t.sum(0)[:, None])) / P
-            ).reshape(leaf.shape),
+            lambda leaf, g: _svgd_direction(leaf.reshape(P, -1), g.reshape(P, -1), K,
+                                            cfg.h_theta).reshape(leaf.shape),
             state.theta, gtheta,
         )
     phi = (phi_z.reshape(state.z.shape), phi_theta)

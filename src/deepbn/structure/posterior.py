@@ -30,6 +30,29 @@ class GraphPosterior(NamedTuple):
         return np.einsum("p,pij->ij", w, self.graphs)
 
 
+def _softmax_dags(log_joint: np.ndarray, cyclic: np.ndarray) -> np.ndarray:
+    if np.all(cyclic):
+        return np.full(len(log_joint), 1.0 / len(log_joint))
+    masked = np.where(cyclic, -np.inf, log_joint)
+    w = np.exp(masked - masked.max())
+    return w / w.sum()
+
+
+def mixture_weights(graphs: np.ndarray, log_joint: np.ndarray, cyclic: np.ndarray) -> np.ndarray:
+    """DiBS+ weights over the *distinct* graphs, ∝ p(G, D), split among the particles holding one.
+
+    A graph found by several particles must not count several times: the
+    mixture approximates p(G | D) on the support the particles found.
+    (Joint models keep one weight per particle: each holds its own Θ.)
+    """
+    _, first, inverse = np.unique(graphs.reshape(len(graphs), -1), axis=0, return_index=True,
+                                  return_inverse=True)
+    inverse = inverse.ravel()
+    unique_w = _softmax_dags(log_joint[first], cyclic[first])
+    counts = np.bincount(inverse, minlength=len(first))
+    return unique_w[inverse] / counts[inverse]
+
+
 def summarize(state: dibs.DiBSState, data: dibs.DiBSData, cfg: dibs.DiBSConfig) -> GraphPosterior:
     """Hard graphs (α → ∞), their log-joints and the DiBS / DiBS+ weights.
 
@@ -45,12 +68,7 @@ def summarize(state: dibs.DiBSState, data: dibs.DiBSData, cfg: dibs.DiBSConfig) 
     cyclic = np.array([not is_dag(g) for g in G])
     P = len(G)
     emp = np.full(P, 1.0 / P)
-    masked = np.where(cyclic, -np.inf, lj)
-    if np.all(cyclic):
-        mix = emp.copy()
-    else:
-        mix = np.exp(masked - masked.max())
-        mix /= mix.sum()
+    mix = mixture_weights(G, lj, cyclic) if state.theta is None else _softmax_dags(lj, cyclic)
     theta = None if state.theta is None else jax.tree_util.tree_map(np.asarray, state.theta)
     return GraphPosterior(G, theta, lj, emp, mix, cyclic)
 
