@@ -1,0 +1,114 @@
+"""``deepbn discover``: contract outputs, resume, and one-line errors."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from deepbn import examples, graph
+from deepbn.cli.app import main
+from deepbn.data import write_table
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("disc")
+    A = graph.random_er_dag(0, 4, 1.0)
+    net = examples.linear_gaussian_network(A, names=["a", "b", "c", "e"])
+    x = net.to_table(net.sample(jax.random.key(0), 150))
+    write_table(tmp / "data.csv", x, net.names)
+    write_table(tmp / "heldout.csv", net.to_table(net.sample(jax.random.key(1), 50)), net.names)
+    graph.write_edge_list(tmp / "truth.csv", A, net.names)
+    return tmp, A
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_discover_writes_the_contract_files_and_resumes(dataset, capsys):
+    tmp, A = dataset
+    out = tmp / "run"
+    args = ["discover", tmp / "data.csv", "--out", out, "--steps", "60", "--particles", "4",
+            "--truth", tmp / "truth.csv", "--heldout", tmp / "heldout.csv", "--json"]
+    code, stdout, err = run(capsys, *args)
+    assert code == 0, err
+    summary = json.loads(stdout)
+    for key in ("n", "d", "model", "steps", "seconds", "cyclic_particles", "eshd", "auroc",
+                "neg_ll"):
+        assert key in summary
+    assert summary["n"] == 150 and summary["d"] == 4 and summary["steps"] == 60
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["eshd"] == summary["eshd"]
+    lines = (out / "edge_probs.csv").read_text().splitlines()
+    assert lines[0] == ",a,b,c,e" and len(lines) == 5 and lines[1].startswith("a,")
+    probs = np.array([[float(v) for v in line.split(",")[1:]] for line in lines[1:]])
+    assert np.all(np.diag(probs) == 0) and probs.min() >= 0 and probs.max() <= 1
+    graphs = json.loads((out / "graphs.json").read_text())
+    assert len(graphs["particles"]) == 4
+    assert sum(p["weight_dibs_plus"] for p in graphs["particles"]) == pytest.approx(1.0)
+    assert (out / "edge_probs.png").stat().st_size > 1000
+    assert (out / "graph.png").stat().st_size > 1000
+    code, stdout, _ = run(capsys, *args)  # same folder and settings: nothing to recompute
+    assert code == 0 and json.loads(stdout)["resumed_from_step"] == 60
+
+
+def test_discover_with_interventions_and_network_truth(tmp_path, capsys):
+    net = examples.load("example:gaussian-er10")
+    x = np.asarray(net.to_table(net.sample(jax.random.key(0), 80)))
+    mask = np.zeros_like(x)
+    mask[:20, 0] = 1
+    x[:20, 0] = 5.0 + np.random.default_rng(0).normal(size=20)
+    write_table(tmp_path / "d.csv", x, net.names)
+    write_table(tmp_path / "m.csv", mask, net.names)
+    code, stdout, err = run(capsys, "discover", tmp_path / "d.csv", "--out", tmp_path / "o",
+                            "--steps", "20", "--particles", "2", "--interventions",
+                            tmp_path / "m.csv", "--truth", "example:gaussian-er10", "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["true_edges"] == int(net.adjacency().sum())
+
+
+@pytest.mark.parametrize("case,message", [
+    ("one_column", "at least 2 variables"),
+    ("mask_rows", "the mask has 3 rows but the data has 150"),
+    ("mask_values", "mask entries must be 0 or 1"),
+    ("mask_columns", "columns do not match"),
+    ("truth_unknown", "unknown variable 'zz'"),
+    ("truth_network", "network nodes do not match"),
+    ("bad_model", "--model must be one of"),
+    ("heldout_columns", "columns do not match"),
+    ("non_numeric", "non-numeric value"),
+])
+def test_discover_errors(dataset, tmp_path, capsys, case, message):
+    data, _ = dataset
+    args = ["discover", data / "data.csv", "--out", tmp_path / "o", "--steps", "5"]
+    if case == "one_column":
+        (tmp_path / "one.csv").write_text("a\n1\n2\n")
+        args[1] = tmp_path / "one.csv"
+    elif case.startswith("mask"):
+        body = {"mask_rows": "a,b,c,e\n0,0,0,0\n1,0,0,0\n0,0,0,0\n",
+                "mask_values": "a,b,c,e\n" + "0,2,0,0\n" * 150,
+                "mask_columns": "a,b,c,x\n" + "0,0,0,0\n" * 150}[case]
+        (tmp_path / "m.csv").write_text(body)
+        args += ["--interventions", tmp_path / "m.csv"]
+    elif case == "truth_unknown":
+        (tmp_path / "t.csv").write_text("cause,effect\na,zz\n")
+        args += ["--truth", tmp_path / "t.csv"]
+    elif case == "truth_network":
+        args += ["--truth", "example:ecoli70"]
+    elif case == "bad_model":
+        args += ["--model", "gp"]
+    elif case == "heldout_columns":
+        (tmp_path / "h.csv").write_text("a,b\n1,2\n3,4\n")
+        args += ["--heldout", tmp_path / "h.csv"]
+    elif case == "non_numeric":
+        (tmp_path / "n.csv").write_text("a,b\n1,2\n3,oops\n")
+        args[1] = tmp_path / "n.csv"
+    code, _, err = run(capsys, *args)
+    assert code == 2
+    assert message in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "o" / "summary.json").exists()
