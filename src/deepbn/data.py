@@ -121,6 +121,20 @@ def write_table(path: str | os.PathLike, values, names: Sequence[str]) -> None:
 SCALINGS = ("auto", "column", "global", "none")
 
 
+def column_scales(x, mode: str) -> np.ndarray:
+    """The per-column divisors :func:`scale_columns` uses (ones for ``none``)."""
+    x = np.asarray(x, np.float64)
+    if mode == "none":
+        return np.ones(x.shape[1])
+    if mode == "column":
+        scale = x.std(0)
+    elif mode == "global":
+        scale = np.full(x.shape[1], np.sqrt(((x - x.mean(0)) ** 2).mean()))
+    else:
+        raise DataError(f"unknown scaling '{mode}'; use one of column, global, none")
+    return np.where(scale > 0, scale, 1.0)
+
+
 def scale_columns(x, mode: str, reference=None) -> np.ndarray:
     """Centre and scale data with statistics of ``reference`` (default ``x``).
 
@@ -133,11 +147,4 @@ def scale_columns(x, mode: str, reference=None) -> np.ndarray:
     ref = x if reference is None else np.asarray(reference, np.float64)
     if mode == "none":
         return x.astype(np.float32)
-    mean = ref.mean(0)
-    if mode == "column":
-        scale = ref.std(0)
-    elif mode == "global":
-        scale = np.sqrt(((ref - mean) ** 2).mean())
-    else:
-        raise DataError(f"unknown scaling '{mode}'; use one of column, global, none")
-    return ((x - mean) / np.where(scale > 0, scale, 1.0)).astype(np.float32)
+    return ((x - ref.mean(0)) / column_scales(ref, mode)).astype(np.float32)

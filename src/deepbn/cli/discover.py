@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from deepbn import graph
 from deepbn.atomic import atomic_write
 from deepbn.cli.common import JsonOption, SeedOption, console, report
-from deepbn.data import SCALINGS, Table, match_columns, read_table, scale_columns
+from deepbn.data import SCALINGS, Table, match_columns, read_table
 from deepbn.errors import DataError, UsageError
 from deepbn.examples import PREFIX, load
 from deepbn.plots import edge_prob_heatmap, posterior_graph
@@ -96,8 +96,7 @@ def write_results(out: Path, run: StructureRun, names: list[str], truth: np.ndar
             summary["eshd" + suffix] = metrics.expected_shd(post.graphs, w, truth)
             summary["auroc" + suffix] = metrics.edge_auroc(post.edge_probs(mixture), truth)
     if heldout is not None:
-        xs = scale_columns(heldout, run.scaling, reference=run.x_reference)
-        ll = heldout_log_liks(post, xs, cfg)
+        ll = heldout_log_liks(post, heldout, cfg, run.scaling, run.x_reference)
         summary["neg_ll"] = metrics.neg_log_likelihood(ll, post.weights_mixture)
         summary["neg_ll_dibs"] = metrics.neg_log_likelihood(ll, post.weights_empirical)
         summary["heldout_n"] = int(heldout.shape[0])

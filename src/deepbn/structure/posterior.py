@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deepbn.data import column_scales, scale_columns
 from deepbn.graph import is_dag
 from deepbn.structure import dibs, scores
 
@@ -73,8 +74,23 @@ def summarize(state: dibs.DiBSState, data: dibs.DiBSData, cfg: dibs.DiBSConfig) 
     return GraphPosterior(G, theta, lj, emp, mix, cyclic)
 
 
-def heldout_log_liks(post: GraphPosterior, x_test, cfg: dibs.DiBSConfig) -> np.ndarray:
-    """log p(D_test | G_k [, Θ_k]) for every particle k (BGe: marginal likelihood)."""
+def heldout_log_liks(post: GraphPosterior, x_test, cfg: dibs.DiBSConfig, scaling: str = "none",
+                     x_train=None) -> np.ndarray:
+    """log p(D_test | G_k [, Θ_k]) for every particle k (BGe: marginal likelihood).
+
+    ``x_test`` is in the data's original units; it is scaled like the training
+    data ``x_train`` and the log-Jacobian of that scaling is added back, so the
+    numbers are densities of the original data whatever the scaling.
+    """
+    x_test = np.asarray(x_test, np.float64)
+    log_jacobian = 0.0
+    if scaling != "none":
+        x_test = scale_columns(x_test, scaling, reference=x_train)
+        log_jacobian = -len(x_test) * float(np.sum(np.log(column_scales(x_train, scaling))))
+    return _heldout_scaled(post, x_test, cfg) + log_jacobian
+
+
+def _heldout_scaled(post: GraphPosterior, x_test, cfg: dibs.DiBSConfig) -> np.ndarray:
     x_test = jnp.asarray(x_test, jnp.float32)
     G = jnp.asarray(post.graphs, jnp.float32)
     if cfg.model == "bge":
