@@ -32,7 +32,8 @@ _LOG_2PI = float(np.log(2 * np.pi))
 class BGeStats(NamedTuple):
     """Sufficient statistics of the BGe score, one set per node (interventions)."""
 
-    R: jnp.ndarray  # (d, d, d): posterior scale matrix used for node j's family
+    R: jnp.ndarray  # (d, d, d): node j's posterior scale matrix, rows/cols permuted j-last
+    perm: jnp.ndarray  # (d, d): perm[j] = the other nodes in order, then j
     n: jnp.ndarray  # (d,): number of samples in which node j is not intervened on
     alpha_mu: float
     alpha_w: float
@@ -59,7 +60,9 @@ def bge_stats(x, mask=None, alpha_mu: float = 1.0, alpha_w: float | None = None)
         return t * jnp.eye(d) + S + (N * alpha_mu / (N + alpha_mu)) * jnp.outer(mean, mean), N
 
     R, N = jax.vmap(per_node, in_axes=1)(keep)
-    return BGeStats(R, N, float(alpha_mu), alpha_w)
+    perm = jnp.asarray([[k for k in range(d) if k != j] + [j] for j in range(d)])
+    R = jax.vmap(lambda Rj, p: Rj[p][:, p])(R, perm)
+    return BGeStats(R, perm, N, float(alpha_mu), alpha_w)
 
 
 def bge_node_scores(G: jnp.ndarray, stats: BGeStats) -> jnp.ndarray:
@@ -69,31 +72,31 @@ def bge_node_scores(G: jnp.ndarray, stats: BGeStats) -> jnp.ndarray:
     s = R_jj - R_jΠ R_ΠΠ⁻¹ R_Πj, the family score is
     ½ log(α_μ / (N_j + α_μ)) + log Γ(a/2) - log Γ((α_w - d + l + 1)/2)
     - (N_j/2) log π + ((α_w - d + 2l + 1)/2) log t - (a/2) log s
-    - ½ log det R_ΠΠ. One Cholesky of the masked d×d matrix per node.
+    - ½ log det R_ΠΠ. With j ordered last, one Cholesky L of the masked family
+    matrix gives both: log det R_ΠΠ = 2 Σ_{k<d} log L_kk and log s = 2 log L_dd.
     """
     d = G.shape[-1]
     G = G * (1.0 - jnp.eye(d, dtype=G.dtype))
     t = stats.alpha_mu * (stats.alpha_w - d - 1) / (stats.alpha_mu + 1)
 
-    def family(j, pa, R, N):
+    def family(pa, R, perm, N):
         pa = pa.astype(R.dtype)
         n_pa = jnp.sum(pa)
-        M = R * jnp.outer(pa, pa) + jnp.diag(1.0 - pa)  # det M = det R_ΠΠ
-        L = jnp.linalg.cholesky(M)
-        r = R[:, j] * pa
-        y = jax.scipy.linalg.solve_triangular(L, r, lower=True)
-        schur = R[j, j] - jnp.dot(y, y)
-        logdet_pa = 2.0 * jnp.sum(jnp.log(jnp.diagonal(L)))
+        m = jnp.concatenate([pa[perm[:-1]], jnp.ones(1, R.dtype)])  # family mask, j last
+        L = jnp.linalg.cholesky(R * jnp.outer(m, m) + jnp.diag(1.0 - m))
+        log_diag = jnp.log(jnp.diagonal(L))
+        logdet_pa = 2.0 * jnp.sum(log_diag[:-1])
+        log_schur = 2.0 * log_diag[-1]
         a = N + stats.alpha_w - d + n_pa + 1
         return (
             0.5 * (jnp.log(stats.alpha_mu) - jnp.log(N + stats.alpha_mu))
             + gammaln(0.5 * a) - gammaln(0.5 * (stats.alpha_w - d + n_pa + 1))
             - 0.5 * N * _LOG_PI
             + 0.5 * (stats.alpha_w - d + 2 * n_pa + 1) * jnp.log(t)
-            - 0.5 * a * jnp.log(schur) - 0.5 * logdet_pa
+            - 0.5 * a * log_schur - 0.5 * logdet_pa
         )
 
-    return jax.vmap(family)(jnp.arange(d), G.T, stats.R, stats.n)
+    return jax.vmap(family)(G.T, stats.R, stats.perm, stats.n)
 
 
 # ---------------------------------------------------------------------------
