@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]error:[/red] {e}", soft_wrap=True)
         return 2
     except KeyboardInterrupt:
-        console.print("interrupted")
+        console.print("interrupted; run the same command again to resume from the last checkpoint")
         return 130
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
