@@ -30,6 +30,7 @@ sharded across devices when several are present.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -105,9 +106,13 @@ def _optimizer(cfg: DiBSConfig):
 
 def init(key, d: int, config: DiBSConfig) -> DiBSState:
     """Particles from the prior: Z ~ N(0, 1/k), Θ ~ its prior."""
-    cfg = config.resolved(d)
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.key_data(key)  # raw uint32 keys checkpoint as plain arrays
+    return _init(key, d, config.resolved(d))
+
+
+@partial(jax.jit, static_argnums=(1, 2))
+def _init(key, d: int, cfg: DiBSConfig) -> DiBSState:
     kz, kt, key = jax.random.split(key, 3)
     k = cfg.latent_dim
     z = jax.random.normal(kz, (cfg.n_particles, d, k, 2)) / np.sqrt(k)
@@ -161,18 +166,18 @@ def log_joint(G, theta, data: DiBSData, cfg: DiBSConfig) -> jnp.ndarray:
     return lp
 
 
-def column_score_grad(logits, key, n_samples: int, log_terms):
+def column_score_grad(logits, noise, log_terms):
     """Column-wise score-function estimate of ∂/∂L log E_{p(G|L)}[∏_j f_j(G[:, j])].
 
-    ``log_terms(G)`` returns log f_j for every column j, shape (d,). With M
-    graphs g^m ~ p(G | L) and per-column weights w_mj = softmax_m log f_j(g^m):
+    ``noise`` (M, d, d) is standard logistic: g^m_ij = 1[L_ij + noise^m_ij > 0] is
+    then a draw from Bernoulli(σ(L_ij)). ``log_terms(G)`` returns log f_j for
+    every column j, shape (d,). With per-column weights w_mj = softmax_m log f_j(g^m):
     ∂/∂L_ij ≈ Σ_m w_mj g^m_ij - (1/M) Σ_m g^m_ij (zero on the diagonal).
     Returns (gradient (d, d), the graphs (M, d, d), the weights (M, d)).
     """
     d = logits.shape[-1]
     off = _offdiag(d)
-    P = jax.nn.sigmoid(logits) * off
-    G = jax.random.bernoulli(key, P, (n_samples, d, d)).astype(jnp.float32) * off
+    G = (logits + noise > 0).astype(jnp.float32) * off
     terms = jax.vmap(log_terms)(G)  # (M, d)
     w = jax.lax.stop_gradient(jax.nn.softmax(terms, axis=0))
     grad = (jnp.einsum("mj,mij->ij", w, G) - G.mean(0)) * off
@@ -185,13 +190,16 @@ def _particle_grads(z, theta, key, t, data: DiBSData, cfg: DiBSConfig):
     alpha = cfg.alpha_slope * t
     beta = cfg.beta_slope * t
     off = _offdiag(d)
-    k_graph, k_acyc = jax.random.split(key)
     M = cfg.n_graph_samples
+    # one set of logistic noise serves the graph samples (hard: 1[L + ε > 0], or
+    # Gumbel-softmax) and the acyclicity term: each estimate stays unbiased, and
+    # random bits are a large share of a step's cost on CPU
+    noise = jax.random.logistic(key, (max(M, cfg.n_acyclicity_samples), d, d))
 
     if cfg.estimator == "score" or cfg.model == "bge":
         logits = edge_logits(z, alpha)
         grad_logits, G, w = column_score_grad(
-            logits, k_graph, M, lambda g: node_log_terms(g, theta, data, cfg))
+            logits, noise[:M], lambda g: node_log_terms(g, theta, data, cfg))
         gz_lik = jax.grad(lambda zz: jnp.sum(edge_logits(zz, alpha) * grad_logits))(z)
         gtheta = None
         if theta is not None:
@@ -201,7 +209,7 @@ def _particle_grads(z, theta, key, t, data: DiBSData, cfg: DiBSConfig):
 
             gtheta = jax.grad(weighted)(theta)
     else:  # Gumbel-softmax reparameterisation, column-wise self-normalised
-        eps = jax.random.logistic(k_graph, (M, d, d))
+        eps = noise[:M]
 
         def soft_terms(zz, th):
             Gs = jax.nn.sigmoid(cfg.tau * (eps + edge_logits(zz, alpha))) * off
@@ -216,7 +224,7 @@ def _particle_grads(z, theta, key, t, data: DiBSData, cfg: DiBSConfig):
         gtheta = jax.tree_util.tree_map(jnp.add, gtheta, prior_grad)
 
     # acyclicity prior: -β E_ε[h(G_soft(Z, ε))] by Gumbel-softmax samples
-    eps_h = jax.random.logistic(k_acyc, (cfg.n_acyclicity_samples, d, d))
+    eps_h = noise[:cfg.n_acyclicity_samples]
 
     def expected_h(zz):
         Gs = jax.nn.sigmoid(cfg.tau * (eps_h + edge_logits(zz, alpha))) * off

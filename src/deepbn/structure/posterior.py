@@ -7,6 +7,7 @@ weighting each particle by its unnormalised posterior p(G [, Θ], D).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -61,9 +62,7 @@ def summarize(state: dibs.DiBSState, data: dibs.DiBSData, cfg: dibs.DiBSConfig) 
     reported, never silently dropped) but get zero mixture weight, because
     p(G) is zero for a cyclic graph.
     """
-    G = dibs.hard_graphs(state.z)
-    lj = jax.vmap(lambda g, th: dibs.log_joint(g, th, data, cfg),
-                  in_axes=(0, 0 if state.theta is not None else None))(G, state.theta)
+    G, lj = _hard_graphs_and_log_joints(state.z, state.theta, data, cfg)
     G = np.asarray(G).astype(bool)
     lj = np.asarray(lj, np.float64)
     cyclic = np.array([not is_dag(g) for g in G])
@@ -72,6 +71,14 @@ def summarize(state: dibs.DiBSState, data: dibs.DiBSData, cfg: dibs.DiBSConfig) 
     mix = mixture_weights(G, lj, cyclic) if state.theta is None else _softmax_dags(lj, cyclic)
     theta = None if state.theta is None else jax.tree_util.tree_map(np.asarray, state.theta)
     return GraphPosterior(G, theta, lj, emp, mix, cyclic)
+
+
+@partial(jax.jit, static_argnums=(3,))
+def _hard_graphs_and_log_joints(z, theta, data, cfg):
+    G = dibs.hard_graphs(z)
+    lj = jax.vmap(lambda g, th: dibs.log_joint(g, th, data, cfg),
+                  in_axes=(0, 0 if theta is not None else None))(G, theta)
+    return G, lj
 
 
 def heldout_log_liks(post: GraphPosterior, x_test, cfg: dibs.DiBSConfig, scaling: str = "none",
@@ -94,9 +101,18 @@ def _heldout_scaled(post: GraphPosterior, x_test, cfg: dibs.DiBSConfig) -> np.nd
     x_test = jnp.asarray(x_test, jnp.float32)
     G = jnp.asarray(post.graphs, jnp.float32)
     if cfg.model == "bge":
-        stats = scores.bge_stats(x_test)
-        return np.asarray(jax.vmap(lambda g: jnp.sum(scores.bge_node_scores(g, stats)))(G))
-    _, loglik = scores.JOINT_MODELS[cfg.model]
-    keep = jnp.ones_like(x_test)
+        return np.asarray(_bge_graph_scores(G, scores.bge_stats(x_test)))
     theta = jax.tree_util.tree_map(jnp.asarray, post.theta)
-    return np.asarray(jax.vmap(lambda g, th: jnp.sum(loglik(g, th, x_test, keep)))(G, theta))
+    return np.asarray(_joint_graph_log_liks(G, theta, x_test, cfg.model))
+
+
+@jax.jit
+def _bge_graph_scores(G, stats):
+    return jax.vmap(lambda g: jnp.sum(scores.bge_node_scores(g, stats)))(G)
+
+
+@partial(jax.jit, static_argnums=(3,))
+def _joint_graph_log_liks(G, theta, x, model: str):
+    _, loglik = scores.JOINT_MODELS[model]
+    keep = jnp.ones_like(x)
+    return jax.vmap(lambda g, th: jnp.sum(loglik(g, th, x, keep)))(G, theta)

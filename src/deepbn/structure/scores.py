@@ -18,6 +18,7 @@ sample n; those samples drop out of node j's likelihood (Cooper & Yoo 1999).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -49,8 +50,15 @@ def bge_stats(x, mask=None, alpha_mu: float = 1.0, alpha_w: float | None = None)
     x = jnp.asarray(x, jnp.float32)
     n, d = x.shape
     alpha_w = float(d + 2 if alpha_w is None else alpha_w)
-    t = alpha_mu * (alpha_w - d - 1) / (alpha_mu + 1)
     keep = jnp.ones((n, d)) if mask is None else 1.0 - jnp.asarray(mask, jnp.float32)
+    R, N, perm = _bge_family_matrices(x, keep, float(alpha_mu), alpha_w)
+    return BGeStats(R, perm, N, float(alpha_mu), alpha_w)
+
+
+@partial(jax.jit, static_argnums=(2, 3))
+def _bge_family_matrices(x, keep, alpha_mu: float, alpha_w: float):
+    d = x.shape[1]
+    t = alpha_mu * (alpha_w - d - 1) / (alpha_mu + 1)
 
     def per_node(w):
         N = jnp.sum(w)
@@ -62,7 +70,7 @@ def bge_stats(x, mask=None, alpha_mu: float = 1.0, alpha_w: float | None = None)
     R, N = jax.vmap(per_node, in_axes=1)(keep)
     perm = jnp.asarray([[k for k in range(d) if k != j] + [j] for j in range(d)])
     R = jax.vmap(lambda Rj, p: Rj[p][:, p])(R, perm)
-    return BGeStats(R, perm, N, float(alpha_mu), alpha_w)
+    return R, N, perm
 
 
 def bge_node_scores(G: jnp.ndarray, stats: BGeStats) -> jnp.ndarray:
