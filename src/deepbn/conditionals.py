@@ -77,6 +77,7 @@ class Conditional(eqx.Module):
 
     family: ClassVar[str] = ""
     base: ClassVar[str] = "normal"  # base noise of the auxiliary form
+    continuous: ClassVar[bool] = True  # a density in the value (HMC can move it)
 
     @property
     def dim(self) -> int:
@@ -91,6 +92,10 @@ class Conditional(eqx.Module):
 
     def reparam(self, eps, parents):
         raise NotImplementedError
+
+    def loc_scale(self, parents):
+        """(location, scale), each (..., dim): value = location + scale * eps."""
+        raise NotImplementedError(f"{self.family} is not a location-scale family")
 
     def base_sample(self, key, shape=()):
         return base_noise(self.base, key, tuple(shape) + (self.dim,))
@@ -132,6 +137,10 @@ class _LinearLocScale(Conditional):
 
     def reparam(self, eps, parents):
         return self.loc(parents) + self.scale * eps
+
+    def loc_scale(self, parents):
+        loc = self.loc(parents)
+        return loc, jnp.broadcast_to(self.scale, loc.shape)
 
     @property
     def is_location_scale(self) -> bool:
@@ -217,6 +226,10 @@ class MLPGaussian(Conditional):
         mean, scale = self._mean_scale(parents)
         return mean + scale * eps
 
+    def loc_scale(self, parents):
+        mean, scale = self._mean_scale(parents)
+        return mean, jnp.broadcast_to(scale, mean.shape)
+
     @property
     def is_location_scale(self) -> bool:
         return not self.learn_scale
@@ -231,6 +244,7 @@ class Bernoulli(Conditional):
 
     family: ClassVar[str] = "bernoulli"
     base: ClassVar[str] = "uniform"
+    continuous: ClassVar[bool] = False
     layers: tuple
     activation: str = eqx.field(static=True, default="tanh")
 

@@ -7,6 +7,8 @@
   parent -> child, coefficients U(0.5, 2), unit noise; the leaves are observed.
 - ``gaussian-er10``: a 10-node linear-Gaussian Erdős–Rényi network (1.5 edges
   per node, |weights| U(0.5, 2) with random signs, unit noise), used by the demo.
+- ``gaussian-hierarchy``: mu -> z_1..z_10 -> x_1..x_10 (each x_k 20-d, noise 0.1):
+  observations that pin the latents down, where the centred form wins.
 - ``ecoli70``, ``magic-niab``: Gaussian networks from the bnlearn repository
   (Scutari & Denis), shipped with the package.
 
@@ -109,6 +111,32 @@ def gaussian_er10(seed: int = 0) -> BayesNet:
     return linear_gaussian_network(A, seed=seed + 1, source="example:gaussian-er10")
 
 
+def gaussian_hierarchy(groups: int = 10, per_group: int = 20, noise: float = 0.1,
+                       seed: int = 0) -> BayesNet:
+    """A two-level linear-Gaussian hierarchy whose data pin every latent down.
+
+    mu ~ N(0, 1); z_k ~ N(mu, 1) for k = 1..groups; x_k ~ N(z_k 1, noise² I) of
+    dimension ``per_group``, observed. Strongly informative observations: the
+    network where sampling in the centred form beats the auxiliary form
+    (Papaspiliopoulos et al. 2007). Its posterior is Gaussian in closed form.
+    """
+    del seed  # no random parameters; kept for a uniform builder signature
+    names, parents, conds, observed = ["mu"], [[]], [
+        LinearGaussian(jnp.zeros((1, 0)), jnp.zeros(1), jnp.ones(1))], [False]
+    for k in range(1, groups + 1):
+        names.append(f"z{k}")
+        parents.append(["mu"])
+        conds.append(LinearGaussian(jnp.ones((1, 1)), jnp.zeros(1), jnp.ones(1)))
+        observed.append(False)
+    for k in range(1, groups + 1):
+        names.append(f"x{k}")
+        parents.append([f"z{k}"])
+        conds.append(LinearGaussian(jnp.ones((per_group, 1)), jnp.zeros(per_group),
+                                    jnp.full(per_group, noise, jnp.float32)))
+        observed.append(True)
+    return BayesNet(names, parents, conds, observed, source="example:gaussian-hierarchy")
+
+
 def _shipped(name: str) -> Callable[[], BayesNet]:
     def build() -> BayesNet:
         text = resources.files("deepbn").joinpath("networks", f"{name}.json").read_text()
@@ -121,6 +149,7 @@ EXAMPLES: dict[str, Callable[[], BayesNet]] = {
     "kingma-dbn": kingma_dbn,
     "gaussian-binary-tree": gaussian_binary_tree,
     "gaussian-er10": gaussian_er10,
+    "gaussian-hierarchy": gaussian_hierarchy,
     "ecoli70": _shipped("ecoli70"),
     "magic-niab": _shipped("magic-niab"),
 }

@@ -1,0 +1,1 @@
+"""Posterior inference and parameter learning in deep and recurrent Bayes nets."""
