@@ -84,7 +84,7 @@ def _program(space: forms.LatentSpace, sampler: str, warmup: int, samples: int,
             adapt = blackjax.window_adaptation(algorithm, logdensity, adaptation_info_fn=info_fn,
                                                **extra)
             (state, params), warm_info = adapt.run(k_warm, u_start, num_steps=warmup)
-            kernel = algorithm(logdensity, **params, **extra)
+            kernel = algorithm(logdensity, **{**extra, **params})
 
             def body(s, xs):
                 k, i = xs

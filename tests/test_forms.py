@@ -1,0 +1,95 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from deepbn import examples
+from deepbn.bn import BayesNet
+from deepbn.conditionals import ActivationGaussian, Bernoulli, LinearGaussian, MLPGaussian
+from deepbn.errors import UsageError
+from deepbn.inference import forms
+
+
+def _mixed_network():
+    """Root, tanh child, an MLP child with a parent-dependent scale, observed leaves."""
+    key = jax.random.key(0)
+    conds = [
+        LinearGaussian(jnp.zeros((2, 0)), jnp.array([0.3, -0.2]), jnp.array([1.5, 0.7])),
+        ActivationGaussian(jnp.array([[0.8, -1.1], [0.4, 0.9]]), jnp.array([0.1, 0.0]),
+                           jnp.array([0.2, 0.3]), "tanh"),
+        MLPGaussian.init(key, 2, 1, hidden=(4,), learn_scale=True),
+        LinearGaussian(jnp.array([[1.0, 0.5, -0.3]]), jnp.zeros(1), jnp.array([0.5])),
+        Bernoulli(((jnp.array([[1.0, -2.0]]), jnp.zeros(1)),)),
+    ]
+    return BayesNet(["a", "b", "c", "y", "s"], [[], ["a"], ["b"], ["b", "c"], ["a"]], conds,
+                    [False, False, False, True, True])
+
+
+def _case(bn, key, n=3):
+    x = bn.sample(key, n)
+    return {k: x[k] for k in bn.observed_names}, x
+
+
+def test_auxiliary_density_is_centred_density_plus_log_scales():
+    bn = _mixed_network()
+    space = forms.LatentSpace.from_network(bn)
+    observed, x = _case(bn, jax.random.key(1))
+    z = space.join({n: x[n] for n in space.names})
+    ones, zeros = jnp.ones_like(z), jnp.zeros_like(z)
+    eps = forms.coordinates(bn, space, z, observed, zeros)
+    np.testing.assert_allclose(forms.latent_values(bn, space, eps, observed, zeros), z, atol=1e-5)
+    centred = forms.log_density(bn, space, z, observed, ones)
+    # the centred density is the network's own log joint
+    np.testing.assert_allclose(centred, jnp.sum(bn.log_joint(x)), rtol=1e-5)
+    log_scales = 0.0
+    for name in space.names:
+        j = bn.index(name)
+        _, scale = bn.conditionals[j].loc_scale(bn.parent_values(x, j, (3,)))
+        log_scales += jnp.sum(jnp.log(scale))
+    auxiliary = forms.log_density(bn, space, eps, observed, zeros)
+    np.testing.assert_allclose(auxiliary, centred + log_scales, rtol=1e-5)
+
+
+def test_partial_centring_density_matches_change_of_variables_by_autodiff():
+    bn = _mixed_network()
+    space = forms.LatentSpace.from_network(bn)
+    observed, x = _case(bn, jax.random.key(2), n=1)
+    c = jax.random.uniform(jax.random.key(3), (1, space.size))
+    u = jax.random.normal(jax.random.key(4), (1, space.size))
+
+    def to_z(flat):
+        return forms.latent_values(bn, space, flat[None], observed, c)[0]
+
+    jac = jax.jacfwd(to_z)(u[0])
+    z = to_z(u[0])[None]
+    centred = forms.log_density(bn, space, z, observed, jnp.ones_like(z))
+    expected = centred + jnp.linalg.slogdet(jac)[1]
+    np.testing.assert_allclose(forms.log_density(bn, space, u, observed, c), expected,
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(forms.coordinates(bn, space, z, observed, c), u, atol=1e-4)
+
+
+def test_auto_centres_pinned_nodes_and_not_the_dbn_chain():
+    bn = examples.load("example:gaussian-hierarchy")
+    space = forms.LatentSpace.from_network(bn)
+    observed, _ = _case(bn, jax.random.key(0), n=1)
+    assert np.all(np.asarray(forms.auto_centring(bn, space, observed, 1)) == 1)
+    dbn = examples.kingma_dbn(T=6, dim=3)
+    space = forms.LatentSpace.from_network(dbn)
+    observed, _ = _case(dbn, jax.random.key(0), n=1)
+    c = space.node_values(forms.auto_centring(dbn, space, observed, 1))
+    assert all(c[f"z{t}"] == 0 for t in range(2, 7))
+    kappa = space.node_values(forms.auto_centring(dbn, space, observed, 1, partial=True))
+    assert all(0 <= kappa[f"z{t}"] < 0.5 for t in range(2, 7))
+
+
+def test_networks_without_continuous_latents_are_refused():
+    bn = examples.load("example:gaussian-er10")
+    with pytest.raises(UsageError, match="no latent nodes"):
+        forms.LatentSpace.from_network(bn)
+    net = BayesNet(["b", "y"], [[], ["b"]],
+                   [Bernoulli(((jnp.zeros((1, 0)), jnp.zeros(1)),)),
+                    LinearGaussian(jnp.ones((1, 1)), jnp.zeros(1), jnp.ones(1))],
+                   [False, True])
+    with pytest.raises(UsageError, match="'b' is bernoulli"):
+        forms.LatentSpace.from_network(net)
