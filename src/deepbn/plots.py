@@ -71,13 +71,44 @@ def posterior_graph(probs: np.ndarray, names: Sequence[str], path: str | os.Path
 
 
 def training_curve(values: np.ndarray, path: str | os.PathLike, ylabel: str,
-                   title: str = "", xlabel: str = "step") -> None:
-    """A single curve over steps (progress of a run)."""
+                   title: str = "", xlabel: str = "step", steps: np.ndarray | None = None) -> None:
+    """A single curve over steps (progress of a run); ``steps`` default 1..len(values)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(np.arange(1, len(values) + 1), values)
+    ax.plot(np.arange(1, len(values) + 1) if steps is None else steps, values, marker=".")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def traces(runs: dict[str, np.ndarray], coordinate_names: Sequence[str],
+           path: str | os.PathLike, max_lag: int = 100) -> None:
+    """Trace and autocorrelation of a few coordinates, one column pair per run.
+
+    ``runs`` maps a label (e.g. "centred", "auxiliary") to draws of shape
+    (chains, draws, coordinates): the side-by-side comparison of Kingma &
+    Welling (ICML 2014, Fig. 3).
+    """
+    from deepbn.inference.diagnostics import autocorrelation
+
+    plt = _pyplot()
+    k = len(coordinate_names)
+    fig, axes = plt.subplots(k, 2 * len(runs), figsize=(4.2 * len(runs), 1.9 * k + 0.6),
+                             squeeze=False)
+    for col, (label, draws) in enumerate(runs.items()):
+        for row, name in enumerate(coordinate_names):
+            ax_t, ax_a = axes[row, 2 * col], axes[row, 2 * col + 1]
+            for chain in draws[:, :, row]:
+                ax_t.plot(chain, lw=0.6)
+                ax_a.plot(autocorrelation(chain, max_lag), lw=0.9)
+            ax_a.axhline(0.0, color="grey", lw=0.5)
+            ax_t.set_ylabel(name)
+            if row == 0:
+                ax_t.set_title(f"{label}: trace")
+                ax_a.set_title(f"{label}: autocorrelation")
+            if row == k - 1:
+                ax_t.set_xlabel("draw")
+                ax_a.set_xlabel("lag")
     _save(fig, path)

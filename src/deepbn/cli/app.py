@@ -14,6 +14,8 @@ from deepbn import __version__
 from deepbn.cli.common import console, enable_compilation_cache
 from deepbn.cli.demo import demo
 from deepbn.cli.discover import discover
+from deepbn.cli.fit import fit
+from deepbn.cli.posterior import posterior
 from deepbn.cli.sample import sample
 from deepbn.errors import DeepBNError
 
@@ -43,6 +45,8 @@ def _root(
 app.command("demo")(demo)
 app.command("sample")(sample)
 app.command("discover")(discover)
+app.command("posterior")(posterior)
+app.command("fit")(fit)
 
 
 def main(argv: list[str] | None = None) -> int:

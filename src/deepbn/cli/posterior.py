@@ -1,0 +1,103 @@
+"""``deepbn posterior``: NUTS/HMC over a network's latent nodes given observed data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from deepbn.atomic import atomic_write
+from deepbn.bn import BayesNet
+from deepbn.cli.common import JsonOption, SeedOption, console, report
+from deepbn.data import match_columns, read_table
+from deepbn.errors import DataError, UsageError
+from deepbn.examples import load
+from deepbn.inference import forms, hmc
+from deepbn.plots import traces
+
+
+def read_observed(bn: BayesNet, spec: str, data: Path) -> dict:
+    """The observed nodes' values from DATA.csv (columns: the observed nodes, any order)."""
+    forms.LatentSpace.from_network(bn)  # no latent nodes / discrete latents: say so first
+    table = read_table(data, allow_constant=True)
+    values = match_columns(table, bn.columns(bn.observed_names), f"the network's observed nodes "
+                                                                 f"({spec})")
+    if len(values) == 0:
+        raise DataError(f"{data}: no data rows")
+    col = 0
+    for name in bn.observed_names:
+        j = bn.index(name)
+        width = bn.dims[j]
+        block = values[:, col : col + width]
+        if not bn.conditionals[j].continuous and not np.isin(block, (0.0, 1.0)).all():
+            bad = bn.columns([name])[int(np.flatnonzero(~np.isin(block, (0.0, 1.0)))[0]) % width]
+            raise DataError(f"{data}: column '{bad}' of {bn.conditionals[j].family} "
+                            f"node '{name}' must hold 0 or 1")
+        col += width
+    return hmc.observed_values(bn, values)
+
+
+def _write_samples(out: Path, post: hmc.PosteriorSamples) -> None:
+    with atomic_write(out / "samples.npz", "wb") as f:
+        np.savez(f, **post.samples, centring=post.centring)
+
+
+def posterior(
+    bn: str = typer.Argument(..., help="Network: a JSON file or example:NAME."),
+    data: Path = typer.Argument(..., help="CSV of the observed nodes (one row per case)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the results (created)."),
+    form: str = typer.Option("auto", help="auto (per node, from the data's curvature), "
+                                          "centred or auxiliary."),
+    sampler: str = typer.Option("nuts", help="nuts or hmc."),
+    chains: int = typer.Option(2, help="Chains (vmapped)."),
+    warmup: int = typer.Option(1000, help="Window-adaptation steps per chain."),
+    samples: int = typer.Option(1000, help="Draws per chain after warmup."),
+    integration_steps: int = typer.Option(16, help="Leapfrog steps per HMC transition "
+                                                   "(--sampler hmc)."),
+    seed: int = SeedOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Sample the latent nodes' posterior; writes samples.npz, summary.json, trace.png."""
+    if chains < 1 or warmup < 1 or samples < 4:
+        raise UsageError("need --chains >= 1, --warmup >= 1 and --samples >= 4")
+    net = load(bn)
+    observed = read_observed(net, bn, data)
+    out.mkdir(parents=True, exist_ok=True)
+    columns = [TextColumn("NUTS" if sampler == "nuts" else "HMC"), BarColumn(),
+               TextColumn("{task.fields[phase]}"), TimeElapsedColumn()]
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("sampling", total=samples, phase="compiling + warmup")
+
+        def update(draw):
+            bar.update(task, completed=int(draw), phase=f"{int(draw)}/{samples} draws")
+
+        post = hmc.sample_posterior(net, observed, form=form, sampler=sampler, chains=chains,
+                                    warmup=warmup, samples=samples, seed=seed,
+                                    integration_steps=integration_steps, progress=update)
+        bar.update(task, completed=samples, phase=f"{samples}/{samples} draws")
+    s = {"network": bn, "data": str(data), "seed": seed, **post.summary}
+    _write_samples(out, post)
+    with atomic_write(out / "summary.json") as f:
+        json.dump(s, f, indent=1, default=float)
+    first = post.space.names[: min(3, len(post.space.names))]
+    draws = np.concatenate([post.samples[n][:, :, 0, :1] for n in first], axis=-1)
+    traces({post.form: draws}, [net.columns([n])[0] for n in first], out / "trace.png")
+    centred = [n for n, c in s["form"].items() if c >= 0.5]
+    lines = [
+        f"{sampler.upper()} on {len(post.space.names)} latent nodes ({post.space.size} "
+        f"coordinates x {s['cases']} case(s)), {chains} chains x {samples} draws",
+        f"form {post.form}: {len(centred)} node(s) centred, "
+        f"{len(post.space.names) - len(centred)} auxiliary",
+        f"ESS min {s['ess_min']:.0f} / median {s['ess_median']:.0f}, R-hat max "
+        f"{s['rhat_max']:.3f}, divergences {s['divergences']}",
+        f"{s['seconds']:.1f} s sampling + {s['compile_seconds']:.1f} s compile: "
+        f"ESS_min/s {s['ess_min_per_s']:.1f}",
+        f"results in {out}/ (samples.npz, summary.json, trace.png)",
+    ]
+    if s["rhat_max"] > 1.01:
+        lines.insert(3, "[yellow]warning: R-hat > 1.01, the chains have not mixed; "
+                        "run longer or try another --form[/yellow]")
+    report(s, as_json, lines)
