@@ -70,6 +70,8 @@ def _program(space: forms.LatentSpace, sampler: str, warmup: int, samples: int,
     size = space.size
 
     def run(keys, u0, bn, observed, centring):
+        # one traced copy of the network walk, reused at every call site inside NUTS
+        @jax.jit
         def logdensity(u_flat):
             return forms.log_density(bn, space, u_flat.reshape(n_cases, size), observed, centring)
 
@@ -99,7 +101,7 @@ def _program(space: forms.LatentSpace, sampler: str, warmup: int, samples: int,
             z = jax.vmap(lambda u: forms.latent_values(bn, space, u.reshape(n_cases, size),
                                                        observed, centring))(draws)
             warm_steps = _integration_steps(warm_info, sampler, integration_steps)
-            return z, jnp.sum(n_steps) + warm_steps, jnp.sum(divergent), params["step_size"]
+            return z, jnp.sum(n_steps), warm_steps, jnp.sum(divergent), params["step_size"]
 
         return jax.vmap(one_chain)(keys, u0)
 
@@ -169,7 +171,8 @@ def sample_posterior(
     compiled = program.lower(keys, u0, bn, observed, c).compile()
     compile_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    z, grads, divergences, step_size = jax.block_until_ready(compiled(keys, u0, bn, observed, c))
+    z, grads, warm_grads, divergences, step_size = jax.block_until_ready(
+        compiled(keys, u0, bn, observed, c))
     seconds = time.perf_counter() - t0
 
     z = np.asarray(z)  # (chains, draws, cases, size)
@@ -178,12 +181,14 @@ def sample_posterior(
     summary = {
         **diag,
         "divergences": int(np.sum(divergences)),
-        "gradient_evaluations": int(np.sum(grads)),
+        "gradient_evaluations": int(np.sum(grads) + np.sum(warm_grads)),
+        "gradient_evaluations_sampling": int(np.sum(grads)),
         "seconds": round(seconds, 3),
         "compile_seconds": round(compile_seconds, 3),
         "pilot_seconds": round(pilot_seconds, 3),
         "ess_min_per_s": ess_min / seconds,
         "ess_median_per_s": diag["ess_median"] / seconds,
+        # per gradient of the sampling phase, the draws the ESS is computed from
         "ess_min_per_1000_grads": 1000.0 * ess_min / max(int(np.sum(grads)), 1),
         "step_size": [float(s) for s in np.asarray(step_size)],
         "sampler": sampler,
