@@ -93,3 +93,22 @@ def test_networks_without_continuous_latents_are_refused():
                    [False, True])
     with pytest.raises(UsageError, match="'b' is bernoulli"):
         forms.LatentSpace.from_network(net)
+
+
+def test_recurrent_chains_are_scanned_with_the_same_density():
+    dbn = examples.kingma_dbn(T=8, dim=3)
+    runs = forms.chains(dbn)
+    assert len(runs) == 1 and [dbn.names[k] for k in runs[0].nodes] == [f"z{t}" for t in
+                                                                         range(2, 9)]
+    assert [dbn.names[k] for k in runs[0].emissions] == [f"x{t}" for t in range(2, 9)]
+    space = forms.LatentSpace.from_network(dbn)
+    observed, _ = _case(dbn, jax.random.key(0), n=2)
+    u = jax.random.normal(jax.random.key(1), (2, space.size))
+    c = jax.random.uniform(jax.random.key(2), (2, space.size))
+    scanned, lp_scan = forms._walk(dbn, space, u, observed, c, use_chains=True)
+    unrolled, lp_unrolled = forms._walk(dbn, space, u, observed, c, use_chains=False)
+    np.testing.assert_allclose(lp_scan, lp_unrolled, rtol=1e-5)
+    for name in dbn.names:
+        np.testing.assert_allclose(scanned[name], unrolled[name], atol=1e-5)
+    # a node with two children in the run's position breaks the chain there
+    assert forms.chains(_mixed_network()) == []

@@ -98,27 +98,117 @@ def centring_for(form: str, space: LatentSpace, n_cases: int) -> jnp.ndarray:
     raise UsageError(f"unknown form '{form}'; use one of {', '.join(FORMS)}")
 
 
-def _walk(bn: BayesNet, space: LatentSpace, u, observed, centring):
+def _same_kind(a, b) -> bool:
+    """Two conditionals that can be stacked: same class, static fields and parameter shapes."""
+    la, ta = jax.tree_util.tree_flatten(a)
+    lb, tb = jax.tree_util.tree_flatten(b)
+    return ta == tb and all(np.shape(x) == np.shape(y) for x, y in zip(la, lb))
+
+
+class _Chain(NamedTuple):
+    nodes: tuple[int, ...]  # latent nodes, each the only parent of the next
+    emissions: tuple[int, ...] | None  # one observed single-parent child per node, or None
+
+
+def chains(bn: BayesNet, min_length: int = 3) -> list[_Chain]:
+    """Runs of latent nodes z_a -> z_b -> ... with stackable conditionals (a recurrent BN).
+
+    A node extends a run when its only parent is the run's last node and its
+    conditional has the same kind as the run's and maps dim to dim. If every node of
+    a run has an observed child whose only parent it is, all of the same kind, those
+    emissions join the run. Walking a run is one ``lax.scan`` over stacked
+    parameters instead of one unrolled block per time step: far smaller programs to
+    compile for dynamic Bayes nets.
+    """
+    index = {n: k for k, n in enumerate(bn.names)}
+    conds = bn.conditionals
+    children: dict[int, list[int]] = {k: [] for k in range(bn.d)}
+    for j, pa in enumerate(bn.parents):
+        for p in pa:
+            children[index[p]].append(j)
+    used: set[int] = set()
+    runs = []
+    for j in bn.order:
+        if j in used or bn.observed[j] or conds[j].dim != conds[j].in_dim:
+            continue
+        run = [j]
+        while True:
+            nxt = [c for c in children[run[-1]] if not bn.observed[c]
+                   and bn.parents[c] == (bn.names[run[-1]],) and _same_kind(conds[c], conds[j])]
+            if len(nxt) != 1 or nxt[0] in used:
+                break
+            run.append(nxt[0])
+        if len(run) < min_length:
+            continue
+        used.update(run)
+        emissions = []
+        for k in run:
+            obs = [c for c in children[k] if bn.observed[c] and bn.parents[c] == (bn.names[k],)]
+            emissions.append(obs[0] if len(obs) == 1 else None)
+        ok = all(e is not None for e in emissions) and all(
+            _same_kind(conds[e], conds[emissions[0]]) for e in emissions)
+        runs.append(_Chain(tuple(run), tuple(emissions) if ok else None))
+    return runs
+
+
+def _stack(modules):
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *modules)
+
+
+def _latent_step(cond, pa, u, c):
+    """z = σ^{1-c} u + (1-c) μ and the log-density of u given the parents."""
+    loc, scale = cond.loc_scale(pa)
+    z = scale ** (1.0 - c) * u + (1.0 - c) * loc
+    eps = (z - loc) / scale
+    return z, cond.base_log_prob(eps) - jnp.sum(c * jnp.log(scale), axis=-1)
+
+
+def _walk(bn: BayesNet, space: LatentSpace, u, observed, centring, use_chains: bool = True):
     """Map u to every node's value in topological order; also return log p(u, observed)."""
     u_parts = space.split(u)
     c_parts = space.split(centring)
     batch = u.shape[:-1]
     values: dict[str, jnp.ndarray] = {}
     log_p = jnp.zeros(batch)
+    runs = {r.nodes[0]: r for r in chains(bn)} if use_chains else {}
+    done: set[int] = set()
     for j in bn.order:
+        if j in done:
+            continue
         name = bn.names[j]
         cond = bn.conditionals[j]
+        if j in runs:
+            run = runs[j]
+            names = [bn.names[k] for k in run.nodes]
+            xs = (_stack([bn.conditionals[k] for k in run.nodes]),
+                  jnp.stack([u_parts[n] for n in names]), jnp.stack([c_parts[n] for n in names]))
+            if run.emissions is not None:
+                xs = xs + (_stack([bn.conditionals[e] for e in run.emissions]),
+                           jnp.stack([observed[bn.names[e]] for e in run.emissions]))
+
+            def step(pa, x, with_emission=run.emissions is not None):
+                z, lp = _latent_step(x[0], pa, x[1], x[2])
+                if with_emission:
+                    lp = lp + x[3].log_prob(x[4], z)
+                return z, (z, lp)
+
+            _, (zs, lps) = jax.lax.scan(step, bn.parent_values(values, j, batch), xs)
+            for k, n in enumerate(names):
+                values[n] = zs[k]
+            if run.emissions is not None:
+                for e in run.emissions:
+                    values[bn.names[e]] = observed[bn.names[e]]
+                done.update(run.emissions)
+            done.update(run.nodes)
+            log_p = log_p + jnp.sum(lps, axis=0)
+            continue
         pa = bn.parent_values(values, j, batch)
         if bn.observed[j]:
             values[name] = observed[name]
             log_p = log_p + cond.log_prob(observed[name], pa)
             continue
-        loc, scale = cond.loc_scale(pa)
-        c = c_parts[name]
-        z = scale ** (1.0 - c) * u_parts[name] + (1.0 - c) * loc
-        eps = (z - loc) / scale
-        log_p = log_p + cond.base_log_prob(eps) - jnp.sum(c * jnp.log(scale), axis=-1)
-        values[name] = z
+        values[name], lp = _latent_step(cond, pa, u_parts[name], c_parts[name])
+        log_p = log_p + lp
     return values, log_p
 
 
