@@ -1,3 +1,4 @@
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -105,10 +106,43 @@ def test_recurrent_chains_are_scanned_with_the_same_density():
     observed, _ = _case(dbn, jax.random.key(0), n=2)
     u = jax.random.normal(jax.random.key(1), (2, space.size))
     c = jax.random.uniform(jax.random.key(2), (2, space.size))
-    scanned, lp_scan = forms._walk(dbn, space, u, observed, c, use_chains=True)
-    unrolled, lp_unrolled = forms._walk(dbn, space, u, observed, c, use_chains=False)
-    np.testing.assert_allclose(lp_scan, lp_unrolled, rtol=1e-5)
-    for name in dbn.names:
-        np.testing.assert_allclose(scanned[name], unrolled[name], atol=1e-5)
+    assert runs[0].tied
+    unrolled, lp_unrolled = forms._walk(dbn, space, u, observed, c, plan=())
+    for plan in (runs, (runs[0]._replace(tied=False),)):
+        scanned, lp_scan = forms._walk(dbn, space, u, observed, c, plan=plan)
+        np.testing.assert_allclose(lp_scan, lp_unrolled, rtol=1e-5)
+        for name in dbn.names:
+            np.testing.assert_allclose(scanned[name], unrolled[name], atol=1e-5)
+    # parameters that differ at one step, or that are being traced, are not tied
+    k = dbn.index("z5")
+    conds = list(dbn.conditionals)
+    conds[k] = eqx.tree_at(lambda m: m.bias, conds[k], conds[k].bias + 0.5)
+    untied = BayesNet(dbn.names, dbn.parents, conds, dbn.observed)
+    assert not forms.chains(untied)[0].tied
+    np.testing.assert_allclose(forms._walk(untied, space, u, observed, c)[1],
+                               forms._walk(untied, space, u, observed, c, plan=())[1], rtol=1e-5)
+    assert not eqx.filter_jit(lambda net: forms.chains(net)[0].tied)(dbn)
     # a node with two children in the run's position breaks the chain there
-    assert forms.chains(_mixed_network()) == []
+    assert forms.chains(_mixed_network()) == ()
+
+
+def test_chain_with_parent_dependent_scale_matches_unrolled_walk():
+    keys = jax.random.split(jax.random.key(3), 8)
+    names = [f"h{t}" for t in range(4)] + [f"y{t}" for t in range(4)]
+    parents = [[]] + [[f"h{t - 1}"] for t in range(1, 4)] + [[f"h{t}"] for t in range(4)]
+    conds = [LinearGaussian(jnp.zeros((2, 0)), jnp.zeros(2), jnp.ones(2))]
+    conds += [MLPGaussian.init(keys[t], 2, 2, hidden=(5,), learn_scale=True) for t in range(1, 4)]
+    conds += [LinearGaussian(jax.random.normal(keys[4 + t], (1, 2)), jnp.zeros(1),
+                             jnp.full(1, 0.3)) for t in range(4)]
+    net = BayesNet(names, parents, conds, [False] * 4 + [True] * 4)
+    runs = forms.chains(net)
+    assert len(runs) == 1 and not runs[0].tied and runs[0].emissions is not None
+    space = forms.LatentSpace.from_network(net)
+    observed, _ = _case(net, jax.random.key(4), n=3)
+    u = jax.random.normal(jax.random.key(5), (3, space.size))
+    c = jax.random.uniform(jax.random.key(6), (3, space.size))
+    scanned, lp_scan = forms._walk(net, space, u, observed, c)
+    unrolled, lp_unrolled = forms._walk(net, space, u, observed, c, plan=())
+    np.testing.assert_allclose(lp_scan, lp_unrolled, rtol=1e-5)
+    for name in net.names:
+        np.testing.assert_allclose(scanned[name], unrolled[name], atol=1e-5)

@@ -116,6 +116,10 @@ class Conditional(eqx.Module):
         """True when ``reparam`` is ``loc(parents) + scale * eps`` with a constant scale."""
         return False
 
+    def fixed_scale(self):
+        """The scale (dim,) when it does not depend on the parents, else None."""
+        return None
+
 
 class _LinearLocScale(Conditional):
     """Shared body of linear location-scale families: loc = W·pa + b."""
@@ -141,6 +145,9 @@ class _LinearLocScale(Conditional):
     def loc_scale(self, parents):
         loc = self.loc(parents)
         return loc, jnp.broadcast_to(self.scale, loc.shape)
+
+    def fixed_scale(self):
+        return self.scale
 
     @property
     def is_location_scale(self) -> bool:
@@ -233,6 +240,9 @@ class MLPGaussian(Conditional):
     @property
     def is_location_scale(self) -> bool:
         return not self.learn_scale
+
+    def fixed_scale(self):
+        return None if self.learn_scale else self.scale
 
 
 class Bernoulli(Conditional):

@@ -64,8 +64,8 @@ def _check_finite(bn, space, u0, observed, centring):
 
 
 @lru_cache(maxsize=16)
-def _program(space: forms.LatentSpace, sampler: str, warmup: int, samples: int,
-             n_cases: int, integration_steps: int, progress: Callable | None):
+def _program(space: forms.LatentSpace, plan: tuple[forms.Chain, ...], sampler: str, warmup: int,
+             samples: int, n_cases: int, integration_steps: int, progress: Callable | None):
     """The jitted warmup + sampling for all chains (cached per shape and settings)."""
     size = space.size
 
@@ -73,7 +73,8 @@ def _program(space: forms.LatentSpace, sampler: str, warmup: int, samples: int,
         # one traced copy of the network walk, reused at every call site inside NUTS
         @jax.jit
         def logdensity(u_flat):
-            return forms.log_density(bn, space, u_flat.reshape(n_cases, size), observed, centring)
+            return forms.log_density(bn, space, u_flat.reshape(n_cases, size), observed, centring,
+                                     plan)
 
         algorithm = blackjax.nuts if sampler == "nuts" else blackjax.hmc
         extra = {} if sampler == "nuts" else {"num_integration_steps": integration_steps}
@@ -99,7 +100,7 @@ def _program(space: forms.LatentSpace, sampler: str, warmup: int, samples: int,
             _, (draws, n_steps, divergent) = jax.lax.scan(
                 body, state, (jax.random.split(k_draw, samples), jnp.arange(samples)))
             z = jax.vmap(lambda u: forms.latent_values(bn, space, u.reshape(n_cases, size),
-                                                       observed, centring))(draws)
+                                                       observed, centring, plan))(draws)
             warm_steps = _integration_steps(warm_info, sampler, integration_steps)
             return z, jnp.sum(n_steps), warm_steps, jnp.sum(divergent), params["step_size"]
 
@@ -147,11 +148,12 @@ def sample_posterior(
     observed = {n: jnp.asarray(observed[n], jnp.float32) for n in bn.observed_names}
     n_cases = int(next(iter(observed.values())).shape[0]) if observed else 1
 
+    plan = forms.chains(bn)  # outside jit: tied recurrent runs are seen as tied
     start = time.perf_counter()
     if centring is not None:
         c = jnp.broadcast_to(jnp.asarray(centring, jnp.float32), (n_cases, space.size))
     elif form == "auto":
-        c = forms.auto_centring(bn, space, observed, n_cases)
+        c = forms.auto_centring(bn, space, observed, n_cases, plan=plan)
     else:
         c = forms.centring_for(form, space, n_cases)
     c = jax.block_until_ready(c)
@@ -166,7 +168,7 @@ def sample_posterior(
     u0 = u0.reshape(chains, -1)
     keys = jax.random.split(k_run, chains)
 
-    program = _program(space, sampler, warmup, samples, n_cases, integration_steps, progress)
+    program = _program(space, plan, sampler, warmup, samples, n_cases, integration_steps, progress)
     t0 = time.perf_counter()
     compiled = program.lower(keys, u0, bn, observed, c).compile()
     compile_seconds = time.perf_counter() - t0
