@@ -1,0 +1,1 @@
+"""Variational autoencoders whose latent space is a Bayesian network."""
