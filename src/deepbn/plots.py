@@ -112,3 +112,53 @@ def traces(runs: dict[str, np.ndarray], coordinate_names: Sequence[str],
                 ax_t.set_xlabel("draw")
                 ax_a.set_xlabel("lag")
     _save(fig, path)
+
+
+def curves(series: dict[str, np.ndarray], path: str | os.PathLike, ylabel: str, title: str = "",
+           xlabel: str = "epoch") -> None:
+    """Several curves on one axis, e.g. training and validation ELBO per epoch."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for label, values in series.items():
+        ax.plot(np.arange(1, len(values) + 1), values, marker=".", label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+def gate_history(probs: np.ndarray, labels: Sequence[str], path: str | os.PathLike) -> None:
+    """Gate probabilities μ_ij per epoch (He et al., ICLR 2019, Fig. 3a): (epochs, edges)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    epochs = np.arange(1, probs.shape[0] + 1)
+    for k, label in enumerate(labels):
+        ax.plot(epochs, probs[:, k], label=label)
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("gate probability μ")
+    ax.set_title("edge gates during training")
+    ax.legend(fontsize=7, ncol=2)
+    _save(fig, path)
+
+
+def image_grid(images: np.ndarray, path: str | os.PathLike, title: str = "",
+               columns: int = 10) -> None:
+    """Flattened square images (n, side²) in a grid; other widths are drawn as rows of pixels."""
+    plt = _pyplot()
+    n, width = images.shape
+    side = int(round(np.sqrt(width)))
+    shape = (side, side) if side * side == width else (1, width)
+    rows = -(-n // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 0.9 + 0.4),
+                             squeeze=False)
+    for k, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if k < n:
+            ax.imshow(images[k].reshape(shape), cmap="gray_r", vmin=0, vmax=1,
+                      aspect="auto" if shape[0] == 1 else "equal")
+    fig.suptitle(title)
+    _save(fig, path)

@@ -17,6 +17,7 @@ from deepbn.cli.discover import discover
 from deepbn.cli.fit import fit
 from deepbn.cli.posterior import posterior
 from deepbn.cli.sample import sample
+from deepbn.cli.vae import app as vae_app
 from deepbn.errors import DeepBNError
 
 app = typer.Typer(
@@ -47,6 +48,7 @@ app.command("sample")(sample)
 app.command("discover")(discover)
 app.command("posterior")(posterior)
 app.command("fit")(fit)
+app.add_typer(vae_app, name="vae")
 
 
 def main(argv: list[str] | None = None) -> int:

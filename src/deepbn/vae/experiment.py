@@ -78,14 +78,9 @@ def train(cfg: latent_dag.GraphVAEConfig, d: VAEData, out: str | Path, epochs: i
         raise UsageError(f"batch {batch} must be between 1 and the {d.train.shape[0]} training "
                          "examples")
     out = Path(out)
+    settings = check_folder(cfg, d, out, batch, lr, lr_decay, temperature_decay, seed)
     out.mkdir(parents=True, exist_ok=True)
-    settings = _settings(cfg, d, batch, lr, lr_decay, temperature_decay, seed)
     config_path = out / CONFIG
-    if config_path.exists():
-        old = json.loads(config_path.read_text())
-        if {k: v for k, v in old.items() if k != "epochs"} != json.loads(json.dumps(settings)):
-            raise UsageError(f"{out} holds a different model or data ({_difference(old, settings)})"
-                             "; use another --out folder")
     with atomic_write(config_path) as f:
         json.dump({**settings, "epochs": epochs}, f, indent=1)
 
@@ -116,6 +111,21 @@ def train(cfg: latent_dag.GraphVAEConfig, d: VAEData, out: str | Path, epochs: i
         json.dump(history.records, f, indent=1)
     return {"history": history.records, "message": message, "params": carry[0],
             "stats": carry[1], "config": cfg}
+
+
+def check_folder(cfg: latent_dag.GraphVAEConfig, d: VAEData, out: str | Path, batch: int = 64,
+                 lr: float = 1e-3, lr_decay: float = 0.99, temperature_decay: float = 0.99,
+                 seed: int = 0) -> dict:
+    """The run's settings; a one-line error if ``out`` holds a run with other settings."""
+    cfg = cfg._replace(input_dim=d.input_dim, likelihood=d.likelihood).check()
+    settings = _settings(cfg, d, batch, lr, lr_decay, temperature_decay, seed)
+    config_path = Path(out) / CONFIG
+    if config_path.exists():
+        old = json.loads(config_path.read_text())
+        if {k: v for k, v in old.items() if k != "epochs"} != json.loads(json.dumps(settings)):
+            raise UsageError(f"{out} holds a different model or data ({_difference(old, settings)})"
+                             "; use another --out folder")
+    return settings
 
 
 def _difference(old: dict, new: dict) -> str:
