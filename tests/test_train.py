@@ -1,0 +1,70 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from deepbn import train
+from deepbn.errors import UsageError
+from deepbn.vae import data, experiment
+from deepbn.vae import latent_dag as L
+
+TINY = dict(nodes=3, node_dim=2, encoder_hidden=(32, 16), node_hidden=16, decoder_hidden=(16, 32))
+
+
+def _prototypes(n, seed=0, width=20):
+    rng = np.random.default_rng(seed)
+    proto = np.random.default_rng(99).integers(0, 2, (4, width))
+    flips = rng.random((n, width)) < 0.05
+    return (proto[rng.integers(0, 4, n)] ^ flips).astype(np.uint8)
+
+
+def _data(n=640):
+    return data.VAEData(_prototypes(n), _prototypes(100, 1), _prototypes(100, 2), "bernoulli",
+                        "toy")
+
+
+def test_a_tiny_graph_vae_improves_its_elbo_clearly(tmp_path):
+    cfg = L.GraphVAEConfig(**TINY, structure="learned")
+    result = experiment.train(cfg, _data(), tmp_path, epochs=15, batch=32)  # 300 steps
+    h = result["history"]
+    assert result["message"] is None and len(h) == 15
+    assert h[-1]["valid_elbo"] > h[0]["valid_elbo"] + 3.0
+    assert h[-1]["elbo"] > h[0]["elbo"] + 3.0
+    assert len(h[-1]["gates"]) == 3 and h[-1]["temperature"] == pytest.approx(0.99**14)
+
+
+def test_resuming_from_the_folder_gives_the_same_next_epoch(tmp_path):
+    cfg = L.GraphVAEConfig(**TINY, structure="learned")
+    d = _data(320)
+    straight = experiment.train(cfg, d, tmp_path / "a", epochs=3, batch=32)["history"]
+    experiment.train(cfg, d, tmp_path / "b", epochs=2, batch=32)
+    resumed = experiment.train(cfg, d, tmp_path / "b", epochs=3, batch=32)["history"]
+    assert len(resumed) == 3
+    for key in ("elbo", "kl", "valid_elbo"):
+        assert resumed[2][key] == straight[2][key]
+    np.testing.assert_array_equal(resumed[2]["gates"], straight[2]["gates"])
+    # the folder now holds this model: another model is refused with one line
+    other = cfg._replace(nodes=2, node_dim=3)
+    with pytest.raises(UsageError, match="different model or data .*nodes: 3 there, 2 now"):
+        experiment.train(other, d, tmp_path / "b", epochs=4, batch=32)
+
+
+def test_a_non_finite_epoch_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    def loss_fn(p, s, key, x, scalars):
+        loss = jnp.mean((x - p) ** 2) * scalars["scale"]
+        return loss, (s, {"loss": loss})
+
+    opt = optax.sgd(0.1)
+    epoch = train.make_epoch(loss_fn, opt, batch=2)
+    carry = (jnp.zeros(3), {}, opt.init(jnp.zeros(3)))
+    x = jnp.ones((4, 3))
+    scales = {0: 1.0, 1: 1.0, 2: float("nan")}
+    carry, hist, msg = train.fit(epoch, carry, x, jax.random.key(0), 5, tmp_path, {"m": 1},
+                                 scalars_for=lambda e: {"scale": jnp.float32(scales.get(e, 1))})
+    assert msg is not None and "epoch 3" in msg and "after epoch 2" in msg
+    assert hist.epochs_done == 2 and len(hist.records) == 2
+    assert np.all(np.isfinite(np.asarray(carry[0])))
+    from deepbn import checkpoint
+    _, meta = checkpoint.load(tmp_path / train.CHECKPOINT, carry)
+    assert meta["epochs_done"] == 2
