@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The PyTorch reference for bench/vae_mnist.py in its own venv: exactly torch 2.13.0
+# (the CPU build; an unpinned torch pulls gigabytes of CUDA packages).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+python3 -m venv "$here/.venv-torch"
+"$here/.venv-torch/bin/pip" install -q "torch==2.13.0" numpy
