@@ -104,7 +104,7 @@ def main():
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     for k in range(args.warmup_steps):
         step(k)
