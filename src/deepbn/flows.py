@@ -1,0 +1,188 @@
+"""Graphical residual flows: masked, spectrally normalised residual blocks.
+
+A block is f(z) = z + g(z; x) where g is an MLP whose weights are masked by a
+DAG over the coordinates of z (:mod:`deepbn.masks`, with self-loops), so g_j
+reads only z_j, z's parents of j and allowed conditioning inputs x. Each masked
+weight matrix is scaled to spectral norm at most ``lipschitz`` < 1 (power
+iteration on the masked matrix, Miyato et al., ICLR 2018; Behrmann et al.,
+"Invertible Residual Networks", ICML 2019), and the activation is LipSwish
+(Chen et al., "Residual Flows", NeurIPS 2019, Sec. 4), so Lip(g) < 1 and f is
+invertible. In a topological order the Jacobian I + ∂g/∂z is lower
+triangular, so log|det ∂f/∂z| = Σ_j log(1 + ∂g_j/∂z_j) exactly (Mouton &
+Kroon, "Graphical Residual Flows", arXiv 2204.11846, Sec. 3). The inverse
+solves z = y - g(z; x) by fixed-point iteration, a contraction.
+
+Example:
+    >>> import jax, numpy as np
+    >>> A = np.array([[0, 1], [0, 0]], bool)                 # z0 -> z1
+    >>> flow = GraphicalResidualFlow.init(jax.random.key(0), A, blocks=2, hidden=(8,))
+    >>> y, logdet = flow.forward(jax.numpy.ones((3, 2)))
+    >>> z, info = flow.inverse(y)
+    >>> bool(info.converged.all())
+    True
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from deepbn import masks as dag_masks
+
+
+def lipswish(x, beta):
+    """x σ(βx) / 1.1: 1-Lipschitz for β > 0 (Chen et al. 2019, Eq. 13)."""
+    return x * jax.nn.sigmoid(beta * x) / 1.1
+
+
+def _normalise(v):
+    return v / (jnp.linalg.norm(v) + 1e-12)
+
+
+def spectral_norm_estimate(w, u, iterations: int):
+    """σ_max(w) by power iteration from ``u`` (out,); returns (σ, the new u)."""
+    u = jax.lax.stop_gradient(u)
+
+    def step(u, _):
+        v = _normalise(w.T @ u)  # w is (out, in)
+        return _normalise(w @ v), None
+
+    u, _ = jax.lax.scan(step, u, None, length=iterations)
+    u = jax.lax.stop_gradient(u)
+    v = jax.lax.stop_gradient(_normalise(w.T @ u))
+    return u @ (w @ v), u
+
+
+class ResidualBlock(eqx.Module):
+    """One block f(z) = z + g(z; x) with masked, spectrally normalised layers."""
+
+    weights: tuple  # (out, in) per layer
+    biases: tuple
+    masks: tuple  # (out, in) 0/1 arrays; fixed (never trained)
+    power_vectors: tuple  # power-iteration vectors (out,) per layer; fixed
+    beta_raw: tuple  # LipSwish β = softplus(beta_raw) per hidden layer
+    lipschitz: float = eqx.field(static=True)
+    power_iterations: int = eqx.field(static=True)
+    dim: int = eqx.field(static=True)
+
+    @staticmethod
+    def init(key, allowed, n_inputs: int, dim: int, hidden=(64,), lipschitz: float = 0.9,
+             power_iterations: int = 5) -> ResidualBlock:
+        ms = dag_masks.mlp_masks(allowed, n_inputs, hidden)
+        sizes = (n_inputs, *hidden, dim)
+        keys = jax.random.split(key, 2 * len(ms))
+        weights, biases, masks, vectors = [], [], [], []
+        for k, (m, a, b) in enumerate(zip(ms, sizes[:-1], sizes[1:])):
+            weights.append(jax.random.normal(keys[2 * k], (b, a)) / np.sqrt(a))
+            biases.append(jnp.zeros(b))
+            masks.append(jnp.asarray(m.T, jnp.float32))
+            vectors.append(_normalise(jax.random.normal(keys[2 * k + 1], (b,))))
+        beta = tuple(jnp.full(h, 0.5413) for h in hidden)  # softplus(0.5413) = 1
+        return ResidualBlock(tuple(weights), tuple(biases), tuple(masks), tuple(vectors), beta,
+                             lipschitz, power_iterations, dim)
+
+    def normalised_weights(self, iterations: int | None = None):
+        """The masked weights scaled to spectral norm <= ``lipschitz``, and new power vectors."""
+        out, vectors = [], []
+        for w, m, u in zip(self.weights, self.masks, self.power_vectors):
+            wm = w * jax.lax.stop_gradient(m)
+            sigma, u = spectral_norm_estimate(wm, u, iterations or self.power_iterations)
+            out.append(wm * jnp.minimum(1.0, self.lipschitz / sigma))
+            vectors.append(u)
+        return out, tuple(vectors)
+
+    def refresh(self, iterations: int = 50) -> ResidualBlock:
+        """Advance the power iteration (call between training steps and before evaluation)."""
+        _, vectors = self.normalised_weights(iterations)
+        return eqx.tree_at(lambda b: b.power_vectors, self, vectors)
+
+    def residual(self, z, cond=None):
+        """g(z; x) for z (..., dim) and conditioning inputs (..., c) or None."""
+        h = z if cond is None else jnp.concatenate([z, cond], axis=-1)
+        weights, _ = self.normalised_weights()
+        for k, (w, b) in enumerate(zip(weights, self.biases)):
+            h = h @ w.T + b
+            if k < len(weights) - 1:
+                h = lipswish(h, jax.nn.softplus(self.beta_raw[k]))
+        return h
+
+    def forward(self, z, cond=None):
+        """(f(z), log|det ∂f/∂z|) with the exact log-determinant from the diagonal."""
+        g = lambda v: self.residual(v, cond)  # noqa: E731
+        y = z + g(z)
+        diag = _jacobian_diagonal(g, z, self.dim)
+        return y, jnp.sum(jnp.log1p(diag), axis=-1)
+
+
+def _jacobian_diagonal(g, z, dim):
+    """∂g_j/∂z_j for every j by one JVP per coordinate (batched over leading axes)."""
+    def column(j):
+        e = jnp.zeros(dim).at[j].set(1.0)
+        _, t = jax.jvp(g, (z,), (jnp.broadcast_to(e, z.shape),))
+        return t[..., j]
+
+    return jnp.moveaxis(jax.vmap(column)(jnp.arange(dim)), 0, -1)
+
+
+class InverseInfo(NamedTuple):
+    converged: jnp.ndarray  # (...,) per example, all blocks
+    iterations: jnp.ndarray  # the most fixed-point iterations any block needed
+    residual: jnp.ndarray  # (...,) largest |z + g(z) - y| over blocks
+
+
+class GraphicalResidualFlow(eqx.Module):
+    """A stack of :class:`ResidualBlock` sharing one DAG (and conditioning pattern)."""
+
+    blocks: tuple
+
+    @staticmethod
+    def init(key, A, blocks: int = 3, hidden=(64,), conditions: np.ndarray | None = None,
+             lipschitz: float = 0.9, power_iterations: int = 5) -> GraphicalResidualFlow:
+        """Blocks over the d nodes of DAG ``A`` (scalar nodes); ``conditions`` (c, d) boolean."""
+        d = np.asarray(A).shape[0]
+        allowed = dag_masks.dependency_sets(A, self_loops=True, conditions=conditions)
+        n_in = d + (0 if conditions is None else np.asarray(conditions).shape[0])
+        keys = jax.random.split(key, blocks)
+        return GraphicalResidualFlow(tuple(
+            ResidualBlock.init(k, allowed, n_in, d, hidden, lipschitz, power_iterations)
+            .refresh() for k in keys))
+
+    def forward(self, z, cond=None):
+        """(f_K ∘ ... ∘ f_1(z), total log|det|)."""
+        logdet = jnp.zeros(z.shape[:-1])
+        for block in self.blocks:
+            z, ld = block.forward(z, cond)
+            logdet = logdet + ld
+        return z, logdet
+
+    def inverse(self, y, cond=None, tol: float = 1e-6, max_iterations: int = 200):
+        """z with forward(z) = y, by fixed-point iteration per block (last block first)."""
+        converged = jnp.ones(y.shape[:-1], bool)
+        most = jnp.zeros((), jnp.int32)
+        worst = jnp.zeros(y.shape[:-1])
+        for block in reversed(self.blocks):
+            y, ok, n, res = _fixed_point(block, y, cond, tol, max_iterations)
+            converged, most, worst = converged & ok, jnp.maximum(most, n), jnp.maximum(worst, res)
+        return y, InverseInfo(converged, most, worst)
+
+    def refresh(self, iterations: int = 50) -> GraphicalResidualFlow:
+        return GraphicalResidualFlow(tuple(b.refresh(iterations) for b in self.blocks))
+
+
+def _fixed_point(block, y, cond, tol, max_iterations):
+    def cond_fn(state):
+        _, delta, k = state
+        return (k < max_iterations) & (jnp.max(delta) > tol)
+
+    def body(state):
+        z, _, k = state
+        new = y - block.residual(z, cond)
+        return new, jnp.max(jnp.abs(new - z), axis=-1), k + 1
+
+    z, delta, k = jax.lax.while_loop(cond_fn, body, (y, jnp.full(y.shape[:-1], jnp.inf), 0))
+    residual = jnp.max(jnp.abs(z + block.residual(z, cond) - y), axis=-1)
+    return z, delta <= tol, k, residual
