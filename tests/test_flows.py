@@ -45,7 +45,7 @@ def test_log_determinant_matches_autodiff_jacobian(seed):
         np.testing.assert_allclose(float(logdet[k]), float(ref), atol=1e-4)
         # each block's Jacobian is lower triangular in a topological order
         order = graph.topological_order(A)
-        Jb = jax.jacfwd(lambda v, xk=x[k]: flow.blocks[0].forward(v, xk)[0])(z[k])
+        Jb = jax.jacfwd(lambda v, xk=x[k]: flow.block(0).forward(v, xk)[0])(z[k])
         P = np.asarray(Jb)[np.ix_(order, order)]
         assert np.allclose(np.triu(P, 1), 0.0)
 
@@ -68,7 +68,7 @@ def test_each_layer_and_the_residual_are_contractions():
     A = _dag(2, d=5)
     flow = GraphicalResidualFlow.init(jax.random.key(3), A, blocks=2, hidden=(32,),
                                       lipschitz=0.9)
-    for block in flow.blocks:
+    for block in (flow.block(k) for k in range(flow.n_blocks)):
         weights, _ = block.refresh(100).normalised_weights(100)
         for w in weights:
             assert float(jnp.linalg.norm(w, 2)) <= 0.9 + 1e-3

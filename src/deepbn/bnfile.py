@@ -14,8 +14,9 @@ deepbn layout (``"format": "deepbn"``)::
                 "family": "linear-gaussian",
                 "params": {"weight": [[...]], "bias": [...], "scale": [...]}}, ...]}
 
-Families and their ``params``: ``linear-gaussian`` and ``laplace`` (weight,
-bias, scale), ``activation-gaussian`` (weight, bias, scale, activation),
+Families and their ``params``: ``linear-gaussian``, ``laplace`` and
+``product-gaussian`` (weight, bias, scale), ``activation-gaussian`` (weight,
+bias, scale, activation),
 ``mlp-gaussian`` (layers = [{weight, bias}, ...], scale, learn_scale,
 activation), ``bernoulli`` (layers, activation). Weights have shape
 (dim, sum of parent dims), in the order of ``parents``.

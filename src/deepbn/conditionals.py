@@ -245,6 +245,22 @@ class MLPGaussian(Conditional):
         return None if self.learn_scale else self.scale
 
 
+class ProductGaussian(_LinearLocScale):
+    """x_k ~ N(b_k + Π_i W_ki pa_i, scale_k²): a product of the (scaled) parents.
+
+    With unit weights the mean is the plain product of the parents, e.g. the
+    arithmetic circuit's z3 ~ N(z0 z1, 0.1²) (Mouton & Kroon 2022, Sec. 5).
+    """
+
+    family: ClassVar[str] = "product-gaussian"
+
+    def loc(self, parents):
+        return jnp.prod(parents[..., None, :] * self.weight, axis=-1) + self.bias
+
+    def log_prob(self, value, parents):
+        return _gaussian_log_prob(value, self.loc(parents), self.scale)
+
+
 class Bernoulli(Conditional):
     """x ~ Bernoulli(sigmoid(logit(pa))) with the logit from a linear map or an MLP.
 
@@ -295,7 +311,8 @@ def _init_layers(key, sizes) -> tuple:
 
 
 FAMILIES: dict[str, type[Conditional]] = {
-    c.family: c for c in (LinearGaussian, Laplace, ActivationGaussian, MLPGaussian, Bernoulli)
+    c.family: c for c in (LinearGaussian, Laplace, ActivationGaussian, ProductGaussian,
+                          MLPGaussian, Bernoulli)
 }
 
 

@@ -9,6 +9,9 @@
   per node, |weights| U(0.5, 2) with random signs, unit noise), used by the demo.
 - ``gaussian-hierarchy``: mu -> z_1..z_10 -> x_1..x_10 (each x_k 20-d, noise 0.1):
   observations that pin the latents down, where the centred form wins.
+- ``arithmetic-circuit``: the nonlinear 8-node network of Mouton & Kroon (2022,
+  SIReN-VAE, Sec. 5): Laplace roots, tanh and product conditionals; x0, x1
+  observed.
 - ``ecoli70``, ``magic-niab``: Gaussian networks from the bnlearn repository
   (Scutari & Denis), shipped with the package.
 
@@ -31,7 +34,13 @@ import numpy as np
 from deepbn import graph
 from deepbn.bn import BayesNet
 from deepbn.bnfile import network_from_json, read_network
-from deepbn.conditionals import ActivationGaussian, Bernoulli, LinearGaussian
+from deepbn.conditionals import (
+    ActivationGaussian,
+    Bernoulli,
+    Laplace,
+    LinearGaussian,
+    ProductGaussian,
+)
 from deepbn.errors import NetworkFileError
 
 PREFIX = "example:"
@@ -137,6 +146,35 @@ def gaussian_hierarchy(groups: int = 10, per_group: int = 20, noise: float = 0.1
     return BayesNet(names, parents, conds, observed, source="example:gaussian-hierarchy")
 
 
+def arithmetic_circuit(seed: int = 0) -> BayesNet:
+    """Mouton & Kroon's arithmetic circuit (standard deviations, not variances).
+
+    z0 ~ Laplace(5, 1), z1 ~ Laplace(-2, 1), z2 ~ N(tanh(z0 + z1 - 2.8), 0.1),
+    z3 ~ N(z0 z1, 0.1), z4 ~ N(7, 2), z5 ~ N(tanh(z3 + z4), 0.1),
+    x0 ~ N(z3, 0.1), x1 ~ N(z5, 0.1); the z are latent, the x observed.
+    """
+    del seed  # no random parameters
+    one = jnp.ones(1)
+
+    def fixed(v):
+        return jnp.full(1, v, jnp.float32)
+
+    nodes = [
+        ("z0", [], Laplace(jnp.zeros((1, 0)), fixed(5.0), one), False),
+        ("z1", [], Laplace(jnp.zeros((1, 0)), fixed(-2.0), one), False),
+        ("z2", ["z0", "z1"], ActivationGaussian(jnp.ones((1, 2)), fixed(-2.8), fixed(0.1)),
+         False),
+        ("z3", ["z0", "z1"], ProductGaussian(jnp.ones((1, 2)), fixed(0.0), fixed(0.1)), False),
+        ("z4", [], LinearGaussian(jnp.zeros((1, 0)), fixed(7.0), fixed(2.0)), False),
+        ("z5", ["z3", "z4"], ActivationGaussian(jnp.ones((1, 2)), fixed(0.0), fixed(0.1)),
+         False),
+        ("x0", ["z3"], LinearGaussian(jnp.ones((1, 1)), fixed(0.0), fixed(0.1)), True),
+        ("x1", ["z5"], LinearGaussian(jnp.ones((1, 1)), fixed(0.0), fixed(0.1)), True),
+    ]
+    return BayesNet([n[0] for n in nodes], [n[1] for n in nodes], [n[2] for n in nodes],
+                    [n[3] for n in nodes], source="example:arithmetic-circuit")
+
+
 def _shipped(name: str) -> Callable[[], BayesNet]:
     def build() -> BayesNet:
         text = resources.files("deepbn").joinpath("networks", f"{name}.json").read_text()
@@ -150,6 +188,7 @@ EXAMPLES: dict[str, Callable[[], BayesNet]] = {
     "gaussian-binary-tree": gaussian_binary_tree,
     "gaussian-er10": gaussian_er10,
     "gaussian-hierarchy": gaussian_hierarchy,
+    "arithmetic-circuit": arithmetic_circuit,
     "ecoli70": _shipped("ecoli70"),
     "magic-niab": _shipped("magic-niab"),
 }

@@ -135,9 +135,13 @@ class InverseInfo(NamedTuple):
 
 
 class GraphicalResidualFlow(eqx.Module):
-    """A stack of :class:`ResidualBlock` sharing one DAG (and conditioning pattern)."""
+    """A stack of :class:`ResidualBlock` sharing one DAG (and conditioning pattern).
 
-    blocks: tuple
+    The blocks are stored stacked (a leading block axis on every parameter) and
+    applied with ``lax.scan``: one block's program to compile however deep the flow.
+    """
+
+    blocks: ResidualBlock  # stacked: every array leaf has a leading axis of n_blocks
 
     @staticmethod
     def init(key, A, blocks: int = 3, hidden=(64,), conditions: np.ndarray | None = None,
@@ -147,30 +151,41 @@ class GraphicalResidualFlow(eqx.Module):
         allowed = dag_masks.dependency_sets(A, self_loops=True, conditions=conditions)
         n_in = d + (0 if conditions is None else np.asarray(conditions).shape[0])
         keys = jax.random.split(key, blocks)
-        return GraphicalResidualFlow(tuple(
-            ResidualBlock.init(k, allowed, n_in, d, hidden, lipschitz, power_iterations)
-            .refresh() for k in keys))
+        each = [ResidualBlock.init(k, allowed, n_in, d, hidden, lipschitz, power_iterations)
+                .refresh() for k in keys]
+        return GraphicalResidualFlow(jax.tree_util.tree_map(lambda *a: jnp.stack(a), *each))
+
+    @property
+    def n_blocks(self) -> int:
+        return int(self.blocks.biases[0].shape[0])
+
+    def block(self, k: int) -> ResidualBlock:
+        return jax.tree_util.tree_map(lambda a: a[k], self.blocks)
 
     def forward(self, z, cond=None):
         """(f_K ∘ ... ∘ f_1(z), total log|det|)."""
-        logdet = jnp.zeros(z.shape[:-1])
-        for block in self.blocks:
+        def step(carry, block):
+            z, logdet = carry
             z, ld = block.forward(z, cond)
-            logdet = logdet + ld
+            return (z, logdet + ld), None
+
+        (z, logdet), _ = jax.lax.scan(step, (z, jnp.zeros(z.shape[:-1])), self.blocks)
         return z, logdet
 
     def inverse(self, y, cond=None, tol: float = 1e-6, max_iterations: int = 200):
         """z with forward(z) = y, by fixed-point iteration per block (last block first)."""
-        converged = jnp.ones(y.shape[:-1], bool)
-        most = jnp.zeros((), jnp.int32)
-        worst = jnp.zeros(y.shape[:-1])
-        for block in reversed(self.blocks):
+        def step(carry, block):
+            y, converged, most, worst = carry
             y, ok, n, res = _fixed_point(block, y, cond, tol, max_iterations)
-            converged, most, worst = converged & ok, jnp.maximum(most, n), jnp.maximum(worst, res)
-        return y, InverseInfo(converged, most, worst)
+            return (y, converged & ok, jnp.maximum(most, n), jnp.maximum(worst, res)), None
+
+        init = (y, jnp.ones(y.shape[:-1], bool), jnp.zeros((), jnp.int32),
+                jnp.zeros(y.shape[:-1]))
+        (z, converged, most, worst), _ = jax.lax.scan(step, init, self.blocks, reverse=True)
+        return z, InverseInfo(converged, most, worst)
 
     def refresh(self, iterations: int = 50) -> GraphicalResidualFlow:
-        return GraphicalResidualFlow(tuple(b.refresh(iterations) for b in self.blocks))
+        return GraphicalResidualFlow(jax.vmap(lambda b: b.refresh(iterations))(self.blocks))
 
 
 def _fixed_point(block, y, cond, tol, max_iterations):

@@ -85,6 +85,16 @@ def _finite(tree) -> bool:
                if np.issubdtype(np.asarray(x).dtype, np.floating))
 
 
+def _strongly_typed(tree):
+    """Weakly typed leaves (from Python scalars) turn strong after one optimiser update,
+    which would compile the epoch a second time: make them strong from the start."""
+    def strong(a):
+        if isinstance(a, jax.Array) and getattr(a, "weak_type", False):
+            return jnp.array(np.asarray(a), a.dtype)
+        return a
+    return jax.tree_util.tree_map(strong, tree)
+
+
 def fit(
     epoch_fn: Callable,
     carry: tuple,
@@ -114,6 +124,7 @@ def fit(
         carry, meta = loaded
         start, records = int(meta["epochs_done"]), list(meta["records"])
     data = jnp.asarray(data)
+    carry = _strongly_typed(carry)
     for e in range(start, epochs):
         t0 = time.perf_counter()
         new_carry, metrics = epoch_fn(carry, data, jax.random.fold_in(key, e), scalars_for(e))
