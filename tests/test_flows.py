@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from deepbn import graph, masks
-from deepbn.flows import GraphicalResidualFlow, ResidualBlock
+from deepbn.flows import (
+    GraphicalResidualFlow,
+    ResidualBlock,
+    spectral_norm,
+    spectral_norm_estimate,
+)
 
 
 def _dag(seed, d=5):
@@ -64,10 +69,11 @@ def test_inverse_round_trip_and_reported_convergence():
     assert not bool(short.converged.all()) and int(short.iterations) == 1
 
 
-def test_each_layer_and_the_residual_are_contractions():
+@pytest.mark.parametrize("spectral", ["exact", "power"])
+def test_each_layer_and_the_residual_are_contractions(spectral):
     A = _dag(2, d=5)
     flow = GraphicalResidualFlow.init(jax.random.key(3), A, blocks=2, hidden=(32,),
-                                      lipschitz=0.9)
+                                      lipschitz=0.9, spectral=spectral)
     for block in (flow.block(k) for k in range(flow.n_blocks)):
         weights, _ = block.refresh(100).normalised_weights(100)
         for w in weights:
@@ -78,3 +84,12 @@ def test_each_layer_and_the_residual_are_contractions():
         ratio = jnp.linalg.norm(block.residual(a) - block.residual(b), axis=-1) / \
             jnp.linalg.norm(a - b, axis=-1)
         assert float(jnp.max(ratio)) < 1.0
+
+
+def test_exact_spectral_norm_holds_where_power_iteration_settles_in_one_block():
+    # block-diagonal: a persistent power vector living in the first block never sees the second
+    w = jnp.zeros((4, 4)).at[0, 0].set(1.0).at[1, 1].set(0.5).at[2:, 2:].set(3.0 * jnp.eye(2))
+    u = jnp.array([1.0, 0.0, 0.0, 0.0])
+    stuck, _ = spectral_norm_estimate(w, u, 100)
+    assert float(stuck) == pytest.approx(1.0, abs=1e-5)
+    assert float(spectral_norm(w)) == pytest.approx(3.0, abs=1e-5)

@@ -3,14 +3,23 @@
 A block is f(z) = z + g(z; x) where g is an MLP whose weights are masked by a
 DAG over the coordinates of z (:mod:`deepbn.masks`, with self-loops), so g_j
 reads only z_j, z's parents of j and allowed conditioning inputs x. Each masked
-weight matrix is scaled to spectral norm at most ``lipschitz`` < 1 (power
-iteration on the masked matrix, Miyato et al., ICLR 2018; Behrmann et al.,
-"Invertible Residual Networks", ICML 2019), and the activation is LipSwish
+weight matrix is scaled to spectral norm at most ``lipschitz`` < 1 (Miyato et
+al., ICLR 2018; Behrmann et al., "Invertible Residual Networks", ICML 2019),
+and the activation is LipSwish
 (Chen et al., "Residual Flows", NeurIPS 2019, Sec. 4), so Lip(g) < 1 and f is
 invertible. In a topological order the Jacobian I + ∂g/∂z is lower
 triangular, so log|det ∂f/∂z| = Σ_j log(1 + ∂g_j/∂z_j) exactly (Mouton &
 Kroon, "Graphical Residual Flows", arXiv 2204.11846, Sec. 3). The inverse
 solves z = y - g(z; x) by fixed-point iteration, a contraction.
+
+The spectral norm is by default exact (the largest eigenvalue of the small
+Gram matrix of the masked weights); ``spectral="power"`` uses persistent power
+iteration instead, as in the references. Masked matrices are often block
+structured, and a persistent power-iteration vector then settles into one block
+and misses another whose norm grows during training: measured here, a layer
+estimated at 0.9 had norm 1.62 after 100 epochs, Lip(g) > 1 and log(1 + ∂g/∂z)
+undefined. The exact norm costs one eigendecomposition of at most
+hidden x hidden per layer and step.
 
 Example:
     >>> import jax, numpy as np
@@ -43,6 +52,12 @@ def _normalise(v):
     return v / (jnp.linalg.norm(v) + 1e-12)
 
 
+def spectral_norm(w):
+    """σ_max(w), exactly: the square root of the largest eigenvalue of the smaller Gram matrix."""
+    gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+    return jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(gram)[-1], 1e-12))
+
+
 def spectral_norm_estimate(w, u, iterations: int):
     """σ_max(w) by power iteration from ``u`` (out,); returns (σ, the new u)."""
     u = jax.lax.stop_gradient(u)
@@ -68,10 +83,11 @@ class ResidualBlock(eqx.Module):
     lipschitz: float = eqx.field(static=True)
     power_iterations: int = eqx.field(static=True)
     dim: int = eqx.field(static=True)
+    spectral: str = eqx.field(static=True, default="exact")  # exact | power
 
     @staticmethod
     def init(key, allowed, n_inputs: int, dim: int, hidden=(64,), lipschitz: float = 0.9,
-             power_iterations: int = 5) -> ResidualBlock:
+             power_iterations: int = 5, spectral: str = "exact") -> ResidualBlock:
         ms = dag_masks.mlp_masks(allowed, n_inputs, hidden)
         sizes = (n_inputs, *hidden, dim)
         keys = jax.random.split(key, 2 * len(ms))
@@ -83,14 +99,17 @@ class ResidualBlock(eqx.Module):
             vectors.append(_normalise(jax.random.normal(keys[2 * k + 1], (b,))))
         beta = tuple(jnp.full(h, 0.5413) for h in hidden)  # softplus(0.5413) = 1
         return ResidualBlock(tuple(weights), tuple(biases), tuple(masks), tuple(vectors), beta,
-                             lipschitz, power_iterations, dim)
+                             lipschitz, power_iterations, dim, spectral)
 
     def normalised_weights(self, iterations: int | None = None):
         """The masked weights scaled to spectral norm <= ``lipschitz``, and new power vectors."""
         out, vectors = [], []
         for w, m, u in zip(self.weights, self.masks, self.power_vectors):
             wm = w * jax.lax.stop_gradient(m)
-            sigma, u = spectral_norm_estimate(wm, u, iterations or self.power_iterations)
+            if self.spectral == "exact":
+                sigma = spectral_norm(wm)
+            else:
+                sigma, u = spectral_norm_estimate(wm, u, iterations or self.power_iterations)
             out.append(wm * jnp.minimum(1.0, self.lipschitz / sigma))
             vectors.append(u)
         return out, tuple(vectors)
@@ -145,14 +164,15 @@ class GraphicalResidualFlow(eqx.Module):
 
     @staticmethod
     def init(key, A, blocks: int = 3, hidden=(64,), conditions: np.ndarray | None = None,
-             lipschitz: float = 0.9, power_iterations: int = 5) -> GraphicalResidualFlow:
+             lipschitz: float = 0.9, power_iterations: int = 5,
+             spectral: str = "exact") -> GraphicalResidualFlow:
         """Blocks over the d nodes of DAG ``A`` (scalar nodes); ``conditions`` (c, d) boolean."""
         d = np.asarray(A).shape[0]
         allowed = dag_masks.dependency_sets(A, self_loops=True, conditions=conditions)
         n_in = d + (0 if conditions is None else np.asarray(conditions).shape[0])
         keys = jax.random.split(key, blocks)
-        each = [ResidualBlock.init(k, allowed, n_in, d, hidden, lipschitz, power_iterations)
-                .refresh() for k in keys]
+        each = [ResidualBlock.init(k, allowed, n_in, d, hidden, lipschitz, power_iterations,
+                                   spectral).refresh() for k in keys]
         return GraphicalResidualFlow(jax.tree_util.tree_map(lambda *a: jnp.stack(a), *each))
 
     @property

@@ -43,11 +43,13 @@ CHECKPOINT = "checkpoint.npz"
 
 def make_epoch(loss_fn: Callable, optimizer: optax.GradientTransformation, batch: int,
                progress: Callable[[int, float], None] | None = None,
-               progress_every: int = 50) -> Callable:
+               progress_every: int = 50, post_update: Callable | None = None) -> Callable:
     """A jitted ``epoch(carry, data, key, scalars) -> (carry, metrics per batch)``.
 
     ``carry`` is ``(params, stats, opt_state)``; ``progress(batches_done, loss)``
-    is called from inside the compiled loop every ``progress_every`` batches.
+    is called from inside the compiled loop every ``progress_every`` batches;
+    ``post_update(params)`` runs after every optimiser step (e.g. one step of the
+    power iteration of spectral normalisation, which must track the weights).
     """
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
@@ -63,6 +65,8 @@ def make_epoch(loss_fn: Callable, optimizer: optax.GradientTransformation, batch
             (loss, (stats, metrics)), grads = grad_fn(params, stats, k, x, scalars)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
+            if post_update is not None:
+                params = post_update(params)
             if progress is not None:
                 jax.lax.cond(i % progress_every == progress_every - 1,
                              lambda: jax.debug.callback(progress, i + 1, loss), lambda: None)

@@ -17,6 +17,7 @@ from deepbn.cli.discover import discover
 from deepbn.cli.fit import fit
 from deepbn.cli.posterior import posterior
 from deepbn.cli.sample import sample
+from deepbn.cli.siren import app as siren_app
 from deepbn.cli.vae import app as vae_app
 from deepbn.errors import DeepBNError
 
@@ -49,6 +50,7 @@ app.command("discover")(discover)
 app.command("posterior")(posterior)
 app.command("fit")(fit)
 app.add_typer(vae_app, name="vae")
+app.add_typer(siren_app, name="siren")
 
 
 def main(argv: list[str] | None = None) -> int:

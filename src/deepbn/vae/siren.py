@@ -10,9 +10,10 @@ Bayesian Networks" (arXiv 2204.11847, Sec. 3):
 - **decoder** p(x | z): Gaussian, its means from an MLP masked so that x_j
   reads only its parents in the BN (latent, and observed ones as in an
   autoregressive model), with a learned scale per observed node;
-- **encoder** q(z | x): a generating flow z = a ⊙ f(ε; x) + b masked by the
-  faithful inverse of the BN (:func:`deepbn.graph.faithful_inverse`): z_j reads
-  only its parents in the inverse, observed nodes entering as conditions.
+- **encoder** q(z | x): a generating flow z = s(x) ⊙ f(ε; x) + m(x) masked by
+  the faithful inverse of the BN (:func:`deepbn.graph.faithful_inverse`): z_j
+  reads only its parents in the inverse, observed nodes entering as conditions
+  (the masked affine m, s reads, per latent, only its observed parents).
 
 Variants: ``true`` (the BN), ``fc`` (every latent depends on all earlier ones
 and on all observed nodes: a fully connected latent structure), ``ind``
@@ -127,8 +128,9 @@ class GaussianMLP(eqx.Module):
         return h
 
     def log_prob(self, value, h):
-        z = (value - self.mean(h)) * jnp.exp(-self.log_scale)
-        return jnp.sum(-0.5 * z * z - self.log_scale - 0.5 * _LOG_2PI, axis=-1)
+        log_scale = jnp.maximum(self.log_scale, -7.0)  # no collapse onto training points
+        z = (value - self.mean(h)) * jnp.exp(-log_scale)
+        return jnp.sum(-0.5 * z * z - log_scale - 0.5 * _LOG_2PI, axis=-1)
 
 
 class Siren(eqx.Module):
@@ -139,8 +141,7 @@ class Siren(eqx.Module):
     prior_log_scale: jnp.ndarray
     encoder_flow: GraphicalResidualFlow | None
     encoder_net: GaussianMLP | None  # the plain VAE's encoder: [mean, log-scale]
-    encoder_shift: jnp.ndarray
-    encoder_log_scale: jnp.ndarray
+    encoder_affine: GaussianMLP | None  # x -> [shift, log-scale] per latent (masked)
     decoder: GaussianMLP
 
 
@@ -155,13 +156,27 @@ def init(key, spec: SirenSpec, blocks: int = 4, hidden: Sequence[int] = (64,)) -
         hid = tuple(2 * h for h in hidden)
         enc = GaussianMLP.init(k2, nx, 2 * nz, hid)
         dense = GaussianMLP.init(k3, nz, nx, hid)
-        return Siren(None, zeros, zeros, None, enc, zeros, zeros, dense)
+        return Siren(None, zeros, zeros, None, enc, None, dense)
     prior = GraphicalResidualFlow.init(k1, np.array(spec.prior_dag, bool).reshape(nz, nz),
                                        blocks, hidden)
     encoder = GraphicalResidualFlow.init(
         k2, np.array(spec.encoder_dag, bool).reshape(nz, nz), blocks, hidden,
         conditions=np.array(spec.encoder_conditions, bool).reshape(nx, nz))
-    return Siren(prior, zeros, zeros, encoder, None, zeros, zeros, decoder)
+    # the affine after the encoder's flow reads, per latent, only its observed parents in
+    # the inverse: a location and scale that follow x without breaking the structure
+    cond = np.array(spec.encoder_conditions, bool).reshape(nx, nz)
+    sets = [frozenset(np.flatnonzero(cond[:, j]).tolist()) for j in range(nz)]
+    affine = GaussianMLP.init(jax.random.fold_in(k2, 1), nx, 2 * nz, hidden, sets + sets)
+    return Siren(prior, zeros, zeros, encoder, None, affine, decoder)
+
+
+def refresh(model: Siren, iterations: int = 1) -> Siren:
+    """Advance the flows' power iterations (after every training step; more before evaluation)."""
+    if model.prior_flow is None:
+        return model
+    return eqx.tree_at(lambda m: (m.prior_flow, m.encoder_flow), model,
+                       (model.prior_flow.refresh(iterations),
+                        model.encoder_flow.refresh(iterations)))
 
 
 def _normal_log_prob(e):
@@ -188,8 +203,11 @@ def encode_sample(model: Siren, key, x, k: int | None = None):
         z = mean + jnp.exp(log_scale) * eps
         return z, _normal_log_prob(eps) - jnp.sum(log_scale, axis=-1)
     v, logdet = model.encoder_flow.forward(eps, xs)
-    z = v * jnp.exp(model.encoder_log_scale) + model.encoder_shift
-    return z, _normal_log_prob(eps) - logdet - jnp.sum(model.encoder_log_scale)
+    out = model.encoder_affine.mean(xs)
+    nz = shape[-1]
+    shift, log_scale = out[..., :nz], jnp.clip(out[..., nz:], -10.0, 5.0)
+    z = v * jnp.exp(log_scale) + shift
+    return z, _normal_log_prob(eps) - logdet - jnp.sum(log_scale, axis=-1)
 
 
 def decoder_log_prob(model: Siren, x, z, spec: SirenSpec):

@@ -62,7 +62,8 @@ def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray
         value = jnp.mean(siren.elbo(params, k, x, spec))
         return -value, (stats, {"elbo": value})
 
-    epoch_fn = training.make_epoch(loss_fn, opt, batch, progress)
+    epoch_fn = training.make_epoch(loss_fn, opt, batch, progress,
+                                   post_update=lambda m: siren.refresh(m, 1))
     fingerprint = {"variant": variant, "latent": list(spec.latent), "n": int(x_train.shape[0]),
                    "blocks": blocks, "hidden": list(hidden), "lr": lr, "batch": batch,
                    "seed": seed, "nodes": list(bn.names),
@@ -80,7 +81,7 @@ def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray
     seconds = time.perf_counter() - t0
     if message:
         raise UsageError(message)
-    model = _refreshed(carry[0])
+    model = siren.refresh(carry[0], 50)
     ll = np.asarray(_importance(model, k_eval, jnp.asarray(xs_test), spec, iw))
     re = np.asarray(siren.reconstruction_error(model, k_eval, jnp.asarray(xs_test), spec))
     result = {"variant": variant, "nll": float(-ll.mean() + np.sum(np.log(sd))),
@@ -93,15 +94,6 @@ def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray
         with atomic_write(Path(out) / "eval.json") as f:
             json.dump({k: v for k, v in result.items() if k != "elbo_curve"}, f, indent=1)
     return {**result, "model": model, "spec": spec}
-
-
-def _refreshed(model):
-    """Power iteration run to convergence before evaluation (the Lipschitz bound exact)."""
-    if model.prior_flow is None:
-        return model
-    return siren.Siren(model.prior_flow.refresh(), model.prior_shift, model.prior_log_scale,
-                       model.encoder_flow.refresh(), model.encoder_net, model.encoder_shift,
-                       model.encoder_log_scale, model.decoder)
 
 
 def _importance(model, key, x, spec, iw, chunk: int = 256):
