@@ -1,0 +1,107 @@
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from deepbn import examples, graph
+from deepbn.bn import BayesNet
+from deepbn.cli.app import main
+from deepbn.conditionals import LinearGaussian
+from deepbn.data import write_table
+from deepbn.errors import UsageError
+from deepbn.vae import siren
+
+
+def _circuit():
+    return examples.load("example:arithmetic-circuit")
+
+
+def test_prior_density_integrates_to_one():
+    # two latents z0 -> z1 with one observed child: the prior flow is 2-d, integrate on a grid
+    net = BayesNet(["a", "b", "x"], [[], ["a"], ["b"]],
+                   [LinearGaussian(jnp.zeros((1, 0)), jnp.zeros(1), jnp.ones(1)),
+                    LinearGaussian(jnp.ones((1, 1)), jnp.zeros(1), jnp.ones(1)),
+                    LinearGaussian(jnp.ones((1, 1)), jnp.zeros(1), jnp.ones(1))],
+                   [False, False, True])
+    spec = siren.SirenSpec.from_network(net, ["a", "b"], "true")
+    model = siren.init(jax.random.key(0), spec, blocks=3, hidden=(16,))
+    g = jnp.linspace(-9.0, 9.0, 361)
+    za, zb = jnp.meshgrid(g, g, indexing="ij")
+    z = jnp.stack([za.ravel(), zb.ravel()], -1)
+    dens = jnp.exp(siren.prior_log_prob(model, z)).reshape(za.shape)
+    total = float(jnp.trapezoid(jnp.trapezoid(dens, g, axis=1), g))
+    assert total == pytest.approx(1.0, abs=5e-3)
+
+
+def test_decoder_and_encoder_follow_the_network_and_its_faithful_inverse():
+    bn = _circuit()
+    spec = siren.SirenSpec.from_network(bn, bn.latent_names, "true")
+    model = siren.init(jax.random.key(1), spec, blocks=2, hidden=(16,))
+    nz, nx = len(spec.latent), len(spec.observed)
+    # decoder: x_j reads only its parents in the BN
+    z0 = jax.random.normal(jax.random.key(2), (nz,))
+    x0 = jax.random.normal(jax.random.key(3), (nx,))
+    J = jax.jacfwd(lambda z: model.decoder.mean(jnp.concatenate([z, x0])))(z0)  # (nx, nz)
+    A = bn.adjacency()
+    for a, xn in enumerate(spec.observed):
+        for b, zn in enumerate(spec.latent):
+            parent = A[bn.index(zn), bn.index(xn)]
+            assert (abs(float(J[a, b])) > 0) == bool(parent), (zn, xn)
+    # encoder: z_j depends on x_k only if x_k is an ancestor of z_j in the inverse graph
+    is_latent = np.array([n in spec.latent for n in bn.names])
+    H = graph.faithful_inverse(A, ~is_latent)
+    Jx = jax.jacfwd(lambda x: siren.encode_sample(model, jax.random.key(4), x[None])[0][0])(x0)
+    for b, zn in enumerate(spec.latent):
+        anc = graph.ancestors(H, bn.index(zn))
+        for a, xn in enumerate(spec.observed):
+            if bn.index(xn) not in anc:
+                assert float(Jx[b, a]) == 0.0, (xn, zn)
+
+
+def test_importance_estimate_is_at_least_the_elbo():
+    bn = _circuit()
+    spec = siren.SirenSpec.from_network(bn, bn.latent_names, "true")
+    model = siren.init(jax.random.key(1), spec, blocks=2, hidden=(16,))
+    x = jax.random.normal(jax.random.key(5), (64, 2))
+    elbo = float(jnp.mean(siren.elbo(model, jax.random.key(6), x, spec)))
+    ll = float(jnp.mean(siren.importance_log_likelihood(model, jax.random.key(7), x, spec, 200)))
+    assert ll > elbo
+
+
+@pytest.mark.parametrize("latent, message", [
+    (["z0", "nope"], "not in the network"),
+    (["z0", "z1", "z2", "z3", "z4", "z5", "x0", "x1"], "at least one latent and one observed"),
+    ([], "at least one latent and one observed"),
+])
+def test_bad_latent_choices_are_refused(latent, message):
+    with pytest.raises(UsageError, match=message):
+        siren.SirenSpec.from_network(_circuit(), latent, "true")
+
+
+def test_cli_train_writes_eval_and_refuses_bad_input(tmp_path, capsys):
+    bn = _circuit()
+    s = bn.sample(jax.random.key(0), 40)
+    x = np.concatenate([np.asarray(s[n]) for n in ("x0", "x1")], axis=1)
+    write_table(tmp_path / "d.csv", x, ["x0", "x1"])
+    out = tmp_path / "run"
+    args = ["siren", "train", "example:arithmetic-circuit", str(tmp_path / "d.csv"),
+            "--latent", "z0,z1,z2,z3,z4,z5", "--variant", "true", "--epochs", "3",
+            "--blocks", "2", "--iw", "20", "--out", str(out), "--json"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    saved = json.loads((out / "eval.json").read_text())
+    assert {"nll", "re", "seconds"} <= set(saved) and np.isfinite(saved["nll"])
+    assert saved["nll"] == summary["nll"]
+    assert (out / "inverse_graph.png").exists() and (out / "training_curve.png").exists()
+    bad = args.copy()
+    bad[bad.index("--latent") + 1] = "z0,zz"
+    assert main(bad) == 2
+    assert "zz" in capsys.readouterr().err
+    write_table(tmp_path / "e.csv", x, ["x0", "y"])
+    bad = args.copy()
+    bad[3] = str(tmp_path / "e.csv")
+    assert main(bad) == 2
+    err = capsys.readouterr().err
+    assert "x1" in err and "Traceback" not in err
