@@ -109,3 +109,18 @@ def test_root_node_and_batch_broadcasting():
     v = c.sample(KEY, jnp.zeros((5, 4, 0)))
     assert v.shape == (5, 4, 3)
     assert c.log_prob(v, jnp.zeros((5, 4, 0))).shape == (5, 4)
+
+
+def test_product_gaussian_mean_is_the_product_of_scaled_parents():
+    import jax.numpy as jnp
+    import numpy as np
+    from scipy import stats
+
+    from deepbn.conditionals import ProductGaussian
+
+    c = ProductGaussian(jnp.array([[1.0, 2.0]]), jnp.array([0.5]), jnp.array([0.1]))
+    pa = jnp.array([[3.0, -2.0], [0.5, 4.0]])
+    np.testing.assert_allclose(c.loc(pa)[:, 0], [3.0 * -4.0 + 0.5, 0.5 * 8.0 + 0.5])
+    v = jnp.array([[-11.4], [4.6]])
+    ref = stats.norm.logpdf(np.asarray(v[:, 0]), [-11.5, 4.5], 0.1)
+    np.testing.assert_allclose(c.log_prob(v, pa), ref, rtol=1e-5)
