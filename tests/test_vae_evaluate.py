@@ -43,8 +43,7 @@ def test_iwae_is_at_least_the_elbo_and_grows_with_k():
     params, stats = L.init(jax.random.key(0), cfg)
     x = _x(300, 12, seed=1)
     elbo = evaluate.elbo_terms(cfg, params, stats, jax.random.key(1), x)
-    ks = [evaluate.iwae_log_likelihood(cfg, params, stats, jax.random.key(2), x, k=k).mean()
-          for k in (1, 10, 100)]
-    assert abs(ks[0] - elbo["elbo"]) < 0.5  # L_1 is the ELBO (two independent estimates)
-    assert elbo["elbo"] < ks[1] < ks[2]
+    ks = [evaluate.iwae_log_likelihood(cfg, params, stats, jax.random.key(2), x, k=k,
+                                       chunk=10).mean() for k in (10, 100)]
+    assert elbo["elbo"] < ks[0] < ks[1]
     assert abs(elbo["elbo"] - (elbo["reconstruction"] - elbo["kl"])) < 1e-3
