@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+CHAIN_SEED = 0  # --seed: the chains' randomness; the data are always the same
 RUNS = {
     "kingma-dbn": ["deepbn-auto", "deepbn-centred", "deepbn-auxiliary", "blackjax-aux",
                    "numpyro-aux", "numpyro-centred"],
@@ -63,7 +64,7 @@ def run_deepbn(network, form, chains, warmup, samples):
 
     bn, obs = _case(network)
     post = hmc.sample_posterior(bn, obs, form=form, chains=chains, warmup=warmup,
-                                samples=samples, seed=1)
+                                samples=samples, seed=1 + CHAIN_SEED)
     s = post.summary
     draws = np.concatenate([post.samples[n][:, :, 0, :] for n in post.space.names], axis=-1)
     return {k: s[k] for k in ("ess_min", "ess_median", "rhat_max", "divergences", "seconds",
@@ -110,8 +111,8 @@ def run_blackjax(network, chains, warmup, samples):
         _, (draws, steps) = jax.lax.scan(body, state, jax.random.split(k2, samples))
         return jax.vmap(lambda e: states(e.reshape(T, dim)).ravel())(draws), jnp.sum(steps)
 
-    keys = jax.random.split(jax.random.key(1), chains)
-    pos = jax.random.normal(jax.random.key(2), (chains, T * dim))
+    keys = jax.random.split(jax.random.key(1 + CHAIN_SEED), chains)
+    pos = jax.random.normal(jax.random.key(2 + CHAIN_SEED), (chains, T * dim))
     f = jax.jit(jax.vmap(chain))
     t0 = time.perf_counter()
     compiled = f.lower(keys, pos).compile()
@@ -184,7 +185,7 @@ def run_numpyro(network, centred, chains, warmup, samples):
 
     def timed():
         t0 = time.perf_counter()
-        mcmc.run(jax.random.key(1), extra_fields=("num_steps",))
+        mcmc.run(jax.random.key(1 + CHAIN_SEED), extra_fields=("num_steps",))
         jax.block_until_ready(mcmc.get_samples())
         return time.perf_counter() - t0
 
@@ -229,9 +230,12 @@ def main() -> None:
     ap.add_argument("--networks", nargs="+", default=list(RUNS))
     ap.add_argument("--only", nargs="+", default=None, help="run only these configurations")
     ap.add_argument("--out", default=str(HERE / "hmc_dbn.json"))
+    ap.add_argument("--seed", type=int, default=0, help="chain seed (the data stay fixed)")
     ap.add_argument("--child", nargs=2, metavar=("NETWORK", "NAME"), help=argparse.SUPPRESS)
     ap.add_argument("--draws", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global CHAIN_SEED
+    CHAIN_SEED = args.seed
     if args.child:
         child(*args.child, args.chains, args.warmup, args.samples, args.draws)
         return
@@ -243,7 +247,7 @@ def main() -> None:
             draws = Path(args.out).with_suffix(f".{network}.{name}.npy")
             cmd = [sys.executable, __file__, "--child", network, name, "--chains",
                    str(args.chains), "--warmup", str(args.warmup), "--samples",
-                   str(args.samples), "--draws", str(draws)]
+                   str(args.samples), "--draws", str(draws), "--seed", str(args.seed)]
             env = {**__import__("os").environ, "JAX_ENABLE_COMPILATION_CACHE": "false"}
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
