@@ -1,0 +1,85 @@
+"""Cost of one value-and-gradient of the kingma-dbn posterior density (not a test).
+
+deepbn's ``forms.log_density`` (tied plan, untied plan, node by node) in auxiliary
+and centred form against the hand-written auxiliary density of bench/hmc_dbn.py;
+2 chains vmapped, 2000 evaluations in one scan, best of 7 interleaved rounds.
+
+    python bench/hmc_grad_cost.py
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import hmc_dbn  # noqa: E402
+from deepbn import examples  # noqa: E402
+from deepbn.inference import forms  # noqa: E402
+
+EVALUATIONS = 2000
+
+
+def _timed_loop(f, u):
+    def loop(u):
+        def body(u, _):
+            v, g = jax.vmap(jax.value_and_grad(f))(u)
+            return u + 1e-4 * g, v
+
+        return jax.lax.scan(body, u, None, length=EVALUATIONS)
+
+    compiled = jax.jit(loop)
+    jax.block_until_ready(compiled(u))
+    return compiled
+
+
+def main() -> None:
+    bn = examples.load("example:kingma-dbn")
+    x = bn.sample(jax.random.key(0), 1)
+    obs = {n: x[n] for n in bn.observed_names}
+    space = forms.LatentSpace.from_network(bn)
+    size = space.size
+    W, b, sz, w, c = hmc_dbn._dbn_params(bn)
+    T, dim = 20, W.shape[0]
+    xs = jnp.stack([obs[f"x{t}"][0, 0] for t in range(1, T + 1)])
+
+    def hand(flat):
+        eps = flat.reshape(T, dim)
+
+        def step(z, e):
+            z = jnp.tanh(W @ z + b) + sz * e
+            return z, z
+
+        _, rest = jax.lax.scan(step, eps[0], eps[1:])
+        logits = jnp.concatenate([eps[:1], rest]) @ w + c
+        lik = jnp.sum(xs * jax.nn.log_sigmoid(logits) + (1 - xs) * jax.nn.log_sigmoid(-logits))
+        return lik - 0.5 * jnp.sum(eps**2)
+
+    plan = forms.chains(bn)
+    plans = {"tied": plan, "untied": (plan[0]._replace(tied=False),), "unrolled": ()}
+    u = jax.random.normal(jax.random.key(1), (2, size))
+    loops = {}
+    for form in ("auxiliary", "centred"):
+        cent = forms.centring_for(form, space, 1)
+        for name, p in plans.items():
+            def density(v, cent=cent, p=p):
+                return forms.log_density(bn, space, v.reshape(1, size), obs, cent, p)
+            loops[f"deepbn {form} {name}"] = _timed_loop(density, u)
+    loops["hand-written auxiliary"] = _timed_loop(hand, u)
+    best = dict.fromkeys(loops, float("inf"))
+    for _ in range(7):
+        for name, loop in loops.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(loop(u))
+            best[name] = min(best[name], time.perf_counter() - t0)
+    for name, seconds in best.items():
+        print(f"{name:32s} {seconds / EVALUATIONS * 1e6:7.1f} µs per value+grad (2 chains)")
+
+
+if __name__ == "__main__":
+    main()
