@@ -118,7 +118,7 @@ class Conditional(eqx.Module):
 
     def fixed_scale(self):
         """The scale (dim,) when it does not depend on the parents, else None."""
-        return None
+        return self.scale if self.is_location_scale else None
 
 
 class _LinearLocScale(Conditional):
@@ -145,9 +145,6 @@ class _LinearLocScale(Conditional):
     def loc_scale(self, parents):
         loc = self.loc(parents)
         return loc, jnp.broadcast_to(self.scale, loc.shape)
-
-    def fixed_scale(self):
-        return self.scale
 
     @property
     def is_location_scale(self) -> bool:
@@ -240,9 +237,6 @@ class MLPGaussian(Conditional):
     @property
     def is_location_scale(self) -> bool:
         return not self.learn_scale
-
-    def fixed_scale(self):
-        return None if self.learn_scale else self.scale
 
 
 class ProductGaussian(_LinearLocScale):

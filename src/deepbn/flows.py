@@ -119,10 +119,15 @@ class ResidualBlock(eqx.Module):
         _, vectors = self.normalised_weights(iterations)
         return eqx.tree_at(lambda b: b.power_vectors, self, vectors)
 
-    def residual(self, z, cond=None):
-        """g(z; x) for z (..., dim) and conditioning inputs (..., c) or None."""
+    def residual(self, z, cond=None, weights=None):
+        """g(z; x) for z (..., dim) and conditioning inputs (..., c) or None.
+
+        ``weights``: :meth:`normalised_weights` computed once by a caller that
+        evaluates g many times (the log-determinant, the fixed-point inverse).
+        """
         h = z if cond is None else jnp.concatenate([z, cond], axis=-1)
-        weights, _ = self.normalised_weights()
+        if weights is None:
+            weights, _ = self.normalised_weights()
         for k, (w, b) in enumerate(zip(weights, self.biases)):
             h = h @ w.T + b
             if k < len(weights) - 1:
@@ -131,18 +136,17 @@ class ResidualBlock(eqx.Module):
 
     def forward(self, z, cond=None):
         """(f(z), log|det ∂f/∂z|) with the exact log-determinant from the diagonal."""
-        g = lambda v: self.residual(v, cond)  # noqa: E731
-        y = z + g(z)
-        diag = _jacobian_diagonal(g, z, self.dim)
-        return y, jnp.sum(jnp.log1p(diag), axis=-1)
+        weights, _ = self.normalised_weights()
+        gz, g_linear = jax.linearize(lambda v: self.residual(v, cond, weights), z)
+        diag = _jacobian_diagonal(g_linear, z.shape, self.dim)
+        return z + gz, jnp.sum(jnp.log1p(diag), axis=-1)
 
 
-def _jacobian_diagonal(g, z, dim):
-    """∂g_j/∂z_j for every j by one JVP per coordinate (batched over leading axes)."""
+def _jacobian_diagonal(g_linear, shape, dim):
+    """∂g_j/∂z_j for every j: the linearised g applied to each basis vector (batched)."""
     def column(j):
         e = jnp.zeros(dim).at[j].set(1.0)
-        _, t = jax.jvp(g, (z,), (jnp.broadcast_to(e, z.shape),))
-        return t[..., j]
+        return g_linear(jnp.broadcast_to(e, shape))[..., j]
 
     return jnp.moveaxis(jax.vmap(column)(jnp.arange(dim)), 0, -1)
 
@@ -209,15 +213,17 @@ class GraphicalResidualFlow(eqx.Module):
 
 
 def _fixed_point(block, y, cond, tol, max_iterations):
+    weights, _ = block.normalised_weights()
+
     def cond_fn(state):
         _, delta, k = state
         return (k < max_iterations) & (jnp.max(delta) > tol)
 
     def body(state):
         z, _, k = state
-        new = y - block.residual(z, cond)
+        new = y - block.residual(z, cond, weights)
         return new, jnp.max(jnp.abs(new - z), axis=-1), k + 1
 
     z, delta, k = jax.lax.while_loop(cond_fn, body, (y, jnp.full(y.shape[:-1], jnp.inf), 0))
-    residual = jnp.max(jnp.abs(z + block.residual(z, cond) - y), axis=-1)
+    residual = jnp.max(jnp.abs(z + block.residual(z, cond, weights) - y), axis=-1)
     return z, delta <= tol, k, residual

@@ -23,9 +23,9 @@ app = typer.Typer(help="Graph VAE (learned latent DAG), VAE, Ladder VAE and FC-V
                   no_args_is_help=True)
 
 
-def _structure_plot(cfg, params, path: Path) -> None:
+def _structure_plot(cfg, gate_probs, path: Path) -> None:
     probs = np.zeros((cfg.nodes, cfg.nodes))
-    for (i, j), p in zip(latent_dag.edges(cfg.nodes), latent_dag.gate_probabilities(cfg, params)):
+    for (i, j), p in zip(latent_dag.edges(cfg.nodes), gate_probs):
         probs[i, j] = p
     plots.posterior_graph(probs, [f"z{k + 1}" for k in range(cfg.nodes)], path,
                           title=f"latent structure ({cfg.structure}; width = gate μ, "
@@ -107,7 +107,7 @@ def train(
             plots.gate_history(np.array([h["gates"] for h in history]),
                                [f"z{i + 1}→z{j + 1}" for i, j in latent_dag.edges(nodes)],
                                out / "gates.png")
-        _structure_plot(cfg, params, out / "structure.png")
+        _structure_plot(cfg, latent_dag.gate_probabilities(cfg, params), out / "structure.png")
         _pictures(cfg, params, stats, d, out, seed)
     epoch_seconds = [h["seconds"] for h in history]
     summary = {
@@ -147,7 +147,7 @@ def evaluate(
     """Test-set IWAE log-likelihood, ELBO and KL -> FOLDER/eval.json."""
     if iw < 1:
         raise UsageError("--iw must be at least 1")
-    cfg, settings, params, _, _ = experiment.load_folder(folder)
+    cfg, settings = experiment.read_config(folder)
     d = vae_data.load(settings["data"])
     n = min(max_examples or d.test.shape[0], d.test.shape[0])
     columns = [TextColumn(f"IWAE k={iw}"), BarColumn(),
@@ -156,7 +156,7 @@ def evaluate(
         task = bar.add_task("eval", total=n)
         result = experiment.evaluate_folder(folder, iw=iw, max_examples=n, seed=seed, data=d,
                                             progress=lambda k: bar.update(task, completed=k))
-    _structure_plot(cfg, params, folder / "structure.png")
+    _structure_plot(cfg, result["gate_probabilities"], folder / "structure.png")
     edges = ", ".join(f"z{i + 1}→z{j + 1}" for i, j in result["structure"]) or "none"
     report(result, as_json, [
         f"test log-likelihood (IWAE, k={iw}, {n} examples): {result['ll']:.2f} "

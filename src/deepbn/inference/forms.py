@@ -197,7 +197,7 @@ def _run_coordinates(space: LatentSpace, names, parts, flat):
     return jnp.stack([parts[n] for n in names])
 
 
-def _walk_run(bn, space, run: Chain, pa0, u, centring, observed):
+def _walk_run(bn, space, run: Chain, pa0, u, centring, u_parts, c_parts, observed):
     """Values (length, *batch, dim) and summed log-density (*batch) of one run.
 
     The scan carries only the state; every log-density term is then evaluated
@@ -205,8 +205,8 @@ def _walk_run(bn, space, run: Chain, pa0, u, centring, observed):
     forward and backward passes stay as small as the hand-written recurrence.
     """
     names = [bn.names[k] for k in run.nodes]
-    us = _run_coordinates(space, names, space.split(u), u)
-    cs = _run_coordinates(space, names, space.split(centring), centring)
+    us = _run_coordinates(space, names, u_parts, u)
+    cs = _run_coordinates(space, names, c_parts, centring)
     if run.tied:
         cond = bn.conditionals[run.nodes[0]]
         per_step = None  # the scan closes over the one set of parameters
@@ -274,7 +274,7 @@ def _walk(bn: BayesNet, space: LatentSpace, u, observed, centring,
         if j in runs:
             run = runs[j]
             zs, lp = _walk_run(bn, space, run, bn.parent_values(values, j, batch), u, centring,
-                               observed)
+                               u_parts, c_parts, observed)
             for k, n in enumerate(bn.names[i] for i in run.nodes):
                 values[n] = zs[k]
             for e in run.emissions or ():

@@ -97,8 +97,7 @@ def _program(space: forms.LatentSpace, plan: tuple[forms.Chain, ...], sampler: s
         algorithm = blackjax.nuts if sampler == "nuts" else blackjax.hmc
         extra = {} if sampler == "nuts" else {"num_integration_steps": integration_steps}
         info_fn = blackjax.adaptation.base.get_filter_adapt_info_fn(
-            info_keys={"num_integration_steps", "is_divergent"} if sampler == "nuts"
-            else {"num_integration_steps", "is_divergent"})
+            info_keys={"num_integration_steps", "is_divergent"})
 
         def one_chain(key, u_start):
             k_warm, k_draw = jax.random.split(key)

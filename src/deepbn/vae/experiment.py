@@ -139,16 +139,22 @@ def _difference(old: dict, new: dict) -> str:
     return "settings differ"
 
 
-def load_folder(out: str | Path) -> tuple:
-    """(config, settings, params, stats, history) of a trained folder."""
-    out = Path(out)
-    config_path = out / CONFIG
+def read_config(out: str | Path) -> tuple[latent_dag.GraphVAEConfig, dict]:
+    """(config, settings) of a trained folder, without loading its checkpoint."""
+    config_path = Path(out) / CONFIG
     if not config_path.exists():
         raise UsageError(f"{out} holds no trained model ({CONFIG} missing); run "
                          "'deepbn vae train ... --out DIR' first")
     settings = json.loads(config_path.read_text())
     cfg = latent_dag.GraphVAEConfig(**{k: tuple(v) if isinstance(v, list) else v
                                        for k, v in settings["model"].items()})
+    return cfg, settings
+
+
+def load_folder(out: str | Path) -> tuple:
+    """(config, settings, params, stats, history) of a trained folder."""
+    out = Path(out)
+    cfg, settings = read_config(out)
     params, stats = latent_dag.init(jax.random.key(0), cfg)
     opt = optimizer(1)
     loaded = checkpoint.load(out / training.CHECKPOINT, (params, stats, opt.init(params)))

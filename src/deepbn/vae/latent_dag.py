@@ -131,10 +131,7 @@ def init(key, cfg: GraphVAEConfig) -> tuple[dict, dict]:
     if cfg.structure == "learned":
         p = float(np.clip(cfg.gate_init, 1e-3, 1 - 1e-3))
         params["gate_logits"] = jnp.full(len(edges(cfg.nodes)), float(np.log(p / (1 - p))))
-    # strongly typed float32 leaves: a weak type would change after the first update and
-    # make the jitted epoch compile twice
-    strong = lambda a: jnp.array(np.asarray(a), jnp.float32)  # noqa: E731
-    return jax.tree_util.tree_map(strong, params), jax.tree_util.tree_map(strong, stats)
+    return params, stats
 
 
 def gate_probabilities(cfg: GraphVAEConfig, params: dict) -> np.ndarray:

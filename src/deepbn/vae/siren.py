@@ -86,7 +86,6 @@ class SirenSpec(NamedTuple):
         if variant == "true":
             prior = A[np.ix_(zi, zi)]
             dec = np.concatenate([A[np.ix_(zi, xi)], A[np.ix_(xi, xi)]])
-            # the inverse is a DAG over latents: order them by it for the encoder's masks
             enc, cond = inv[np.ix_(zi, zi)], inv[np.ix_(xi, zi)]
         elif variant in ("fc", "vae"):
             prior = np.triu(np.ones((nz, nz), bool), 1)
