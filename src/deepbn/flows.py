@@ -227,3 +227,48 @@ def _fixed_point(block, y, cond, tol, max_iterations):
     z, delta, k = jax.lax.while_loop(cond_fn, body, (y, jnp.full(y.shape[:-1], jnp.inf), 0))
     residual = jnp.max(jnp.abs(z + block.residual(z, cond, weights) - y), axis=-1)
     return z, delta <= tol, k, residual
+
+
+_LOG_2PI = float(np.log(2 * np.pi))
+
+
+class FlowDensity(eqx.Module):
+    """A density over the nodes of a DAG: ε = f(a ⊙ x + b) with f a graphical residual flow.
+
+    log p(x) = log N(ε; 0, I) + log|det ∂f/∂u| + Σ_j log a_j, exact (Mouton & Kroon,
+    arXiv 2204.11846, Sec. 3, with a learned elementwise scale and shift in front
+    so the Lipschitz-bounded blocks need not change the scale of the data). Used
+    for density estimation of fully observed data and as SIReN-VAE's prior.
+
+    Example:
+        >>> import jax, numpy as np
+        >>> A = np.array([[0, 1], [0, 0]], bool)
+        >>> density = FlowDensity.init(jax.random.key(0), A, blocks=2, hidden=(8,))
+        >>> density.log_prob(jax.numpy.zeros((5, 2))).shape
+        (5,)
+    """
+
+    flow: GraphicalResidualFlow
+    shift: jnp.ndarray
+    log_scale: jnp.ndarray
+
+    @staticmethod
+    def init(key, A, blocks: int = 4, hidden=(64,), **flow_options) -> FlowDensity:
+        d = np.asarray(A).shape[0]
+        flow = GraphicalResidualFlow.init(key, A, blocks, hidden, **flow_options)
+        return FlowDensity(flow, jnp.zeros(d), jnp.zeros(d))
+
+    def log_prob(self, x):
+        """log p(x) for x (..., d)."""
+        eps, logdet = self.flow.forward(x * jnp.exp(self.log_scale) + self.shift)
+        return (jnp.sum(-0.5 * eps * eps - 0.5 * _LOG_2PI, axis=-1) + logdet
+                + jnp.sum(self.log_scale))
+
+    def sample(self, key, n: int):
+        """n draws, by inverting the flow (fixed-point iteration), and the inverse's report."""
+        eps = jax.random.normal(key, (n, self.shift.shape[0]))
+        u, info = self.flow.inverse(eps)
+        return (u - self.shift) * jnp.exp(-self.log_scale), info
+
+    def refresh(self, iterations: int = 50) -> FlowDensity:
+        return eqx.tree_at(lambda m: m.flow, self, self.flow.refresh(iterations))

@@ -44,7 +44,7 @@ import numpy as np
 from deepbn import graph, masks
 from deepbn.bn import BayesNet
 from deepbn.errors import UsageError
-from deepbn.flows import GraphicalResidualFlow
+from deepbn.flows import FlowDensity, GraphicalResidualFlow
 
 VARIANTS = ("true", "fc", "ind", "vae")
 _LOG_2PI = float(np.log(2 * np.pi))
@@ -135,9 +135,7 @@ class GaussianMLP(eqx.Module):
 class Siren(eqx.Module):
     """Parameters of one SIReN-VAE (or of the plain VAE baseline)."""
 
-    prior_flow: GraphicalResidualFlow | None
-    prior_shift: jnp.ndarray
-    prior_log_scale: jnp.ndarray
+    prior: FlowDensity | None  # None: N(0, I) (the plain VAE)
     encoder_flow: GraphicalResidualFlow | None
     encoder_net: GaussianMLP | None  # the plain VAE's encoder: [mean, log-scale]
     encoder_affine: GaussianMLP | None  # x -> [shift, log-scale] per latent (masked)
@@ -150,14 +148,12 @@ def init(key, spec: SirenSpec, blocks: int = 4, hidden: Sequence[int] = (64,)) -
     dec_parents = np.array(spec.decoder_parents, bool).reshape(nz + nx, nx)
     allowed = [frozenset(np.flatnonzero(dec_parents[:, j]).tolist()) for j in range(nx)]
     decoder = GaussianMLP.init(k3, nz + nx, nx, hidden, allowed)
-    zeros = jnp.zeros(nz)
     if spec.variant == "vae":
         hid = tuple(2 * h for h in hidden)
         enc = GaussianMLP.init(k2, nx, 2 * nz, hid)
         dense = GaussianMLP.init(k3, nz, nx, hid)
-        return Siren(None, zeros, zeros, None, enc, None, dense)
-    prior = GraphicalResidualFlow.init(k1, np.array(spec.prior_dag, bool).reshape(nz, nz),
-                                       blocks, hidden)
+        return Siren(None, None, enc, None, dense)
+    prior = FlowDensity.init(k1, np.array(spec.prior_dag, bool).reshape(nz, nz), blocks, hidden)
     encoder = GraphicalResidualFlow.init(
         k2, np.array(spec.encoder_dag, bool).reshape(nz, nz), blocks, hidden,
         conditions=np.array(spec.encoder_conditions, bool).reshape(nx, nz))
@@ -166,15 +162,15 @@ def init(key, spec: SirenSpec, blocks: int = 4, hidden: Sequence[int] = (64,)) -
     cond = np.array(spec.encoder_conditions, bool).reshape(nx, nz)
     sets = [frozenset(np.flatnonzero(cond[:, j]).tolist()) for j in range(nz)]
     affine = GaussianMLP.init(jax.random.fold_in(k2, 1), nx, 2 * nz, hidden, sets + sets)
-    return Siren(prior, zeros, zeros, encoder, None, affine, decoder)
+    return Siren(prior, encoder, None, affine, decoder)
 
 
 def refresh(model: Siren, iterations: int = 1) -> Siren:
     """Advance the flows' power iterations (after every training step; more before evaluation)."""
-    if model.prior_flow is None:
+    if model.prior is None:
         return model
-    return eqx.tree_at(lambda m: (m.prior_flow, m.encoder_flow), model,
-                       (model.prior_flow.refresh(iterations),
+    return eqx.tree_at(lambda m: (m.prior, m.encoder_flow), model,
+                       (model.prior.refresh(iterations),
                         model.encoder_flow.refresh(iterations)))
 
 
@@ -183,27 +179,23 @@ def _normal_log_prob(e):
 
 
 def prior_log_prob(model: Siren, z):
-    if model.prior_flow is None:
-        return _normal_log_prob(z)
-    u = z * jnp.exp(model.prior_log_scale) + model.prior_shift
-    eps, logdet = model.prior_flow.forward(u)
-    return _normal_log_prob(eps) + logdet + jnp.sum(model.prior_log_scale)
+    return _normal_log_prob(z) if model.prior is None else model.prior.log_prob(z)
 
 
 def encode_sample(model: Siren, key, x, k: int | None = None):
     """Draws z ~ q(z | x) and log q: (batch, nz), (batch,); with ``k``, (k, batch, ...)."""
-    shape = ((k,) if k is not None else ()) + x.shape[:-1] + (model.prior_shift.shape[0],)
+    nz = (model.encoder_flow.blocks.dim if model.encoder_net is None
+          else model.encoder_net.log_scale.shape[0] // 2)
+    shape = ((k,) if k is not None else ()) + x.shape[:-1] + (nz,)
     eps = jax.random.normal(key, shape)
     xs = jnp.broadcast_to(x, shape[:-1] + x.shape[-1:])
     if model.encoder_net is not None:
         out = model.encoder_net.mean(xs)
-        nz = shape[-1]
         mean, log_scale = out[..., :nz], jnp.clip(out[..., nz:], -10.0, 5.0)
         z = mean + jnp.exp(log_scale) * eps
         return z, _normal_log_prob(eps) - jnp.sum(log_scale, axis=-1)
     v, logdet = model.encoder_flow.forward(eps, xs)
     out = model.encoder_affine.mean(xs)
-    nz = shape[-1]
     shift, log_scale = out[..., :nz], jnp.clip(out[..., nz:], -10.0, 5.0)
     z = v * jnp.exp(log_scale) + shift
     return z, _normal_log_prob(eps) - logdet - jnp.sum(log_scale, axis=-1)
