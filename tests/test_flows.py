@@ -36,12 +36,18 @@ def test_masked_network_jacobian_is_zero_exactly_where_the_dag_has_no_edge(seed)
                                   expected.T)
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_log_determinant_matches_autodiff_jacobian(seed):
+@pytest.mark.parametrize("seed, hidden, affine", [(0, (24,), False), (1, (24,), True),
+                                                  (2, (16, 16), True)])
+def test_log_determinant_matches_autodiff_jacobian(seed, hidden, affine):
+    # one hidden layer: the diagonal in closed form; two: by Jacobian-vector products
     A = _dag(seed, d=6)
     cond = np.ones((1, 6), bool)
-    flow = GraphicalResidualFlow.init(jax.random.key(seed), A, blocks=3, hidden=(24,),
-                                      conditions=cond)
+    flow = GraphicalResidualFlow.init(jax.random.key(seed), A, blocks=3, hidden=hidden,
+                                      conditions=cond, affine=affine)
+    if affine:  # a non-trivial scale and shift after each block
+        flow = eqx.tree_at(lambda f: (f.blocks.out_shift, f.blocks.out_log_scale), flow,
+                           (jax.random.normal(jax.random.key(seed + 7), (3, 6)),
+                            0.3 * jax.random.normal(jax.random.key(seed + 8), (3, 6))))
     z = jax.random.normal(jax.random.key(seed + 5), (4, 6))
     x = jax.random.normal(jax.random.key(seed + 6), (4, 1))
     _, logdet = flow.forward(z, x)
@@ -57,9 +63,15 @@ def test_log_determinant_matches_autodiff_jacobian(seed):
         assert np.allclose(np.triu(P, 1), 0.0)
 
 
-def test_inverse_round_trip_and_reported_convergence():
+@pytest.mark.parametrize("hidden, affine", [((32, 32), False), ((32,), True)])
+def test_inverse_round_trip_and_reported_convergence(hidden, affine):
     A = _dag(1, d=6)
-    flow = GraphicalResidualFlow.init(jax.random.key(0), A, blocks=4, hidden=(32, 32))
+    flow = GraphicalResidualFlow.init(jax.random.key(0), A, blocks=4, hidden=hidden,
+                                      affine=affine)
+    if affine:
+        flow = eqx.tree_at(lambda f: (f.blocks.out_shift, f.blocks.out_log_scale), flow,
+                           (jax.random.normal(jax.random.key(2), (4, 6)),
+                            0.3 * jax.random.normal(jax.random.key(3), (4, 6))))
     z = 2.0 * jax.random.normal(jax.random.key(1), (64, 6))
     y, _ = flow.forward(z)
     back, info = flow.inverse(y)
