@@ -16,18 +16,25 @@ Example:
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 from blackjax.diagnostics import ess_bulk, rhat
+
+
+@jax.jit
+def _ess_and_rhat(draws):
+    # one compiled program: op by op, BlackJAX's diagnostics compile each small
+    # operation on first use (7 s for 2 x 1000 x 120 draws, against 2 s here)
+    return ess_bulk(draws, chain_axis=0, sample_axis=1), rhat(draws, chain_axis=0, sample_axis=1)
 
 
 def summarize(draws: np.ndarray) -> dict:
     """ESS (min, median) and R-hat (max) over coordinates; ``draws`` is (chains, draws, coords)."""
     draws = np.asarray(draws, np.float64)
     stuck = np.all(np.var(draws, axis=1) < 1e-20, axis=0)
-    ess = np.asarray(ess_bulk(draws, chain_axis=0, sample_axis=1), np.float64)
+    ess, r = (np.asarray(a, np.float64) for a in _ess_and_rhat(draws))
     ess = np.where(stuck | ~np.isfinite(ess), 0.0, ess)
     if draws.shape[0] * draws.shape[1] >= 8:
-        r = np.asarray(rhat(draws, chain_axis=0, sample_axis=1), np.float64)
         r = np.where(stuck | ~np.isfinite(r), np.inf, r)
     else:
         r = np.full(draws.shape[2], np.inf)
