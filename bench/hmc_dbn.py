@@ -72,6 +72,31 @@ def run_deepbn(network, form, chains, warmup, samples):
                               "ess_min_per_s", "ess_min_per_1000_grads")}, draws
 
 
+def hand_written_logdensity(bn, obs):
+    """kingma-dbn's auxiliary-form log-density written by hand: (logdensity, T, dim)."""
+    import jax
+    import jax.numpy as jnp
+
+    W, b, sz, w, c = _dbn_params(bn)
+    T = len(obs)
+    x = jnp.stack([obs[f"x{t}"][0, 0] for t in range(1, T + 1)])
+    dim = W.shape[0]
+
+    def logdensity(flat):
+        eps = flat.reshape(T, dim)
+
+        def step(z, e):
+            z = jnp.tanh(W @ z + b) + sz * e
+            return z, z
+
+        _, rest = jax.lax.scan(step, eps[0], eps[1:])
+        logits = jnp.concatenate([eps[:1], rest]) @ w + c
+        lik = jnp.sum(x * jax.nn.log_sigmoid(logits) + (1 - x) * jax.nn.log_sigmoid(-logits))
+        return lik - 0.5 * jnp.sum(eps**2)
+
+    return logdensity, T, dim
+
+
 def run_blackjax(network, chains, warmup, samples):
     import blackjax
     import jax

@@ -19,29 +19,13 @@ import time
 
 import blackjax
 import jax
-import jax.numpy as jnp
 
 import hmc_dbn
 from deepbn.inference import hmc
 
 
 def hand_written(bn, obs, steps: int, warmup: int, samples: int, chains: int):
-    W, b, sz, w, c = hmc_dbn._dbn_params(bn)
-    T = len(obs)
-    x = jnp.stack([obs[f"x{t}"][0, 0] for t in range(1, T + 1)])
-    dim = W.shape[0]
-
-    def logdensity(flat):
-        eps = flat.reshape(T, dim)
-
-        def step(z, e):
-            z = jnp.tanh(W @ z + b) + sz * e
-            return z, z
-
-        _, rest = jax.lax.scan(step, eps[0], eps[1:])
-        logits = jnp.concatenate([eps[:1], rest]) @ w + c
-        lik = jnp.sum(x * jax.nn.log_sigmoid(logits) + (1 - x) * jax.nn.log_sigmoid(-logits))
-        return lik - 0.5 * jnp.sum(eps**2)
+    logdensity, T, dim = hmc_dbn.hand_written_logdensity(bn, obs)
 
     def chain(key, pos):
         k1, k2 = jax.random.split(key)

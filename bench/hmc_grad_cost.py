@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -44,21 +43,7 @@ def main() -> None:
     obs = {n: x[n] for n in bn.observed_names}
     space = forms.LatentSpace.from_network(bn)
     size = space.size
-    W, b, sz, w, c = hmc_dbn._dbn_params(bn)
-    T, dim = 20, W.shape[0]
-    xs = jnp.stack([obs[f"x{t}"][0, 0] for t in range(1, T + 1)])
-
-    def hand(flat):
-        eps = flat.reshape(T, dim)
-
-        def step(z, e):
-            z = jnp.tanh(W @ z + b) + sz * e
-            return z, z
-
-        _, rest = jax.lax.scan(step, eps[0], eps[1:])
-        logits = jnp.concatenate([eps[:1], rest]) @ w + c
-        lik = jnp.sum(xs * jax.nn.log_sigmoid(logits) + (1 - xs) * jax.nn.log_sigmoid(-logits))
-        return lik - 0.5 * jnp.sum(eps**2)
+    hand, _, _ = hmc_dbn.hand_written_logdensity(bn, obs)
 
     plan = forms.chains(bn)
     plans = {"tied": plan, "untied": (plan[0]._replace(tied=False),), "unrolled": ()}
