@@ -49,9 +49,15 @@ def _activation(name: str, where: str):
     return ACTIVATIONS[name]
 
 
-def _gaussian_log_prob(value, mean, scale):
+def gaussian_log_prob(value, mean, scale):
+    """log N(value; mean, diag(scale²)), summed over the last axis."""
     z = (value - mean) / scale
     return jnp.sum(-0.5 * z * z - jnp.log(scale) - 0.5 * _LOG_2PI, axis=-1)
+
+
+def standard_normal_log_prob(eps):
+    """log N(eps; 0, I), summed over the last axis."""
+    return jnp.sum(-0.5 * eps * eps - 0.5 * _LOG_2PI, axis=-1)
 
 
 def _mlp(layers, x, activation: str):
@@ -102,7 +108,7 @@ class Conditional(eqx.Module):
 
     def base_log_prob(self, eps):
         if self.base == "normal":
-            return jnp.sum(-0.5 * eps * eps - 0.5 * _LOG_2PI, axis=-1)
+            return standard_normal_log_prob(eps)
         if self.base == "laplace":
             return jnp.sum(-jnp.abs(eps) - jnp.log(2.0), axis=-1)
         inside = (eps >= 0) & (eps <= 1)
@@ -157,7 +163,7 @@ class LinearGaussian(_LinearLocScale):
     family: ClassVar[str] = "linear-gaussian"
 
     def log_prob(self, value, parents):
-        return _gaussian_log_prob(value, self.loc(parents), self.scale)
+        return gaussian_log_prob(value, self.loc(parents), self.scale)
 
 
 class Laplace(_LinearLocScale):
@@ -185,7 +191,7 @@ class ActivationGaussian(_LinearLocScale):
         return ACTIVATIONS[self.activation](parents @ self.weight.T + self.bias)
 
     def log_prob(self, value, parents):
-        return _gaussian_log_prob(value, self.loc(parents), self.scale)
+        return gaussian_log_prob(value, self.loc(parents), self.scale)
 
 
 class MLPGaussian(Conditional):
@@ -224,7 +230,7 @@ class MLPGaussian(Conditional):
 
     def log_prob(self, value, parents):
         mean, scale = self._mean_scale(parents)
-        return _gaussian_log_prob(value, mean, scale)
+        return gaussian_log_prob(value, mean, scale)
 
     def reparam(self, eps, parents):
         mean, scale = self._mean_scale(parents)
@@ -252,7 +258,7 @@ class ProductGaussian(_LinearLocScale):
         return jnp.prod(parents[..., None, :] * self.weight, axis=-1) + self.bias
 
     def log_prob(self, value, parents):
-        return _gaussian_log_prob(value, self.loc(parents), self.scale)
+        return gaussian_log_prob(value, self.loc(parents), self.scale)
 
 
 class Bernoulli(Conditional):

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deepbn import masks as dag_masks
+from deepbn.conditionals import standard_normal_log_prob
 
 
 def lipswish(x, beta):
@@ -130,7 +131,12 @@ class ResidualBlock(eqx.Module):
         return out, tuple(vectors)
 
     def refresh(self, iterations: int = 50) -> ResidualBlock:
-        """Advance the power iteration (call between training steps and before evaluation)."""
+        """Advance the power iteration (call between training steps and before evaluation).
+
+        With the exact spectral norm the power vectors are unused: nothing to do.
+        """
+        if self.spectral == "exact":
+            return self
         _, vectors = self.normalised_weights(iterations)
         return eqx.tree_at(lambda b: b.power_vectors, self, vectors)
 
@@ -274,9 +280,6 @@ def _fixed_point(block, y, cond, tol, max_iterations):
     return z, delta <= tol, k, residual
 
 
-_LOG_2PI = float(np.log(2 * np.pi))
-
-
 class FlowDensity(eqx.Module):
     """A density over the nodes of a DAG: ε = f(a ⊙ x + b) with f a graphical residual flow.
 
@@ -306,8 +309,7 @@ class FlowDensity(eqx.Module):
     def log_prob(self, x):
         """log p(x) for x (..., d)."""
         eps, logdet = self.flow.forward(x * jnp.exp(self.log_scale) + self.shift)
-        return (jnp.sum(-0.5 * eps * eps - 0.5 * _LOG_2PI, axis=-1) + logdet
-                + jnp.sum(self.log_scale))
+        return standard_normal_log_prob(eps) + logdet + jnp.sum(self.log_scale)
 
     def sample(self, key, n: int):
         """n draws, by inverting the flow (fixed-point iteration), and the inverse's report."""

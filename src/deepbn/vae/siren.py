@@ -43,11 +43,11 @@ import numpy as np
 
 from deepbn import graph, masks
 from deepbn.bn import BayesNet
+from deepbn.conditionals import gaussian_log_prob, standard_normal_log_prob
 from deepbn.errors import UsageError
 from deepbn.flows import FlowDensity, GraphicalResidualFlow
 
 VARIANTS = ("true", "fc", "ind", "vae")
-_LOG_2PI = float(np.log(2 * np.pi))
 
 
 class SirenSpec(NamedTuple):
@@ -128,8 +128,7 @@ class GaussianMLP(eqx.Module):
 
     def log_prob(self, value, h):
         log_scale = jnp.maximum(self.log_scale, -7.0)  # no collapse onto training points
-        z = (value - self.mean(h)) * jnp.exp(-log_scale)
-        return jnp.sum(-0.5 * z * z - log_scale - 0.5 * _LOG_2PI, axis=-1)
+        return gaussian_log_prob(value, self.mean(h), jnp.exp(log_scale))
 
 
 class Siren(eqx.Module):
@@ -174,12 +173,8 @@ def refresh(model: Siren, iterations: int = 1) -> Siren:
                         model.encoder_flow.refresh(iterations)))
 
 
-def _normal_log_prob(e):
-    return jnp.sum(-0.5 * e * e - 0.5 * _LOG_2PI, axis=-1)
-
-
 def prior_log_prob(model: Siren, z):
-    return _normal_log_prob(z) if model.prior is None else model.prior.log_prob(z)
+    return standard_normal_log_prob(z) if model.prior is None else model.prior.log_prob(z)
 
 
 def encode_sample(model: Siren, key, x, k: int | None = None):
@@ -193,12 +188,12 @@ def encode_sample(model: Siren, key, x, k: int | None = None):
         out = model.encoder_net.mean(xs)
         mean, log_scale = out[..., :nz], jnp.clip(out[..., nz:], -10.0, 5.0)
         z = mean + jnp.exp(log_scale) * eps
-        return z, _normal_log_prob(eps) - jnp.sum(log_scale, axis=-1)
+        return z, standard_normal_log_prob(eps) - jnp.sum(log_scale, axis=-1)
     v, logdet = model.encoder_flow.forward(eps, xs)
     out = model.encoder_affine.mean(xs)
     shift, log_scale = out[..., :nz], jnp.clip(out[..., nz:], -10.0, 5.0)
     z = v * jnp.exp(log_scale) + shift
-    return z, _normal_log_prob(eps) - logdet - jnp.sum(log_scale, axis=-1)
+    return z, standard_normal_log_prob(eps) - logdet - jnp.sum(log_scale, axis=-1)
 
 
 def decoder_log_prob(model: Siren, x, z, spec: SirenSpec):
