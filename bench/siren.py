@@ -31,14 +31,9 @@ HERE = Path(__file__).resolve().parent
 NETWORKS = ("arithmetic-circuit", "gaussian-binary-tree", "ecoli70", "magic-niab")
 
 
-def latent_nodes(bn) -> list[str]:
-    marked = list(bn.latent_names)
-    return marked if 0 < len(marked) < bn.d else default_latent(bn)
-
-
 def run(network: str, setting: str, variant: str, seed: int, steps: int, test: int) -> dict:
     bn = examples.load(f"example:{network}")
-    latent = latent_nodes(bn)
+    latent = default_latent(bn)
     spec = siren.SirenSpec.from_network(bn, latent, variant)
     n = (2 if setting == "sparse" else 100) * bn.d
     sample = bn.sample(jax.random.key(1000 + seed), n + test)

@@ -90,6 +90,12 @@ def test_cli_train_writes_eval_and_refuses_bad_input(tmp_path, capsys):
     args = ["siren", "train", "example:arithmetic-circuit", str(tmp_path / "d.csv"),
             "--latent", "z0,z1,z2,z3,z4,z5", "--variant", "true", "--epochs", "3",
             "--blocks", "2", "--iw", "20", "--out", str(out), "--json"]
+    # without --latent: the nodes the example marks latent (z0..z5), as README's example runs it
+    plain = [a for a in args if a not in ("--latent", "z0,z1,z2,z3,z4,z5")]
+    plain[plain.index(str(out))] = str(tmp_path / "run-default")
+    assert main(plain) == 0
+    assert sorted(json.loads(capsys.readouterr().out)["latent"]) == ["z0", "z1", "z2", "z3", "z4",
+                                                                    "z5"]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     saved = json.loads((out / "eval.json").read_text())

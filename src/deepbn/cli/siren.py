@@ -19,7 +19,9 @@ app = typer.Typer(help="SIReN-VAE: a known Bayesian network inside a VAE.", no_a
 
 
 def default_latent(bn) -> list[str]:
-    """The non-leaf nodes (every node with a child)."""
+    """The nodes the network marks latent, or if it marks none (or all), the non-leaf nodes."""
+    if 0 < len(bn.latent_names) < bn.d:
+        return list(bn.latent_names)
     A = bn.adjacency()
     return [n for j, n in enumerate(bn.names) if A[j].any()]
 
@@ -30,6 +32,7 @@ def train(
     data: Path = typer.Argument(..., help="CSV with one column per observed node."),
     out: Path = typer.Option(..., "--out", help="Folder for results (created); resumable."),
     latent: str = typer.Option(None, "--latent", help="Comma-separated latent nodes (default: "
+                                                      "those the network marks latent, else "
                                                       "the non-leaf nodes)."),
     variant: str = typer.Option("true", help="true (the BN), fc (fully connected latents), ind "
                                              "(independent latents) or vae (plain VAE)."),
