@@ -135,6 +135,26 @@ class BayesNet(eqx.Module):
         flags = tuple(n in set(observed) for n in self.names)
         return BayesNet(self.names, self.parents, self.conditionals, flags)
 
+    def with_latent(self, latent: Sequence[str]) -> BayesNet:
+        """The same network with exactly the nodes ``latent`` hidden, every other node observed.
+
+        Turns any network (e.g. a fully observed one learned by ``discover``) into
+        one for posterior inference or EM with some variables unobserved.
+        """
+        latent = [str(n) for n in latent]
+        if not latent:
+            raise UsageError("no latent node named; give at least one node to hide")
+        unknown = [n for n in latent if n not in self.names]
+        if unknown:
+            raise UsageError(
+                f"unknown node(s) {', '.join(unknown[:5])}; the network's nodes are "
+                f"{', '.join(self.names[:10])}{', ...' if self.d > 10 else ''}")
+        hidden = set(latent)
+        if hidden >= set(self.names):
+            raise UsageError("every node would be latent; leave at least one node observed "
+                             "(its column is the data)")
+        return self.with_observed([n for n in self.names if n not in hidden])
+
     def replace_conditional(self, name: str, conditional: Conditional) -> BayesNet:
         cs = list(self.conditionals)
         cs[self.index(name)] = conditional

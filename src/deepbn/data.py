@@ -93,8 +93,17 @@ def _some(names: Sequence[str], k: int = 6) -> str:
     return ", ".join(names[:k]) + (" ..." if len(names) > k else "")
 
 
-def match_columns(table: Table, expected: Sequence[str], what: str = "the network") -> np.ndarray:
-    """Reorder ``table``'s columns to ``expected``; one-line error if they differ."""
+def match_columns(table: Table, expected: Sequence[str], what: str = "the network",
+                  ignore: Sequence[str] = ()) -> np.ndarray:
+    """Reorder ``table``'s columns to ``expected``; one-line error if they differ.
+
+    Columns named in ``ignore`` (e.g. those of nodes hidden for this run) may be
+    present and are left out.
+    """
+    if ignore:
+        drop = set(ignore) - set(expected)
+        keep = [k for k, n in enumerate(table.names) if n not in drop]
+        table = table._replace(values=table.values[:, keep], names=[table.names[k] for k in keep])
     missing = [n for n in expected if n not in table.names]
     extra = [n for n in table.names if n not in expected]
     if missing or extra:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.progress import Progress
 
+LatentOption = typer.Option(None, "--latent", help="Comma-separated nodes to treat as latent "
+                            "for this run (every other node is then observed); default: the "
+                            "nodes the network marks latent.")
 SeedOption = typer.Option(0, "--seed", help="Random seed; the same seed gives the same result.")
 JsonOption = typer.Option(False, "--json", help="Print the summary as JSON instead of text.")
 
@@ -26,6 +32,26 @@ def enable_compilation_cache() -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     except OSError:
         pass  # a read-only home only costs compile time
+
+
+@contextlib.contextmanager
+def progress_bar(*columns) -> Iterator[Progress]:
+    """A Rich progress bar on stderr that vanishes if the work fails, so that an error
+    stays the one line the user sees."""
+    bar = Progress(*columns, console=console)
+    with bar:
+        try:
+            yield bar
+        except BaseException:
+            bar.live.transient = True
+            raise
+
+
+def node_list(text: str | None) -> list[str] | None:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``; ``None`` stays ``None``."""
+    if text is None:
+        return None
+    return [s.strip() for s in text.split(",") if s.strip()]
 
 
 def report(summary: dict, as_json: bool, lines: list[str]) -> None:

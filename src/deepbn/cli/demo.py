@@ -12,6 +12,7 @@ from deepbn.cli.common import JsonOption, SeedOption, report
 from deepbn.cli.discover import run_with_progress, write_results
 from deepbn.data import write_table
 from deepbn.examples import load
+from deepbn.results import ResultsFolder
 from deepbn.structure.dibs import DiBSConfig
 
 NETWORK = "example:gaussian-er10"
@@ -30,13 +31,14 @@ def demo(
     names = list(net.names)
     x = net.to_table(net.sample(key_train, n))
     x_test = net.to_table(net.sample(key_test, 100))
-    out.mkdir(parents=True, exist_ok=True)
+    folder = ResultsFolder(out, "demo")
+    folder.write_config({"network": NETWORK, "n": n, "steps": steps, "seed": seed})
     write_table(out / "data.csv", x, names)
     truth = net.adjacency()
     graph.write_edge_list(out / "truth.csv", truth, names)
     cfg = DiBSConfig(model="bge", graph_prior="er", edges_per_node=1.5, n_particles=20)
-    run = run_with_progress(x, cfg, steps, seed, None, "auto", out)
-    summary = write_results(out, run, names, truth, x_test,
+    run = run_with_progress(x, cfg, steps, seed, None, "auto", out, names)
+    summary = write_results(folder, run, names, truth, x_test,
                             {"seed": seed, "network": NETWORK})
     report(summary, as_json, [
         f"{NETWORK}: {net.d} variables, {int(truth.sum())} true edges; "

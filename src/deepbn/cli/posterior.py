@@ -2,29 +2,49 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
 from deepbn.atomic import atomic_write
 from deepbn.bn import BayesNet
-from deepbn.cli.common import JsonOption, SeedOption, console, report
+from deepbn.cli.common import (
+    JsonOption,
+    LatentOption,
+    SeedOption,
+    node_list,
+    progress_bar,
+    report,
+)
 from deepbn.data import match_columns, read_table
 from deepbn.errors import DataError, UsageError
 from deepbn.examples import load
 from deepbn.inference import forms, hmc
 from deepbn.plots import traces
+from deepbn.results import ResultsFolder
 
 
-def read_observed(bn: BayesNet, spec: str, data: Path) -> dict:
-    """The observed nodes' values from DATA.csv (columns: the observed nodes, any order)."""
-    forms.LatentSpace.from_network(bn)  # no latent nodes / discrete latents: say so first
+def network_for_run(spec: str, latent: str | None) -> BayesNet:
+    """The network ``spec`` with ``--latent`` applied (exactly those nodes hidden)."""
+    net = load(spec)
+    names = node_list(latent)
+    return net if names is None else net.with_latent(names)
+
+
+def read_observed(bn: BayesNet, spec: str, data: Path, need_latent: bool = True) -> dict:
+    """The observed nodes' values from DATA.csv (columns: the observed nodes, any order).
+
+    Columns of latent nodes, if present, are left out: the same table serves
+    every choice of ``--latent``.
+    """
+    if need_latent:
+        forms.LatentSpace.from_network(bn)  # no latent nodes / discrete latents: say so first
     table = read_table(data, allow_constant=True)
     values = match_columns(table, bn.columns(bn.observed_names), f"the network's observed nodes "
-                                                                 f"({spec})")
+                                                                 f"({spec})",
+                           ignore=bn.columns(bn.latent_names))
     if len(values) == 0:
         raise DataError(f"{data}: no data rows")
     col = 0
@@ -48,7 +68,9 @@ def _write_samples(out: Path, post: hmc.PosteriorSamples) -> None:
 def posterior(
     bn: str = typer.Argument(..., help="Network: a JSON file or example:NAME."),
     data: Path = typer.Argument(..., help="CSV of the observed nodes (one row per case)."),
-    out: Path = typer.Option(..., "--out", help="Folder for the results (created)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the results (created); run "
+                                                "again with the same folder to resume."),
+    latent: str = LatentOption,
     form: str = typer.Option("auto", help="auto (per node, from the data's curvature), "
                                           "centred or auxiliary."),
     sampler: str = typer.Option("nuts", help="nuts or hmc."),
@@ -57,31 +79,42 @@ def posterior(
     samples: int = typer.Option(1000, help="Draws per chain after warmup."),
     integration_steps: int = typer.Option(16, help="Leapfrog steps per HMC transition "
                                                    "(--sampler hmc)."),
+    checkpoint_every: int = typer.Option(100, help="Transitions (warmup or draws) between "
+                                                   "checkpoints; Ctrl-C loses at most these."),
     seed: int = SeedOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Sample the latent nodes' posterior; writes samples.npz, summary.json, trace.png."""
     if chains < 1 or warmup < 1 or samples < 4:
         raise UsageError("need --chains >= 1, --warmup >= 1 and --samples >= 4")
-    net = load(bn)
+    if checkpoint_every < 1:
+        raise UsageError(f"--checkpoint-every must be at least 1, got {checkpoint_every}")
+    net = network_for_run(bn, latent)
     observed = read_observed(net, bn, data)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = ResultsFolder(out, "posterior")
+    folder.write_config({"network": bn, "data": str(data), "latent": list(net.latent_names),
+                         "form": form, "sampler": sampler, "chains": chains, "warmup": warmup,
+                         "samples": samples, "integration_steps": integration_steps,
+                         "seed": seed})
     columns = [TextColumn("NUTS" if sampler == "nuts" else "HMC"), BarColumn(),
                TextColumn("{task.fields[phase]}"), TimeElapsedColumn()]
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task("sampling", total=samples, phase="compiling + warmup")
+    with progress_bar(*columns) as bar:
+        task = bar.add_task("sampling", total=warmup + samples, phase="compiling")
 
-        def update(draw):
-            bar.update(task, completed=int(draw), phase=f"{int(draw)}/{samples} draws")
+        def update(done, total):
+            phase = (f"warmup {done}/{warmup}" if done <= warmup
+                     else f"{done - warmup}/{samples} draws")
+            bar.update(task, completed=int(done), phase=phase)
 
         post = hmc.sample_posterior(net, observed, form=form, sampler=sampler, chains=chains,
                                     warmup=warmup, samples=samples, seed=seed,
-                                    integration_steps=integration_steps, progress=update)
-        bar.update(task, completed=samples, phase=f"{samples}/{samples} draws")
-    s = {"network": bn, "data": str(data), "seed": seed, **post.summary}
+                                    integration_steps=integration_steps, progress=update,
+                                    checkpoint_path=folder.checkpoint, chunk=checkpoint_every)
+    s = folder.write_summary({"network": bn, "data": str(data), "seed": seed, **post.summary})
     _write_samples(out, post)
-    with atomic_write(out / "summary.json") as f:
-        json.dump(s, f, indent=1, default=float)
+    folder.write_history([{"draw": int(k + 1), **{n: float(np.mean(v[:, k])) for n, v in
+                                                  post.stats.items()}}
+                          for k in range(0, samples, max(1, samples // 100))])
     first = post.space.names[: min(3, len(post.space.names))]
     draws = np.concatenate([post.samples[n][:, :, 0, :1] for n in first], axis=-1)
     traces({post.form: draws}, [net.columns([n])[0] for n in first], out / "trace.png")
@@ -94,10 +127,13 @@ def posterior(
         f"ESS min {s['ess_min']:.0f} / median {s['ess_median']:.0f}, R-hat max "
         f"{s['rhat_max']:.3f}, divergences {s['divergences']}",
         f"{s['seconds']:.1f} s sampling + {s['compile_seconds']:.1f} s compile: "
-        f"ESS_min/s {s['ess_min_per_s']:.1f}",
+        f"ESS_min/s {s['ess_min_per_s'] or 0:.1f}",
         f"results in {out}/ (samples.npz, summary.json, trace.png)",
     ]
-    if s["rhat_max"] > 1.01:
+    if s["resumed_from_step"]:
+        lines.insert(0, f"resumed from step {s['resumed_from_step']} of {warmup + samples} "
+                        f"({s['resumed_from']} draws) in {out}/checkpoint.npz")
+    if s["rhat_max"] is not None and s["rhat_max"] > 1.01:
         lines.insert(3, "[yellow]warning: R-hat > 1.01, the chains have not mixed; "
                         "run longer or try another --form[/yellow]")
     report(s, as_json, lines)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
 from deepbn import graph, plots
-from deepbn.cli.common import JsonOption, SeedOption, console, report
+from deepbn.cli.common import JsonOption, SeedOption, progress_bar, report
 from deepbn.data import match_columns, read_table
 from deepbn.errors import DataError, UsageError
 from deepbn.examples import load
@@ -54,10 +54,11 @@ def train(
     if epochs < 1:
         raise UsageError("--epochs must be at least 1")
     table = read_table(data, allow_constant=True)
-    x = match_columns(table, list(spec.observed), f"the observed nodes of {bn}")
+    x = match_columns(table, list(spec.observed), f"the observed nodes of {bn}",
+                      ignore=list(spec.latent))
     if heldout is not None:
         x_test = match_columns(read_table(heldout, allow_constant=True), list(spec.observed),
-                               f"the observed nodes of {bn}")
+                               f"the observed nodes of {bn}", ignore=list(spec.latent))
         x_train = x
     else:
         n_test = max(1, len(x) // 5)
@@ -65,10 +66,9 @@ def train(
     if len(x_train) < 2:
         raise DataError(f"{data}: need at least 2 training rows, got {len(x_train)}")
     out.mkdir(parents=True, exist_ok=True)
-    with Progress(TextColumn(f"siren {variant}"), BarColumn(),
-                  TextColumn("epoch {task.completed}/{task.total}"),
-                  TextColumn("ELBO {task.fields[elbo]:.3f}"), TimeElapsedColumn(),
-                  console=console) as bar:
+    with progress_bar(TextColumn(f"siren {variant}"), BarColumn(),
+                      TextColumn("epoch {task.completed}/{task.total}"),
+                      TextColumn("ELBO {task.fields[elbo]:.3f}"), TimeElapsedColumn()) as bar:
         task = bar.add_task("train", total=epochs, elbo=float("nan"))
         result = siren_experiment.train(
             net, names, variant, x_train, x_test, epochs=epochs, batch=batch, lr=lr,

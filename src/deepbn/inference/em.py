@@ -29,8 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -42,13 +40,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from deepbn import checkpoint
+from deepbn import run as run_layer
 from deepbn.bn import BayesNet
 from deepbn.errors import UsageError
 from deepbn.inference import forms
 
 METHODS = ("mcmc-em", "vi")
-CHUNK = 25  # iterations per jitted scan between progress updates and checkpoints
 
 
 class FitConfig(NamedTuple):
@@ -66,11 +63,16 @@ class FitConfig(NamedTuple):
 
 class FitState(NamedTuple):
     params: Any  # unconstrained network parameters (scales as logs)
-    u: jnp.ndarray  # (cases, size): chain states (EM) or guide means (VI)
+    u: jnp.ndarray  # (cases, size): chain states (EM) or guide means (VI); (cases, 0) for ML
     aux: jnp.ndarray  # (cases,) log step sizes (EM) or (cases, size) guide log-scales (VI)
     opt_state: Any
-    key: jnp.ndarray
     iteration: jnp.ndarray
+
+
+class FitData(NamedTuple):
+    static: Any  # the network's parts that are not learned
+    observed: dict  # name -> (cases, dim)
+    centring: jnp.ndarray  # (cases, size)
 
 
 class FitResult(NamedTuple):
@@ -80,6 +82,7 @@ class FitResult(NamedTuple):
     acceptance: float  # mean E-step acceptance in the last chunk (EM)
     seconds: float
     resumed_from: int
+    method: str = "mcmc-em"  # what ran: mcmc-em, vi, or ml (no latent nodes)
 
 
 def _is_scale(path) -> bool:
@@ -146,10 +149,9 @@ def _case_log_density(bn, space, observed, centring):
     return f
 
 
-def _em_iteration(state: FitState, static, space, observed, centring, cfg: FitConfig):
+def _em_iteration(k_e, state: FitState, static, space, observed, centring, cfg: FitConfig):
     bn = join_network(state.params, static)
     n_cases = state.u.shape[0]
-    key, k_e = jax.random.split(state.key)
     log_p = _case_log_density(bn, space, observed, centring)
 
     def chain(u_i, log_step, i, k):
@@ -180,13 +182,12 @@ def _em_iteration(state: FitState, static, space, observed, centring, cfg: FitCo
     grads = jax.grad(loss)(state.params)
     updates, opt_state = _optimizer(cfg).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    new = FitState(params, u, log_step, opt_state, key, state.iteration + 1)
+    new = FitState(params, u, log_step, opt_state, state.iteration + 1)
     return new, jnp.mean(acc)
 
 
-def _vi_iteration(state: FitState, static, space, observed, centring, cfg: FitConfig):
+def _vi_iteration(k, state: FitState, static, space, observed, centring, cfg: FitConfig):
     n_cases = state.u.shape[0]
-    key, k = jax.random.split(state.key)
     noise = jax.random.normal(k, (cfg.vi_samples,) + state.u.shape)
 
     def neg_elbo(trainable):
@@ -200,30 +201,42 @@ def _vi_iteration(state: FitState, static, space, observed, centring, cfg: FitCo
     value, grads = jax.value_and_grad(neg_elbo)(trainable)
     updates, opt_state = _optimizer(cfg).update(grads, state.opt_state, trainable)
     params, mean, log_scale = optax.apply_updates(trainable, updates)
-    return FitState(params, mean, log_scale, opt_state, key, state.iteration + 1), -value
+    return FitState(params, mean, log_scale, opt_state, state.iteration + 1), -value
 
 
-@eqx.filter_jit
-def _run_chunk(state, static, space, observed, centring, cfg: FitConfig, n: int):
+def _ml_iteration(state: FitState, static, observed, cfg: FitConfig):
+    """No latent nodes: one optimiser step on the exact log-likelihood (no E-step)."""
+    n_cases = state.u.shape[0]
+
+    def neg_log_lik(params):
+        return -jnp.sum(join_network(params, static).log_joint(observed)) / n_cases
+
+    value, grads = jax.value_and_grad(neg_log_lik)(state.params)
+    updates, opt_state = _optimizer(cfg).update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    return FitState(params, state.u, state.aux, opt_state, state.iteration + 1), -value * n_cases
+
+
+def step(key, state: FitState, data: FitData, config: tuple) -> tuple[FitState, dict]:
+    """One iteration of MCMC-EM, VI or (no latent nodes) maximum likelihood.
+
+    ``config`` is ``(FitConfig, LatentSpace or None)``; run with :func:`deepbn.run.run`.
+    """
+    cfg, space = config
+    if space is None:
+        state, value = _ml_iteration(state, data.static, data.observed, cfg)
+        return state, {"log_lik": value}
     iteration = _em_iteration if cfg.method == "mcmc-em" else _vi_iteration
-    return jax.lax.scan(lambda s, _: iteration(s, static, space, observed, centring, cfg),
-                        state, None, length=n)
+    state, stat = iteration(key, state, data.static, space, data.observed, data.centring, cfg)
+    return state, {"acceptance" if cfg.method == "mcmc-em" else "elbo": stat}
 
 
 @eqx.filter_jit
 def _monitor(params, static, space, observed, key, n_samples):
-    return log_marginal_likelihood(join_network(params, static), space, observed, key, n_samples)
-
-
-def _fingerprint(bn, observed, cfg, seed, learn) -> str:
-    h = hashlib.sha256()
-    for leaf in jax.tree_util.tree_leaves(eqx.filter(bn, eqx.is_array)):
-        h.update(np.asarray(leaf, np.float32).tobytes())
-    for k in sorted(observed):
-        h.update(k.encode())
-        h.update(np.asarray(observed[k], np.float32).tobytes())
-    h.update(repr((tuple(cfg), bn.names, bn.parents, bn.observed, seed, learn)).encode())
-    return h.hexdigest()[:16]
+    bn = join_network(params, static)
+    if space is None:
+        return jnp.sum(bn.log_joint(observed))
+    return log_marginal_likelihood(bn, space, observed, key, n_samples)
 
 
 def fit(
@@ -238,6 +251,9 @@ def fit(
     """Fit ``bn``'s parameters to the observed cases ((cases, dim) per observed node).
 
     ``learn`` restricts learning to these nodes' parameters (default: all nodes).
+    A network without latent nodes is fitted by plain maximum likelihood
+    (gradient steps on the exact log-likelihood, no E-step); :attr:`FitResult.method`
+    then says ``ml``.
     """
     cfg = config
     if cfg.method not in METHODS:
@@ -247,50 +263,64 @@ def fit(
     if cfg.iterations < 1:
         raise UsageError(f"iterations must be at least 1, got {cfg.iterations}")
     _optimizer(cfg)
-    space = forms.LatentSpace.from_network(bn)
     observed = {n: jnp.asarray(observed[n], jnp.float32) for n in bn.observed_names}
     n_cases = int(next(iter(observed.values())).shape[0])
-    centring = forms.centring_for(cfg.form, space, n_cases)
     params, static = split_network(bn, learn)
-    key = jax.random.key_data(jax.random.key(seed))  # raw uint32: checkpoints as an array
+    key = run_layer.raw_key(seed)
     k_init, k_mon, key = jax.random.split(key, 3)
-    z0 = forms.prior_latents(bn, space, k_init, observed, n_cases)
-    u0 = forms.coordinates(bn, space, z0, observed, centring)
-    aux = jnp.full((n_cases,), np.log(0.1)) if cfg.method == "mcmc-em" else jnp.full(
-        (n_cases, space.size), np.log(0.1))
-    opt_state = _optimizer(cfg).init(params if cfg.method == "mcmc-em" else (params, u0, aux))
-    state = FitState(params, u0, aux, opt_state, key, jnp.zeros((), jnp.int32))
-    fingerprint = _fingerprint(bn, observed, cfg, seed,
-                               None if learn is None else sorted(learn))
-    curve: list[list[float]] = []
-    done = 0
-    if checkpoint_path is not None:
-        found = checkpoint.load(checkpoint_path, state)
-        if found is not None and found[1].get("fingerprint") == fingerprint:
-            state, meta = found
-            done, curve = int(meta["iteration"]), list(meta["curve"])
-    resumed_from = done
-    name = "log p(x), Monte-Carlo estimate"
-    start = time.perf_counter()
-    acceptance = float("nan")
-    if done == 0:
-        curve.append([0.0, float(_monitor(state.params, static, space, observed, k_mon,
-                                          cfg.likelihood_samples))])
-    while done < cfg.iterations:
-        n = min(CHUNK, cfg.iterations - done)
-        state, stat = _run_chunk(state, static, space, observed, centring, cfg, n)
-        done += n
-        stat = np.asarray(stat)
-        if cfg.method == "mcmc-em":
-            acceptance = float(stat.mean())
-        if done % cfg.monitor_every == 0 or done == cfg.iterations:
-            curve.append([float(done), float(_monitor(state.params, static, space, observed,
-                                                      k_mon, cfg.likelihood_samples))])
-        if checkpoint_path is not None:
-            checkpoint.save(checkpoint_path, state, {"fingerprint": fingerprint,
-                                                     "iteration": done, "curve": curve})
+    if not bn.latent_names:
+        space = None
+        centring = jnp.zeros((n_cases, 0))
+        u0, aux = jnp.zeros((n_cases, 0)), jnp.zeros((n_cases,))
+        opt_state = _optimizer(cfg).init(params)
+        method = "ml"
+    else:
+        space = forms.LatentSpace.from_network(bn)
+        centring = forms.centring_for(cfg.form, space, n_cases)
+        z0 = forms.prior_latents(bn, space, k_init, observed, n_cases)
+        u0 = forms.coordinates(bn, space, z0, observed, centring)
+        aux = jnp.full((n_cases,), np.log(0.1)) if cfg.method == "mcmc-em" else jnp.full(
+            (n_cases, space.size), np.log(0.1))
+        opt_state = _optimizer(cfg).init(params if cfg.method == "mcmc-em" else (params, u0, aux))
+        method = cfg.method
+    state = FitState(params, u0, aux, opt_state, jnp.zeros((), jnp.int32))
+    settings = {"method": method, "config": cfg._asdict(), "seed": seed, "names": bn.names,
+                "parents": bn.parents, "observed": bn.observed, "families":
+                [c.family for c in bn.conditionals],
+                "learn": None if learn is None else sorted(learn)}
+    fp = run_layer.fingerprint((eqx.filter(bn, eqx.is_array), observed), settings)
+    data = FitData(static, observed, centring)
+    every = max(1, cfg.monitor_every)
+
+    def monitor(params):
+        return float(_monitor(params, static, space, observed, k_mon, cfg.likelihood_samples))
+
+    def after_chunk(s, done):
+        return {"iteration": done, "objective": monitor(s.params)}
+
+    def report(done, total, out):
         if progress is not None:
-            progress(done, {"objective": curve[-1][1], "acceptance": acceptance})
-    seconds = time.perf_counter() - start
-    network = join_network(state.params, static)
-    return FitResult(network, np.array(curve), name, acceptance, seconds, resumed_from)
+            acc = out.get("acceptance")
+            progress(done, {"objective": curve_so_far[-1],
+                            "acceptance": float(np.mean(acc)) if acc is not None else None})
+
+    curve_so_far = [monitor(params)]
+
+    def after_chunk_and_track(s, done):
+        record = after_chunk(s, done)
+        curve_so_far.append(record["objective"])
+        return record
+
+    res = run_layer.run(step, state, data, key, cfg.iterations, config=(cfg, space), chunk=every,
+                        checkpoint=checkpoint_path, fingerprint=fp, progress=report,
+                        after_chunk=after_chunk_and_track)
+    curve = np.array([[0.0, curve_so_far[0]]] + [[r["iteration"], r["objective"]]
+                                                  for r in res.records])
+    acceptance = float("nan")
+    if "acceptance" in res.outputs and len(res.outputs["acceptance"]):
+        acceptance = float(np.mean(res.outputs["acceptance"][-every:]))
+    name = ("log p(x), exact" if space is None else "log p(x), Monte-Carlo estimate")
+    if res.stopped:
+        raise UsageError(f"{method} {res.stopped}; try a smaller learning rate")
+    network = join_network(res.state.params, static)
+    return FitResult(network, curve, name, acceptance, res.seconds, res.resumed_from, method)

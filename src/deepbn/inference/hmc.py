@@ -1,9 +1,10 @@
 """Posterior sampling of a network's latent nodes with BlackJAX NUTS or HMC.
 
 The target is :func:`deepbn.inference.forms.log_density` in the chosen form;
-warmup (BlackJAX window adaptation: step size and diagonal mass matrix) and
-sampling for all chains are one jitted computation, chains vmapped. Samples
-come back as latent values z whatever the form.
+warmup (Stan's window adaptation from BlackJAX's pieces: step size and
+diagonal mass matrix) and sampling are :mod:`deepbn.inference.nuts`'s
+``init`` / ``step``, run by :func:`deepbn.run.run` in checkpointed chunks,
+chains vmapped. Samples come back as latent values z whatever the form.
 
 Example:
     >>> import jax
@@ -24,20 +25,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from functools import lru_cache
+from pathlib import Path
 from typing import NamedTuple
 
-import blackjax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deepbn import run as run_layer
 from deepbn.bn import BayesNet
 from deepbn.errors import UsageError
-from deepbn.inference import diagnostics, forms
-
-SAMPLERS = ("nuts", "hmc")
+from deepbn.inference import diagnostics, forms, nuts
+from deepbn.inference.nuts import SAMPLERS
 
 
 class PosteriorSamples(NamedTuple):
@@ -46,6 +46,7 @@ class PosteriorSamples(NamedTuple):
     centring: np.ndarray  # (cases, size): 1 centred, 0 auxiliary
     form: str
     summary: dict  # diagnostics, timings, centring per node
+    stats: dict | None = None  # name -> (chains, draws): lp, energy, diverging, step_size, ...
 
 
 def observed_values(bn: BayesNet, table: np.ndarray) -> dict[str, jnp.ndarray]:
@@ -76,76 +77,6 @@ def _check_finite(bn, space, u0, observed, centring):
                              "(e.g. a Bernoulli column holding something other than 0/1)")
 
 
-class _Frozen:
-    """A hashable wrapper of a small numpy array (a static compile-time constant)."""
-
-    def __init__(self, array: np.ndarray):
-        self.array = np.ascontiguousarray(array, np.float32)
-        self._key = (self.array.shape, self.array.tobytes())
-
-    def __hash__(self) -> int:
-        return hash(self._key)
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, _Frozen) and self._key == other._key
-
-
-@lru_cache(maxsize=16)
-def _program(space: forms.LatentSpace, plan: tuple[forms.Chain, ...], sampler: str, warmup: int,
-             samples: int, n_cases: int, integration_steps: int, progress: Callable | None,
-             fixed_centring: _Frozen | None = None):
-    """The jitted warmup + sampling for all chains (cached per shape and settings)."""
-    size = space.size
-
-    def run(keys, u0, bn, observed, centring):
-        if fixed_centring is not None:
-            # a 0/1 centring known when compiling: XLA folds the forms' weights away
-            centring = jnp.asarray(fixed_centring.array)
-        # one traced copy of the network walk, reused at every call site inside NUTS
-        @jax.jit
-        def logdensity(u_flat):
-            return forms.log_density(bn, space, u_flat.reshape(n_cases, size), observed, centring,
-                                     plan)
-
-        algorithm = blackjax.nuts if sampler == "nuts" else blackjax.hmc
-        extra = {} if sampler == "nuts" else {"num_integration_steps": integration_steps}
-        info_fn = blackjax.adaptation.base.get_filter_adapt_info_fn(
-            info_keys={"num_integration_steps", "is_divergent"})
-
-        def one_chain(key, u_start):
-            k_warm, k_draw = jax.random.split(key)
-            adapt = blackjax.window_adaptation(algorithm, logdensity, adaptation_info_fn=info_fn,
-                                               **extra)
-            (state, params), warm_info = adapt.run(k_warm, u_start, num_steps=warmup)
-            kernel = algorithm(logdensity, **{**extra, **params})
-
-            def body(s, xs):
-                k, i = xs
-                s, info = kernel.step(k, s)
-                if progress is not None:
-                    jax.lax.cond(i % 50 == 49, lambda: jax.debug.callback(progress, i + 1),
-                                 lambda: None)
-                return s, (s.position, info.num_integration_steps, info.is_divergent)
-
-            _, (draws, n_steps, divergent) = jax.lax.scan(
-                body, state, (jax.random.split(k_draw, samples), jnp.arange(samples)))
-            z = jax.vmap(lambda u: forms.latent_values(bn, space, u.reshape(n_cases, size),
-                                                       observed, centring, plan))(draws)
-            warm_steps = _integration_steps(warm_info, sampler, integration_steps)
-            return z, jnp.sum(n_steps), warm_steps, jnp.sum(divergent), params["step_size"]
-
-        return jax.vmap(one_chain)(keys, u0)
-
-    return jax.jit(run)
-
-
-def _integration_steps(warm_info, sampler, integration_steps):
-    steps = warm_info.info.num_integration_steps
-    if sampler == "hmc":
-        return integration_steps * steps.shape[0]
-    return jnp.sum(steps)
-
-
 def sample_posterior(
     bn: BayesNet,
     observed: Mapping[str, jnp.ndarray],
@@ -157,13 +88,19 @@ def sample_posterior(
     seed: int = 0,
     integration_steps: int = 16,
     centring: np.ndarray | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    checkpoint_path: str | Path | None = None,
+    chunk: int = 100,
 ) -> PosteriorSamples:
     """Posterior draws of the latent nodes given ``observed`` ((cases, dim) per node).
 
     ``form``: ``centred``, ``auxiliary`` or ``auto`` (:func:`forms.auto_centring`);
-    an explicit ``centring`` array overrides it. ``progress(draw)`` is called
-    every 50 draws from inside the jitted loop.
+    an explicit ``centring`` array overrides it. Warmup and draws run through
+    :func:`deepbn.run.run` in chunks of ``chunk`` transitions;
+    ``progress(done, total)`` is called after each. With ``checkpoint_path``
+    every chunk is checkpointed (adapted step size and mass matrix, every
+    chain's state, the draws so far) and a run of the same network, data and
+    settings resumes from it, ending with the draws an uninterrupted run gives.
     """
     if sampler not in SAMPLERS:
         raise UsageError(f"unknown sampler '{sampler}'; use one of {', '.join(SAMPLERS)}")
@@ -194,42 +131,52 @@ def sample_posterior(
     u0 = _initial_positions(bn, space, jax.random.split(k_init, chains), observed, n_cases, c)
     _check_finite(bn, space, u0[0], observed, c)
     u0 = u0.reshape(chains, -1)
-    keys = jax.random.split(k_run, chains)
 
     c_np = np.asarray(c)
     binary = bool(np.all((c_np == 0.0) | (c_np == 1.0)))
-    program = _program(space, plan, sampler, warmup, samples, n_cases, integration_steps, progress,
-                       _Frozen(c_np) if binary else None)
-    t0 = time.perf_counter()
-    compiled = program.lower(keys, u0, bn, observed, c).compile()
-    compile_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    z, grads, warm_grads, divergences, step_size = jax.block_until_ready(
-        compiled(keys, u0, bn, observed, c))
-    seconds = time.perf_counter() - t0
-
-    z = np.asarray(z)  # (chains, draws, cases, size)
+    cfg = nuts.SamplerConfig(sampler, warmup, integration_steps, space, plan, n_cases,
+                             nuts.Frozen(c_np) if binary else None)
+    data = nuts.make_data(bn, observed, c, warmup)
+    state = eqx.filter_jit(nuts.init)(u0, data, cfg)  # op by op it took ~1.5 s
+    settings = {"method": "posterior", "sampler": sampler, "form": form, "chains": chains,
+                "warmup": warmup, "integration_steps": integration_steps, "seed": seed,
+                "names": bn.names, "parents": bn.parents, "observed": bn.observed,
+                "families": [c.family for c in bn.conditionals]}
+    fp = run_layer.fingerprint((eqx.filter(bn, eqx.is_array), observed, c), settings)
+    res = run_layer.run(nuts.step, state, data, run_layer.raw_key(k_run), warmup + samples,
+                        config=cfg, chunk=chunk, checkpoint=checkpoint_path, fingerprint=fp,
+                        progress=None if progress is None else (lambda d, t, o: progress(d, t)))
+    if res.stopped:
+        raise UsageError(f"sampling {res.stopped}")
+    out = {k: np.swapaxes(v, 0, 1) for k, v in res.outputs.items()}  # (chains, steps, ...)
+    z = out.pop("z")[:, warmup:]  # (chains, draws, cases, size)
+    stats = {k: v[:, warmup:] for k, v in out.items()}
+    warm_steps = out["n_steps"][:, :warmup]
+    grads = stats["n_steps"]
+    seconds = res.seconds
     diag = diagnostics.summarize(z.reshape(chains, samples, -1))
     ess_min = diag["ess_min"]
     summary = {
         **diag,
-        "divergences": int(np.sum(divergences)),
-        "gradient_evaluations": int(np.sum(grads) + np.sum(warm_grads)),
+        "divergences": int(np.sum(stats["diverging"])),
+        "gradient_evaluations": int(np.sum(grads) + np.sum(warm_steps)),
         "gradient_evaluations_sampling": int(np.sum(grads)),
         "seconds": round(seconds, 3),
-        "compile_seconds": round(compile_seconds, 3),
+        "compile_seconds": round(res.compile_seconds, 3),
         "pilot_seconds": round(pilot_seconds, 3),
-        "ess_min_per_s": ess_min / seconds,
-        "ess_median_per_s": diag["ess_median"] / seconds,
+        "ess_min_per_s": ess_min / seconds if seconds > 0 else None,
+        "ess_median_per_s": diag["ess_median"] / seconds if seconds > 0 else None,
         # per gradient of the sampling phase, the draws the ESS is computed from
         "ess_min_per_1000_grads": 1000.0 * ess_min / max(int(np.sum(grads)), 1),
-        "step_size": [float(s) for s in np.asarray(step_size)],
+        "step_size": [float(s) for s in np.asarray(res.state.step_size)],
         "sampler": sampler,
         "chains": chains,
         "warmup": warmup,
         "samples": samples,
         "cases": n_cases,
-        "form": {n: round(v, 4) for n, v in space.node_values(np.asarray(c)).items()},
+        "form": {n: round(v, 4) for n, v in space.node_values(c_np).items()},
         "form_name": form if centring is None else "custom",
+        "resumed_from": max(0, res.resumed_from - warmup),
+        "resumed_from_step": res.resumed_from,
     }
-    return PosteriorSamples(space.split(z), space, np.asarray(c), summary["form_name"], summary)
+    return PosteriorSamples(space.split(z), space, c_np, summary["form_name"], summary, stats)

@@ -24,8 +24,9 @@ expectation is zero) and d independent importance weightings instead of one
 over the whole graph: far lower variance for the same M. The Gumbel-softmax
 (reparameterisation) estimator of Eq. B.10 is available per column too.
 
-The whole step loop is a jitted ``lax.scan``; particles are vmapped, and
-sharded across devices when several are present.
+:func:`init` / :func:`step` is the method; :func:`deepbn.run.run` scans the
+steps in jitted chunks. Particles are vmapped, and sharded across devices when
+several are present.
 """
 
 from __future__ import annotations
@@ -89,7 +90,6 @@ class DiBSState(NamedTuple):
     z: jnp.ndarray  # (P, d, k, 2)
     theta: Any  # pytree with leading P, or None (marginal model)
     opt_state: Any
-    key: jnp.ndarray
     step: jnp.ndarray  # int32 scalar, number of steps taken
 
 
@@ -106,14 +106,12 @@ def _optimizer(cfg: DiBSConfig):
 
 def init(key, d: int, config: DiBSConfig) -> DiBSState:
     """Particles from the prior: Z ~ N(0, 1/k), Θ ~ its prior."""
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        key = jax.random.key_data(key)  # raw uint32 keys checkpoint as plain arrays
     return _init(key, d, config.resolved(d))
 
 
 @partial(jax.jit, static_argnums=(1, 2))
 def _init(key, d: int, cfg: DiBSConfig) -> DiBSState:
-    kz, kt, key = jax.random.split(key, 3)
+    kz, kt = jax.random.split(key)
     k = cfg.latent_dim
     z = jax.random.normal(kz, (cfg.n_particles, d, k, 2)) / np.sqrt(k)
     theta = None
@@ -125,7 +123,7 @@ def _init(key, d: int, cfg: DiBSConfig) -> DiBSState:
         else:
             theta = jax.vmap(lambda kk: init_theta(kk, d))(keys)
     params = (z, theta)
-    return DiBSState(z, theta, _optimizer(cfg).init(params), key, jnp.zeros((), jnp.int32))
+    return DiBSState(z, theta, _optimizer(cfg).init(params), jnp.zeros((), jnp.int32))
 
 
 def _offdiag(d, dtype=jnp.float32):
@@ -253,12 +251,11 @@ def _sqdist(a):
     return jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * a @ a.T, 0.0)
 
 
-def step(state: DiBSState, data: DiBSData, cfg: DiBSConfig) -> tuple[DiBSState, dict]:
-    """One SVGD step for all particles."""
+def step(key, state: DiBSState, data: DiBSData, cfg: DiBSConfig) -> tuple[DiBSState, dict]:
+    """One SVGD step for all particles (``cfg`` resolved); run it with :func:`deepbn.run.run`."""
     P = state.z.shape[0]
     t = (state.step + 1).astype(jnp.float32)
-    key, sub = jax.random.split(state.key)
-    keys = jax.random.split(sub, P)
+    keys = jax.random.split(key, P)
     gz, gtheta = jax.vmap(lambda z, th, kk: _particle_grads(z, th, kk, t, data, cfg),
                           in_axes=(0, 0 if state.theta is not None else None, 0))(
         state.z, state.theta, keys)
@@ -290,16 +287,4 @@ def step(state: DiBSState, data: DiBSData, cfg: DiBSConfig) -> tuple[DiBSState, 
     G = hard_graphs(z)
     h = acyclicity_poly(G)
     info = {"edges": jnp.mean(jnp.sum(G, axis=(1, 2))), "cyclic": jnp.sum(h > 1e-4)}
-    return DiBSState(z, theta, opt_state, key, state.step + 1), info
-
-
-def run(state: DiBSState, data: DiBSData, cfg: DiBSConfig, n_steps: int):
-    """``n_steps`` SVGD steps under one jitted ``lax.scan``; returns (state, per-step info)."""
-    return _run(state, data, cfg, n_steps)
-
-
-def _run_impl(state, data, cfg, n_steps):
-    return jax.lax.scan(lambda s, _: step(s, data, cfg), state, None, length=n_steps)
-
-
-_run = jax.jit(_run_impl, static_argnums=(2, 3))
+    return DiBSState(z, theta, opt_state, state.step + 1), info

@@ -1,4 +1,4 @@
-"""Run DiBS end to end: scale data, run SVGD in jitted chunks, checkpoint, summarise.
+"""Run DiBS end to end: scale data, run SVGD through the driver (:mod:`deepbn.run`), summarise.
 
 Example:
     >>> import numpy as np
@@ -10,8 +10,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -19,8 +17,8 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from deepbn import checkpoint
-from deepbn.data import scale_columns
+from deepbn import run as run_layer
+from deepbn.data import column_scales, scale_columns
 from deepbn.errors import DataError, UsageError
 from deepbn.structure import dibs
 from deepbn.structure.dibs import DiBSConfig
@@ -37,23 +35,15 @@ class StructureRun(NamedTuple):
     x_reference: np.ndarray  # the training data as given, for scaling held-out data
     edges: np.ndarray  # mean edges per particle, per step
     cyclic: np.ndarray  # cyclic particles, per step
-    seconds: float  # wall time of the SVGD steps run in this call (incl. compile)
+    seconds: float  # wall time of the SVGD steps run in this call (compile excluded)
     resumed_from: int  # steps already done by an earlier run (0 if fresh)
+    compile_seconds: float = 0.0
 
 
 def resolve_scaling(scaling: str, model: str) -> str:
     if scaling == "auto":
         return "column" if model == "bge" else "global"
     return scaling
-
-
-def _fingerprint(x, mask, cfg: DiBSConfig, scaling: str, seed: int, steps: int) -> str:
-    h = hashlib.sha256()
-    h.update(np.ascontiguousarray(x, np.float32).tobytes())
-    if mask is not None:
-        h.update(np.ascontiguousarray(mask, np.float32).tobytes())
-    h.update(repr((tuple(cfg), scaling, seed, steps)).encode())
-    return h.hexdigest()[:16]
 
 
 def shard_particles(state: dibs.DiBSState) -> dibs.DiBSState:
@@ -90,12 +80,15 @@ def learn_structure(
     checkpoint_path: str | Path | None = None,
     progress: Callable[[int, dict], None] | None = None,
     shard: bool = True,
+    names: list[str] | None = None,
 ) -> StructureRun:
     """DiBS posterior over DAGs for data ``x`` (n, d).
 
     ``mask[n, j] = 1`` marks node j as intervened on in sample n. With
     ``checkpoint_path`` the particles are saved after every chunk of steps and a
-    matching checkpoint (same data, settings, seed) is resumed.
+    checkpoint of the same data, settings and seed is resumed (more steps than
+    it holds continue it); one of other data or settings is refused.
+    ``names`` label the variables of the posterior's networks.
     """
     x = np.asarray(x, np.float32)
     if x.ndim != 2 or x.shape[1] < 2:
@@ -103,40 +96,35 @@ def learn_structure(
     if x.shape[0] < 2:
         raise DataError("structure learning needs at least 2 samples")
     if steps < 1:
-        raise UsageError(f"--steps must be at least 1, got {steps}")
+        raise UsageError(f"the number of SVGD steps must be at least 1, got {steps}")
     if config.model not in dibs.MODELS:
         raise UsageError(f"unknown model '{config.model}'; use one of {', '.join(dibs.MODELS)}")
     d = x.shape[1]
+    if names is not None and len(names) != d:
+        raise DataError(f"{len(names)} names for {d} variables")
     cfg = config.resolved(d)
     scaling = resolve_scaling(scaling, cfg.model)
     xs = scale_columns(x, scaling)
     data = dibs.make_data(xs, mask, cfg)
-    state = dibs.init(jax.random.key(seed), d, cfg)
-    fingerprint = _fingerprint(x, mask, cfg, scaling, seed, steps)
-    done, edges, cyclic = 0, [], []
-    if checkpoint_path is not None:
-        found = checkpoint.load(checkpoint_path, state)
-        if found is not None and found[1].get("fingerprint") == fingerprint:
-            state, meta = found
-            done = int(meta["step"])
-            edges, cyclic = list(meta["edges"]), list(meta["cyclic"])
-    resumed_from = done
-    if shard:
-        state = shard_particles(state)
-    start = time.perf_counter()
-    while done < steps:
-        n = min(CHUNK, steps - done)
-        state, info = dibs.run(state, data, cfg, n)
-        edges += np.asarray(info["edges"]).tolist()
-        cyclic += np.asarray(info["cyclic"]).astype(int).tolist()
-        done += n
-        if checkpoint_path is not None:
-            checkpoint.save(checkpoint_path, state, {"fingerprint": fingerprint, "step": done,
-                                                     "edges": edges, "cyclic": cyclic})
+    key_init, key_run = jax.random.split(jax.random.key(seed))
+    state = dibs.init(key_init, d, cfg)
+    fp = run_layer.fingerprint((x, mask), {"method": "dibs", "config": cfg._asdict(),
+                                           "scaling": scaling, "seed": seed})
+
+    def report(done, total, out):
         if progress is not None:
-            progress(done, {"edges": edges[-1], "cyclic": cyclic[-1]})
-    jax.block_until_ready(state.z)
-    seconds = time.perf_counter() - start
-    post = summarize(state, data, cfg)
-    return StructureRun(post, data, cfg, scaling, x, np.array(edges), np.array(cyclic),
-                        seconds, resumed_from)
+            progress(done, {"edges": float(out["edges"][-1]), "cyclic": int(out["cyclic"][-1])})
+
+    res = run_layer.run(dibs.step, state, data, key_run, steps, config=cfg, chunk=CHUNK,
+                        checkpoint=checkpoint_path, fingerprint=fp, progress=report,
+                        place=shard_particles if shard else None)
+    if res.stopped:
+        raise UsageError(f"DiBS {res.stopped}; try a smaller step size")
+    post = summarize(res.state, data, cfg)
+    center = np.asarray(x, np.float64).mean(0) if scaling != "none" else np.zeros(d)
+    post = post._replace(names=tuple(names) if names is not None else None, model=cfg.model,
+                         x_scaled=np.asarray(xs), keep=np.asarray(data.keep),
+                         center=center, scale=column_scales(x, scaling))
+    return StructureRun(post, data, cfg, scaling, x, res.outputs["edges"],
+                        res.outputs["cyclic"].astype(int), res.seconds, res.resumed_from,
+                        res.compile_seconds)

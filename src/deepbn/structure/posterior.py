@@ -14,9 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deepbn.bn import BayesNet
 from deepbn.data import column_scales, scale_columns
+from deepbn.errors import CycleError, UsageError
 from deepbn.graph import is_dag
 from deepbn.structure import dibs, scores
+from deepbn.structure.network import network_from_graph
 
 
 class GraphPosterior(NamedTuple):
@@ -26,10 +29,37 @@ class GraphPosterior(NamedTuple):
     weights_empirical: np.ndarray  # (P,)
     weights_mixture: np.ndarray  # (P,)
     cyclic: np.ndarray  # (P,) bool
+    # what turning a graph into a network needs (see :mod:`deepbn.structure.network`)
+    names: tuple | None = None  # variable names, in column order
+    model: str = "bge"
+    x_scaled: np.ndarray | None = None  # (n, d) the data DiBS ran on
+    keep: np.ndarray | None = None  # (n, d) 0 where a node was intervened on
+    center: np.ndarray | None = None  # (d,) x = center + scale * x_scaled
+    scale: np.ndarray | None = None
 
     def edge_probs(self, mixture: bool = True) -> np.ndarray:
         w = self.weights_mixture if mixture else self.weights_empirical
         return np.einsum("p,pij->ij", w, self.graphs)
+
+    def most_probable(self) -> int:
+        """Index of the particle with the highest DiBS+ weight (an acyclic one if any)."""
+        return int(np.argmax(np.where(self.cyclic, -np.inf, self.weights_mixture)))
+
+    def network(self, k: int | None = None) -> BayesNet:
+        """Particle ``k``'s graph (default: the most probable) as a network with fitted
+        conditionals in the data's original units (:mod:`deepbn.structure.network`)."""
+        if self.x_scaled is None:
+            raise UsageError("this posterior holds no data; build it with learn_structure")
+        if k is None:
+            k = self.most_probable()
+        if not 0 <= k < len(self.graphs):
+            raise UsageError(f"particle {k} does not exist; there are {len(self.graphs)}")
+        if self.cyclic[k]:
+            raise CycleError(f"particle {k}'s graph is cyclic: no network; run more steps")
+        theta = None if self.theta is None else jax.tree_util.tree_map(lambda a: a[k], self.theta)
+        names = self.names or tuple(f"x{i}" for i in range(self.graphs.shape[1]))
+        return network_from_graph(self.graphs[k], names, self.model, self.x_scaled, self.keep,
+                                  self.center, self.scale, theta)
 
 
 def _softmax_dags(log_joint: np.ndarray, cyclic: np.ndarray) -> np.ndarray:

@@ -1,0 +1,189 @@
+"""NUTS / HMC over a network's latent nodes as an ``init`` / ``step`` pair (BlackJAX kernels).
+
+One :func:`step` advances every chain by one transition. The first
+``warmup`` steps are Stan's window adaptation (Hoffman & Gelman, JMLR 2014;
+the Stan reference manual's warmup schedule): BlackJAX's dual-averaging
+step-size adaptation and Welford diagonal mass-matrix adaptation, composed
+over BlackJAX's schedule exactly as ``blackjax.window_adaptation`` does, but
+one step at a time so that :func:`deepbn.run.run` can checkpoint in the
+middle of warmup. After warmup the adapted step size and inverse mass matrix
+stay fixed. Each chain adapts on its own (chains are vmapped); the step
+counter in the state says which phase a step is in, so the kernels are
+never written twice.
+
+The target is :func:`deepbn.inference.forms.log_density` in the given
+centring; every step also returns the latent values z of each chain's new
+position, the log-density and BlackJAX's transition statistics.
+
+Example:
+    >>> cfg = SamplerConfig("nuts", warmup=200, integration_steps=16, space=space,
+    ...                     plan=(), n_cases=1)                     # doctest: +SKIP
+    >>> state = init(u0, data, cfg)                                  # doctest: +SKIP
+    >>> res = deepbn.run.run(step, state, data, key, 400, config=cfg)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
+from blackjax.adaptation.step_size import dual_averaging_adaptation
+from blackjax.adaptation.window_adaptation import build_schedule
+
+from deepbn.bn import BayesNet
+from deepbn.inference import forms
+
+SAMPLERS = ("nuts", "hmc")
+
+
+class Frozen:
+    """A hashable wrapper of a small numpy array (a static compile-time constant)."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = np.ascontiguousarray(array, np.float32)
+        self._key = (self.array.shape, self.array.tobytes())
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Frozen) and self._key == other._key
+
+
+class SamplerConfig(NamedTuple):
+    """Static settings of the sampler (hashable)."""
+
+    sampler: str  # nuts | hmc
+    warmup: int
+    integration_steps: int  # leapfrog steps per HMC transition (hmc only)
+    space: forms.LatentSpace
+    plan: tuple  # forms.chains(bn), found outside jit so tied runs are known
+    n_cases: int
+    fixed_centring: Frozen | None = None  # a 0/1 centring known when compiling
+    target_acceptance: float = 0.8
+
+
+class SamplerData(NamedTuple):
+    bn: BayesNet
+    observed: dict  # name -> (cases, dim)
+    centring: jnp.ndarray  # (cases, size)
+    schedule: jnp.ndarray  # (max(warmup, 1), 2) int32: window stage, end of a slow window
+
+
+class AdaptationState(NamedTuple):
+    step_size_state: Any  # dual averaging, per chain
+    mass_matrix_state: Any  # Welford, per chain
+    step_size: jnp.ndarray  # (chains,) used by the kernel during warmup
+    inverse_mass_matrix: jnp.ndarray  # (chains, size)
+
+
+class SamplerState(NamedTuple):
+    t: jnp.ndarray  # steps taken (int32 scalar)
+    chain: Any  # BlackJAX HMCState, leading axis chains
+    adaptation: AdaptationState
+    step_size: jnp.ndarray  # (chains,) the adapted step size (final once t >= warmup)
+    inverse_mass_matrix: jnp.ndarray  # (chains, size)
+
+
+def make_data(bn: BayesNet, observed, centring, warmup: int) -> SamplerData:
+    schedule = np.asarray(build_schedule(max(warmup, 1)), np.int32).reshape(-1, 2)
+    return SamplerData(bn, dict(observed), jnp.asarray(centring, jnp.float32),
+                       jnp.asarray(schedule))
+
+
+def _logdensity(data: SamplerData, cfg: SamplerConfig):
+    size = cfg.space.size
+    centring = data.centring
+    if cfg.fixed_centring is not None:
+        # a 0/1 centring known when compiling: XLA folds the forms' weights away
+        centring = jnp.asarray(cfg.fixed_centring.array)
+
+    # one traced copy of the network walk, reused at every call site inside NUTS
+    @jax.jit
+    def logdensity(u_flat):
+        return forms.log_density(data.bn, cfg.space, u_flat.reshape(cfg.n_cases, size),
+                                 data.observed, centring, cfg.plan)
+
+    return logdensity, centring
+
+
+def _adaptation(cfg: SamplerConfig):
+    mm_init, mm_update, mm_final = mass_matrix_adaptation(True)
+    da_init, da_update, da_final = dual_averaging_adaptation(cfg.target_acceptance)
+    return (mm_init, mm_update, mm_final), (da_init, da_update, da_final)
+
+
+def _kernel(cfg: SamplerConfig):
+    if cfg.sampler == "nuts":
+        return blackjax.nuts.build_kernel(), {}
+    return blackjax.hmc.build_kernel(), {"num_integration_steps": cfg.integration_steps}
+
+
+def init(u0: jnp.ndarray, data: SamplerData, cfg: SamplerConfig) -> SamplerState:
+    """Chains at the flat positions ``u0`` (chains, cases * size), adaptation at its start."""
+    logdensity, _ = _logdensity(data, cfg)
+    (mm_init, _, _), (da_init, _, _) = _adaptation(cfg)
+    n_chains, dim = u0.shape
+    chain = jax.vmap(lambda u: blackjax.nuts.init(u, logdensity))(u0)
+    mm = jax.vmap(lambda _: mm_init(dim))(jnp.arange(n_chains))
+    da = jax.vmap(lambda _: da_init(jnp.float32(1.0)))(jnp.arange(n_chains))
+    ones = jnp.ones((n_chains,), jnp.float32)
+    adaptation = AdaptationState(da, mm, ones, mm.inverse_mass_matrix)
+    return SamplerState(jnp.zeros((), jnp.int32), chain, adaptation, ones,
+                        mm.inverse_mass_matrix)
+
+
+def _adapt(ad: AdaptationState, stage, position, acceptance, cfg: SamplerConfig):
+    """One step of Stan's window adaptation for one chain (fast or slow window)."""
+    (_, mm_update, mm_final), (da_init, da_update, da_final) = _adaptation(cfg)
+    da = da_update(ad.step_size_state, acceptance)
+    mm = jax.lax.cond(stage[0] == 1, lambda: mm_update(ad.mass_matrix_state, position),
+                      lambda: ad.mass_matrix_state)
+
+    def window_end():
+        mm_new = mm_final(mm)
+        return da_init(da_final(da)), mm_new
+
+    da, mm = jax.lax.cond(stage[1] == 1, window_end, lambda: (da, mm))
+    return AdaptationState(da, mm, jnp.exp(da.log_step_size), mm.inverse_mass_matrix)
+
+
+def step(key, state: SamplerState, data: SamplerData, cfg: SamplerConfig):
+    """One transition of every chain: adaptive while ``state.t < warmup``, then fixed."""
+    logdensity, centring = _logdensity(data, cfg)
+    kernel, extra = _kernel(cfg)
+    in_warmup = state.t < cfg.warmup
+    ad = state.adaptation
+    step_size = jnp.where(in_warmup, ad.step_size, state.step_size)
+    inverse_mass = jnp.where(in_warmup, ad.inverse_mass_matrix, state.inverse_mass_matrix)
+    keys = jax.random.split(key, step_size.shape[0])
+    chain, info = jax.vmap(lambda k, s, e, m: kernel(k, s, logdensity, e, m, **extra))(
+        keys, state.chain, step_size, inverse_mass)
+
+    def adapt():
+        stage = data.schedule[jnp.minimum(state.t, data.schedule.shape[0] - 1)]
+        new = jax.vmap(lambda a, p, acc: _adapt(a, stage, p, acc, cfg))(
+            ad, chain.position, info.acceptance_rate)
+        return new, jnp.exp(new.step_size_state.log_step_size_avg), new.inverse_mass_matrix
+
+    ad, final_step, final_mass = jax.lax.cond(
+        in_warmup, adapt, lambda: (ad, state.step_size, state.inverse_mass_matrix))
+    size = cfg.space.size
+    z = jax.vmap(lambda u: forms.latent_values(data.bn, cfg.space, u.reshape(cfg.n_cases, size),
+                                               data.observed, centring, cfg.plan))(chain.position)
+    outputs = {
+        "z": z,  # (chains, cases, size)
+        "lp": chain.logdensity,
+        "energy": info.energy,
+        "acceptance_rate": info.acceptance_rate,
+        "diverging": info.is_divergent,
+        "n_steps": info.num_integration_steps,
+        "step_size": step_size,
+    }
+    if cfg.sampler == "nuts":
+        outputs["tree_depth"] = info.num_trajectory_expansions
+    return SamplerState(state.t + 1, chain, ad, final_step, final_mass), outputs

@@ -1,0 +1,241 @@
+"""One driver for every method: ``step`` scanned in jitted chunks, checkpointed, resumable.
+
+A method is an ``init`` / ``step`` pair (BlackJAX / Optax style): ``init``
+builds a NamedTuple state, and ``step(key, state, data, config) -> (state,
+outputs)`` advances it by one step. ``data`` is a pytree of arrays passed to
+the compiled program as an argument (never baked in as a constant);
+``config`` is hashable and static. :func:`run` then
+
+- scans ``step`` over chunks of ``chunk`` steps, each chunk one compiled
+  ``lax.scan`` (compiled once: a last, shorter chunk runs the same program with
+  its surplus steps switched off; compile time is reported apart),
+- derives step t's key as ``fold_in(key, t)``, so where the chunks fall never
+  changes the result,
+- stacks every step's ``outputs`` (draws, per-step statistics) along a new
+  leading axis,
+- after each chunk saves the state, the key, the outputs so far and the
+  per-chunk ``records`` to one checkpoint (atomically); run again with the same
+  checkpoint it continues from there and ends bit-identical to an uninterrupted
+  run,
+- refuses, with one line naming the folder, a checkpoint made from other data
+  or settings (:func:`fingerprint`: a hash of the data bytes and the settings),
+- stops when a chunk leaves a non-finite value in the state, keeping the last
+  good checkpoint, and says so in :attr:`RunResult.stopped`.
+
+Example:
+    >>> import jax, jax.numpy as jnp
+    >>> def step(key, x, data, config):
+    ...     x = x + data * jax.random.normal(key)
+    ...     return x, {"x": x}
+    >>> res = run(step, jnp.zeros(()), jnp.ones(()), jax.random.key_data(jax.random.key(0)),
+    ...           steps=10, chunk=4)
+    >>> res.outputs["x"].shape, res.steps
+    ((10,), 10)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Hashable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from deepbn.atomic import atomic_write
+from deepbn.errors import UsageError
+
+Step = Callable[[jax.Array, Any, Any, Any], tuple[Any, Any]]
+
+
+class RunResult(NamedTuple):
+    state: Any
+    outputs: dict  # name -> (steps, ...) numpy array, every step including resumed ones
+    records: list  # one JSON-able dict per chunk (from ``after_chunk``)
+    steps: int  # steps done in total
+    resumed_from: int  # steps found in the checkpoint (0 when fresh)
+    seconds: float  # wall time of this call's chunks, compile excluded
+    compile_seconds: float
+    stopped: str | None  # why the run stopped early (non-finite values), else None
+
+
+def fingerprint(arrays, settings) -> str:
+    """A short hash of the bytes, dtypes and shapes of ``arrays`` (a pytree) and of ``settings``.
+
+    ``settings`` is anything ``json.dumps`` can write with ``default=str``.
+    """
+    h = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(arrays):
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def raw_key(seed_or_key) -> jax.Array:
+    """A raw uint32 key (checkpoints as a plain array) from a seed or a typed key."""
+    if isinstance(seed_or_key, int):
+        seed_or_key = jax.random.key(seed_or_key)
+    if jnp.issubdtype(seed_or_key.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(seed_or_key)
+    return seed_or_key
+
+
+@lru_cache(maxsize=64)
+def _chunk_program(step: Step, config: Hashable, length: int):
+    def chunk(state, data, key, start, end):
+        def body(s, t):
+            def active():
+                return step(jax.random.fold_in(key, t), s, data, config)
+
+            # steps past the end leave the state as it is: one chunk length, one compile
+            shapes = jax.eval_shape(active)[1]
+            idle = (s, jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes))
+            return jax.lax.cond(t < end, active, lambda: idle)
+
+        return jax.lax.scan(body, state, start + jnp.arange(length, dtype=jnp.int32))
+
+    return jax.jit(chunk)
+
+
+@lru_cache(maxsize=64)
+def _compiled(step: Step, config: Hashable, length: int, signature):
+    del signature  # part of the cache key: the shapes and dtypes the program was built for
+    return {}
+
+
+def _signature(tree) -> tuple:
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return (treedef, tuple((np.shape(a), str(getattr(a, "dtype", type(a))),
+                            getattr(a, "sharding", None)) for a in leaves))
+
+
+def _finite(tree) -> bool:
+    for leaf in jax.tree_util.tree_leaves(tree):
+        a = np.asarray(leaf)
+        if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
+            return False
+    return True
+
+
+def _save(path: Path, state, key, outputs: dict, meta: dict) -> None:
+    arrays = {f"state_{k}": np.asarray(leaf)
+              for k, leaf in enumerate(jax.tree_util.tree_leaves(state))}
+    arrays["key"] = np.asarray(key)
+    for name, value in outputs.items():
+        arrays[f"out_{name}"] = value
+    arrays["meta"] = np.array(json.dumps(meta))
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _load(path: Path, state, want: str):
+    """(state, key, outputs, meta) from ``path``; a one-line error if it is not this run's."""
+    refuse = UsageError(f"{path.parent}: holds a checkpoint of other data or settings; "
+                        "use another output folder or delete it")
+    try:
+        with np.load(path) as f:
+            meta = json.loads(str(f["meta"]))
+            files = set(f.files)
+            if meta.get("fingerprint") != want:
+                raise refuse
+            leaves, treedef = jax.tree_util.tree_flatten(state)
+            stored = [f[f"state_{k}"] for k in range(len(leaves)) if f"state_{k}" in files]
+            key = f["key"]
+            outputs = {n[4:]: f[n] for n in files if n.startswith("out_")}
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any unreadable file is reported the same way
+        raise UsageError(f"{path}: cannot read the checkpoint ({type(e).__name__}); "
+                         "delete it to start again") from None
+    if len(stored) != len(leaves) or any(np.shape(a) != np.shape(b)
+                                         for a, b in zip(stored, leaves)):
+        raise refuse
+    restored = [jnp.asarray(a, dtype=np.asarray(b).dtype) for a, b in zip(stored, leaves)]
+    return jax.tree_util.tree_unflatten(treedef, restored), jnp.asarray(key), outputs, meta
+
+
+def run(
+    step: Step,
+    state,
+    data,
+    key,
+    steps: int,
+    *,
+    config: Hashable = None,
+    chunk: int = 50,
+    checkpoint: str | Path | None = None,
+    fingerprint: str | None = None,
+    progress: Callable[[int, int, dict], None] | None = None,
+    after_chunk: Callable[[Any, int], dict] | None = None,
+    place: Callable[[Any], Any] | None = None,
+) -> RunResult:
+    """Run ``steps`` steps of ``step`` from ``state`` (or from the checkpoint), see the module doc.
+
+    ``key`` is a raw key (:func:`raw_key`); ``progress(done, steps, chunk_outputs)``
+    is called after each chunk; ``after_chunk(state, done)`` returns a record
+    kept in :attr:`RunResult.records` and the checkpoint; ``place(state)``
+    puts the state on devices (e.g. shards its batch axis over a mesh).
+    """
+    if steps < 0:
+        raise UsageError(f"the number of steps must be at least 0, got {steps}")
+    chunk = max(1, int(chunk))
+    key = raw_key(key)
+    path = Path(checkpoint) if checkpoint is not None else None
+    done, outputs, records = 0, {}, []
+    if path is not None and path.exists():
+        state, key, outputs, meta = _load(path, state, fingerprint)
+        done, records = int(meta["steps"]), list(meta.get("records", []))
+        if done > steps:
+            raise UsageError(f"{path.parent}: holds a run of {done} steps, more than the {steps} "
+                             f"asked for; ask for at least {done} or use another output folder")
+    resumed_from = done
+    if place is not None:
+        state = place(state)
+    parts = {n: [v] for n, v in outputs.items()}
+    seconds = compile_seconds = 0.0
+    stopped = None
+    length = min(chunk, steps)
+    end = jnp.asarray(steps, jnp.int32)
+    while done < steps:
+        n = min(length, steps - done)
+        start = jnp.asarray(done, jnp.int32)
+        compiled = _compiled(step, config, length, _signature((state, data, key)))
+        if "program" not in compiled:
+            t0 = time.perf_counter()
+            compiled["program"] = _chunk_program(step, config, length).lower(
+                state, data, key, start, end).compile()
+            compile_seconds += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        new_state, out = jax.block_until_ready(
+            compiled["program"](state, data, key, start, end))
+        seconds += time.perf_counter() - t0
+        out = jax.tree_util.tree_map(lambda a, n=n: np.asarray(a)[:n], out)
+        if not _finite(new_state):
+            stopped = (f"step {done + 1}-{done + n} produced non-finite values; stopped, keeping "
+                       f"the state after step {done}" + (" (checkpointed)" if path else ""))
+            break
+        state = new_state
+        done += n
+        for name, value in (out or {}).items():
+            parts.setdefault(name, []).append(value)
+        if after_chunk is not None:
+            records.append(after_chunk(state, done))
+        if path is not None:
+            t0 = time.perf_counter()
+            outputs = {k: np.concatenate(v) for k, v in parts.items()}
+            parts = {k: [v] for k, v in outputs.items()}
+            _save(path, state, key, outputs, {"fingerprint": fingerprint, "steps": done,
+                                              "records": records})
+            seconds += time.perf_counter() - t0
+        if progress is not None:
+            progress(done, steps, out or {})
+    outputs = {k: np.concatenate(v) for k, v in parts.items()}
+    return RunResult(state, outputs, records, done, resumed_from, seconds, compile_seconds,
+                     stopped)

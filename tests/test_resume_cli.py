@@ -1,0 +1,76 @@
+"""Ctrl-C as a user sends it: the installed ``deepbn`` executable, a real SIGINT, real files.
+
+An interrupted ``deepbn posterior`` run again with the same command continues from its
+checkpoint and ends with the draws of an uninterrupted run, bit for bit.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXE = shutil.which("deepbn") or str(Path(sys.executable).parent / "deepbn")
+
+
+def _deepbn(args, env, **kw):
+    return subprocess.run([EXE, *args], env=env, capture_output=True, text=True, timeout=600,
+                          **kw)
+
+
+@pytest.fixture()
+def env(tmp_path):
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "DEEPBN_CACHE": str(tmp_path / "cache")}
+
+
+def test_sigint_then_rerun_gives_the_uninterrupted_draws(tmp_path, env):
+    data = tmp_path / "seq.csv"
+    assert _deepbn(["sample", "example:kingma-dbn", "-n", "1", "-o", str(data)], env
+                   ).returncode == 0
+    common = ["posterior", "example:kingma-dbn", str(data), "--warmup", "100", "--samples",
+              "100", "--checkpoint-every", "20", "--form", "auxiliary", "--seed", "1", "--json"]
+    full = _deepbn([*common, "--out", str(tmp_path / "full")], env)
+    assert full.returncode == 0, full.stderr[-2000:]
+    part = tmp_path / "part"
+    proc = subprocess.Popen([EXE, *common, "--out", str(part)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (part / "checkpoint.npz").exists() and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert proc.poll() is None, "finished before the interrupt could be sent"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in err
+    assert (part / "checkpoint.npz").exists() and not (part / "samples.npz").exists()
+    again = _deepbn([*common, "--out", str(part)], env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    summary = json.loads(again.stdout)
+    assert summary["resumed_from_step"] >= 20
+    with np.load(tmp_path / "full" / "samples.npz") as a, np.load(part / "samples.npz") as b:
+        assert set(a.files) == set(b.files)
+        for name in a.files:
+            np.testing.assert_array_equal(a[name], b[name])
+
+
+
+def test_a_folder_of_other_settings_is_refused_in_one_line(tmp_path, capsys):
+    from deepbn.cli.app import main
+
+    data = tmp_path / "h.csv"
+    assert main(["sample", "example:gaussian-hierarchy", "-n", "1", "-o", str(data)]) == 0
+    args = ["posterior", "example:gaussian-hierarchy", str(data), "--warmup", "50",
+            "--samples", "20", "--out", str(tmp_path / "p")]
+    assert main(args) == 0
+    config = (tmp_path / "p" / "config.json").read_text()
+    capsys.readouterr()
+    assert main([*args, "--chains", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "other data or settings" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "p" / "config.json").read_text() == config  # left as it was

@@ -1,0 +1,152 @@
+"""The one driver: chunked scans, bit-identical resume, refusal of foreign checkpoints,
+stop on non-finite values — for a toy method and for every method that runs through it."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from deepbn import examples, run
+from deepbn.errors import UsageError
+from deepbn.inference import em, hmc
+from deepbn.results import ResultsFolder, jsonable
+
+
+def _walk(key, state, data, config):
+    """A random walk whose step size is data; blows up to inf after ``config`` steps."""
+    x, t = state
+    x = x + data * jax.random.normal(key, x.shape)
+    x = jnp.where(t + 1 >= config, jnp.inf, x) if config else x
+    return (x, t + 1), {"x": x, "t": t}
+
+
+def _interrupt_after(n):
+    def progress(done, total, out):
+        if done >= n:
+            raise KeyboardInterrupt
+    return progress
+
+
+def test_chunking_never_changes_the_result_and_resume_is_bit_identical(tmp_path):
+    state = (jnp.zeros(3), jnp.zeros((), jnp.int32))
+    key = run.raw_key(7)
+    whole = run.run(_walk, state, jnp.float32(0.5), key, 23, chunk=100)
+    chunked = run.run(_walk, state, jnp.float32(0.5), key, 23, chunk=5)
+    np.testing.assert_array_equal(whole.outputs["x"], chunked.outputs["x"])
+    np.testing.assert_array_equal(chunked.outputs["t"], np.arange(23))
+    ck = tmp_path / "c.npz"
+    with pytest.raises(KeyboardInterrupt):
+        run.run(_walk, state, jnp.float32(0.5), key, 23, chunk=5, checkpoint=ck,
+                fingerprint="f", progress=_interrupt_after(10))
+    resumed = run.run(_walk, state, jnp.float32(0.5), key, 23, chunk=5, checkpoint=ck,
+                      fingerprint="f")
+    assert resumed.resumed_from == 10
+    np.testing.assert_array_equal(resumed.outputs["x"], whole.outputs["x"])
+    np.testing.assert_array_equal(resumed.state[0], whole.state[0])
+    # more steps continue the same run
+    longer = run.run(_walk, state, jnp.float32(0.5), key, 30, chunk=5, checkpoint=ck,
+                     fingerprint="f")
+    assert longer.resumed_from == 23
+    np.testing.assert_array_equal(longer.outputs["x"],
+                                  run.run(_walk, state, jnp.float32(0.5), key, 30).outputs["x"])
+    with pytest.raises(UsageError, match="other data or settings"):
+        run.run(_walk, state, jnp.float32(0.5), key, 30, checkpoint=ck, fingerprint="g")
+    with pytest.raises(UsageError, match="more than"):
+        run.run(_walk, state, jnp.float32(0.5), key, 20, checkpoint=ck, fingerprint="f")
+
+
+def test_non_finite_values_stop_the_run_keeping_the_last_good_checkpoint(tmp_path):
+    state = (jnp.zeros(2), jnp.zeros((), jnp.int32))
+    ck = tmp_path / "c.npz"
+    res = run.run(_walk, state, jnp.float32(1.0), run.raw_key(0), 40, config=12, chunk=5,
+                  checkpoint=ck, fingerprint="f")
+    assert res.stopped and "non-finite" in res.stopped
+    assert res.steps == 10 and np.all(np.isfinite(res.state[0]))
+    with np.load(ck) as f:
+        assert int(__import__("json").loads(str(f["meta"]))["steps"]) == 10
+
+
+def test_fingerprint_sees_data_bytes_and_settings():
+    a = np.arange(6, dtype=np.float32)
+    assert run.fingerprint(a, {"s": 1}) == run.fingerprint(a.copy(), {"s": 1})
+    assert run.fingerprint(a, {"s": 1}) != run.fingerprint(a, {"s": 2})
+    b = a.copy()
+    b[3] += 1e-6
+    assert run.fingerprint(a, {"s": 1}) != run.fingerprint(b, {"s": 1})
+
+
+def test_nuts_resumes_bit_identically_after_an_interruption(tmp_path):
+    bn = examples.load("example:gaussian-hierarchy")
+    x = bn.sample(jax.random.key(0), 1)
+    obs = {n: x[n] for n in bn.observed_names}
+    kw = dict(warmup=120, samples=80, chains=2, seed=3, chunk=50)
+    whole = hmc.sample_posterior(bn, obs, **kw)
+    ck = tmp_path / "nuts.npz"
+
+    def stop(done, total):
+        if done >= 150:  # after warmup, in the middle of the draws
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        hmc.sample_posterior(bn, obs, checkpoint_path=ck, progress=stop, **kw)
+    resumed = hmc.sample_posterior(bn, obs, checkpoint_path=ck, **kw)
+    assert resumed.summary["resumed_from"] == 30
+    for name in whole.samples:
+        np.testing.assert_array_equal(resumed.samples[name], whole.samples[name])
+    np.testing.assert_array_equal(resumed.summary["step_size"], whole.summary["step_size"])
+    # interrupted during warmup: the adaptation state is in the checkpoint too
+    ck2 = tmp_path / "warm.npz"
+
+    def stop_warm(done, total):
+        if done >= 50:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        hmc.sample_posterior(bn, obs, checkpoint_path=ck2, progress=stop_warm, **kw)
+    again = hmc.sample_posterior(bn, obs, checkpoint_path=ck2, **kw)
+    np.testing.assert_array_equal(again.samples["mu"], whole.samples["mu"])
+    with pytest.raises(UsageError, match="other data or settings"):
+        hmc.sample_posterior(bn, obs, checkpoint_path=ck, **{**kw, "seed": 4})
+
+
+def test_nuts_draws_follow_a_known_gaussian_posterior():
+    """mu ~ N(0, 1), z_k ~ N(mu, 1), x_k ~ N(z_k, 0.1²): the posterior of mu is Gaussian."""
+    bn = examples.gaussian_hierarchy(groups=3, per_group=2, noise=0.1)
+    x = bn.sample(jax.random.key(5), 1)
+    obs = {n: x[n] for n in bn.observed_names}
+    post = hmc.sample_posterior(bn, obs, warmup=300, samples=600, chains=2, seed=0)
+    # closed form: x_bar_k ~ N(mu, 1 + 0.1²/2) given mu, three groups, prior N(0, 1)
+    xbar = np.array([float(np.mean(x[f"x{k + 1}"])) for k in range(3)])
+    v = 1.0 + 0.01 / 2
+    prec = 1.0 + 3 / v
+    mean, sd = xbar.sum() / v / prec, prec ** -0.5
+    draws = post.samples["mu"].ravel()
+    ess = post.summary["ess_min"]
+    assert abs(draws.mean() - mean) < 4 * sd / np.sqrt(ess)
+    assert abs(draws.std() - sd) < 0.15 * sd
+
+
+def test_em_refuses_a_foreign_checkpoint_and_stops_on_divergence(tmp_path):
+    bn = examples.gaussian_hierarchy(groups=2, per_group=2)
+    x = bn.sample(jax.random.key(0), 20)
+    data = {n: x[n] for n in bn.observed_names}
+    cfg = em.FitConfig(iterations=25, optimizer="adam", learning_rate=0.05)
+    ck = tmp_path / "fit.npz"
+    em.fit(bn, data, cfg, checkpoint_path=ck)
+    with pytest.raises(UsageError, match="other data or settings"):
+        em.fit(bn, data, cfg._replace(learning_rate=0.01), checkpoint_path=ck)
+    with pytest.raises(UsageError, match="non-finite"):
+        em.fit(bn, data, cfg._replace(optimizer="sgd", learning_rate=1e8),
+               checkpoint_path=tmp_path / "nan.npz")
+
+
+def test_results_folder_writes_strict_json_and_refuses_a_file(tmp_path):
+    folder = ResultsFolder(tmp_path / "r", "test")
+    summary = folder.write_summary({"a": float("nan"), "b": np.float32(2.5), "c": [np.inf]})
+    assert summary == {"a": None, "b": 2.5, "c": [None]}
+    text = (tmp_path / "r" / "summary.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(UsageError, match="not a folder"):
+        ResultsFolder(tmp_path / "f", "test")
+    assert jsonable({"k": (np.int64(3), True)}) == {"k": [3, True]}
