@@ -87,6 +87,32 @@ def raw_key(seed_or_key) -> jax.Array:
     return seed_or_key
 
 
+def shard_batch(tree, size: int, axis_name: str = "batch"):
+    """Spread the leading axis of every leaf of length ``size`` over all devices.
+
+    A 1-d ``jax.sharding`` mesh over the devices; leaves whose first axis is the
+    method's batch axis (particles, chains, cases) are split across it, all
+    other leaves replicated. ``jit`` then partitions the vmapped work and inserts
+    the collectives (e.g. the all-gather of SVGD's kernel matrix). With one
+    device, or a batch that does not divide evenly, the tree is returned as is:
+    the same code runs on one CPU. Several hosts: call
+    ``jax.distributed.initialize()`` first, then ``jax.devices()`` spans them.
+    """
+    devices = jax.devices()
+    if len(devices) < 2 or size % len(devices):
+        return tree
+    mesh = jax.sharding.Mesh(np.array(devices), (axis_name,))
+    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis_name))
+    whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+    def place(leaf):
+        if hasattr(leaf, "shape") and leaf.ndim >= 1 and leaf.shape[0] == size:
+            return jax.device_put(leaf, split)
+        return jax.device_put(leaf, whole)
+
+    return jax.tree_util.tree_map(place, tree)
+
+
 @lru_cache(maxsize=64)
 def _chunk_program(step: Step, config: Hashable, length: int):
     def chunk(state, data, key, start, end):
@@ -99,9 +125,17 @@ def _chunk_program(step: Step, config: Hashable, length: int):
             idle = (s, jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes))
             return jax.lax.cond(t < end, active, lambda: idle)
 
-        return jax.lax.scan(body, state, start + jnp.arange(length, dtype=jnp.int32))
+        state, out = jax.lax.scan(body, state, start + jnp.arange(length, dtype=jnp.int32))
+        return state, out, _all_finite(state)
 
     return jax.jit(chunk)
+
+
+def _all_finite(tree) -> jax.Array:
+    """One boolean on the device: every float leaf finite (no copy of the state to host)."""
+    flags = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(tree)
+             if jnp.issubdtype(jnp.result_type(leaf), jnp.floating)]
+    return jnp.all(jnp.stack(flags)) if flags else jnp.bool_(True)
 
 
 @lru_cache(maxsize=64)
@@ -114,14 +148,6 @@ def _signature(tree) -> tuple:
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     return (treedef, tuple((np.shape(a), str(getattr(a, "dtype", type(a))),
                             getattr(a, "sharding", None)) for a in leaves))
-
-
-def _finite(tree) -> bool:
-    for leaf in jax.tree_util.tree_leaves(tree):
-        a = np.asarray(leaf)
-        if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
-            return False
-    return True
 
 
 def _save(path: Path, state, key, outputs: dict, meta: dict) -> None:
@@ -161,6 +187,17 @@ def _load(path: Path, state, want: str):
     return jax.tree_util.tree_unflatten(treedef, restored), jnp.asarray(key), outputs, meta
 
 
+def read_checkpoint(path: str | Path, template) -> tuple[Any, list]:
+    """(state, records) of a checkpoint :func:`run` wrote, shaped like ``template``."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path.parent}: no checkpoint; run the command that trains first")
+    with np.load(path) as f:
+        fp = json.loads(str(f["meta"])).get("fingerprint")
+    state, _, _, meta = _load(path, template, fp)
+    return state, list(meta.get("records", []))
+
+
 def run(
     step: Step,
     state,
@@ -173,15 +210,16 @@ def run(
     checkpoint: str | Path | None = None,
     fingerprint: str | None = None,
     progress: Callable[[int, int, dict], None] | None = None,
-    after_chunk: Callable[[Any, int], dict] | None = None,
+    after_chunk: Callable[[Any, int, dict, float], dict] | None = None,
     place: Callable[[Any], Any] | None = None,
 ) -> RunResult:
     """Run ``steps`` steps of ``step`` from ``state`` (or from the checkpoint), see the module doc.
 
     ``key`` is a raw key (:func:`raw_key`); ``progress(done, steps, chunk_outputs)``
-    is called after each chunk; ``after_chunk(state, done)`` returns a record
-    kept in :attr:`RunResult.records` and the checkpoint; ``place(state)``
-    puts the state on devices (e.g. shards its batch axis over a mesh).
+    is called after each chunk; ``after_chunk(state, done, chunk_outputs,
+    seconds)`` returns a record kept in :attr:`RunResult.records` and the
+    checkpoint; ``place(state)`` puts the state on devices (e.g. shards its
+    batch axis over a mesh).
     """
     if steps < 0:
         raise UsageError(f"the number of steps must be at least 0, got {steps}")
@@ -203,21 +241,24 @@ def run(
     stopped = None
     length = min(chunk, steps)
     end = jnp.asarray(steps, jnp.int32)
+    program = None
     while done < steps:
         n = min(length, steps - done)
         start = jnp.asarray(done, jnp.int32)
-        compiled = _compiled(step, config, length, _signature((state, data, key)))
-        if "program" not in compiled:
-            t0 = time.perf_counter()
-            compiled["program"] = _chunk_program(step, config, length).lower(
-                state, data, key, start, end).compile()
-            compile_seconds += time.perf_counter() - t0
+        if program is None:  # the state's shapes and placement stay those of the first chunk
+            compiled = _compiled(step, config, length, _signature((state, data, key)))
+            if "program" not in compiled:
+                t0 = time.perf_counter()
+                compiled["program"] = _chunk_program(step, config, length).lower(
+                    state, data, key, start, end).compile()
+                compile_seconds += time.perf_counter() - t0
+            program = compiled["program"]
         t0 = time.perf_counter()
-        new_state, out = jax.block_until_ready(
-            compiled["program"](state, data, key, start, end))
-        seconds += time.perf_counter() - t0
+        new_state, out, finite = jax.block_until_ready(program(state, data, key, start, end))
+        chunk_seconds = time.perf_counter() - t0
+        seconds += chunk_seconds
         out = jax.tree_util.tree_map(lambda a, n=n: np.asarray(a)[:n], out)
-        if not _finite(new_state):
+        if not bool(finite):
             stopped = (f"step {done + 1}-{done + n} produced non-finite values; stopped, keeping "
                        f"the state after step {done}" + (" (checkpointed)" if path else ""))
             break
@@ -226,7 +267,7 @@ def run(
         for name, value in (out or {}).items():
             parts.setdefault(name, []).append(value)
         if after_chunk is not None:
-            records.append(after_chunk(state, done))
+            records.append(after_chunk(state, done, out or {}, chunk_seconds))
         if path is not None:
             t0 = time.perf_counter()
             outputs = {k: np.concatenate(v) for k, v in parts.items()}

@@ -1,4 +1,4 @@
-"""One training loop: a jitted epoch (``lax.scan`` over minibatches), checkpoints, resume.
+"""One training loop: a jitted epoch (``lax.scan`` over minibatches) as one step of the driver.
 
 ``loss_fn(params, stats, key, x, scalars) -> (loss, (stats, metrics))`` is
 minimised with an Optax optimiser; ``stats`` are non-trained state carried
@@ -7,10 +7,10 @@ inputs such as a temperature. An epoch shuffles the data with its own key and
 runs every full batch in one compiled scan; the data stay on the device as
 stored (uint8 MNIST is cast per batch).
 
-:func:`fit` runs epochs, saves a checkpoint after each (parameters,
-statistics, optimiser state, history) and resumes from it; when an epoch ends
-with a non-finite loss or parameters it stops with a message and keeps the
-last good checkpoint.
+:func:`fit` runs the epochs through :func:`deepbn.run.run` (one epoch a
+step, a checkpoint after each: parameters, statistics, optimiser state,
+history) and resumes from it; when an epoch leaves non-finite parameters it
+stops with a message and keeps the last good checkpoint.
 
 Example:
     >>> import jax, jax.numpy as jnp, optax
@@ -25,7 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -35,8 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from deepbn import checkpoint
-from deepbn.errors import UsageError
+from deepbn import run as run_layer
 
 CHECKPOINT = "checkpoint.npz"
 
@@ -84,11 +82,6 @@ class History(NamedTuple):
     records: list  # one dict of floats per epoch
 
 
-def _finite(tree) -> bool:
-    return all(bool(np.all(np.isfinite(np.asarray(x)))) for x in jax.tree_util.tree_leaves(tree)
-               if np.issubdtype(np.asarray(x).dtype, np.floating))
-
-
 def _strongly_typed(tree):
     """Weakly typed leaves (from Python scalars) turn strong after one optimiser update,
     which would compile the epoch a second time: make them strong from the start."""
@@ -97,6 +90,26 @@ def _strongly_typed(tree):
             return jnp.array(np.asarray(a), a.dtype)
         return a
     return jax.tree_util.tree_map(strong, tree)
+
+
+class EpochData(NamedTuple):
+    rows: jnp.ndarray  # the training data, as stored
+    scalars: dict  # name -> (epochs,) per-epoch inputs (e.g. the gate temperature)
+
+
+def epoch_step(key, state, data: EpochData, epoch_fn):
+    """One epoch as a method step: ``state = (carry, epoch)``; run by :func:`deepbn.run.run`."""
+    carry, e = state
+    scalars = {k: v[e] for k, v in data.scalars.items()}
+    carry, metrics = epoch_fn(carry, data.rows, key, scalars)
+    return (carry, e + 1), metrics
+
+
+def load_state(path: str | Path, carry):
+    """The carry and per-epoch records saved in a checkpoint written by :func:`fit`."""
+    template = (carry, jnp.zeros((), jnp.int32))
+    state, records = run_layer.read_checkpoint(path, template)
+    return state[0], records
 
 
 def fit(
@@ -112,38 +125,33 @@ def fit(
 ) -> tuple[tuple, History, str | None]:
     """Run ``epochs`` epochs from a fresh ``carry`` or the checkpoint in ``out_dir``.
 
-    ``fingerprint`` identifies the model and data; a checkpoint with another
-    fingerprint is refused with a one-line error. ``on_epoch(epoch, metrics,
-    carry)`` returns extra per-epoch records (e.g. validation ELBO). Returns the
-    final carry, the history and a stop message (None when all epochs ran).
+    Each epoch is one step of :func:`deepbn.run.run` (epoch e's key is
+    ``fold_in(key, e)``). ``fingerprint`` (settings) and the data's bytes identify
+    the run; a checkpoint of another run is refused with a one-line error.
+    ``scalars_for(e)`` gives epoch e's scalar inputs (computed here, for every
+    epoch, and passed in as data). ``on_epoch(epoch, metrics, carry)`` returns
+    extra per-epoch records (e.g. validation ELBO). Returns the final carry, the
+    history and a stop message (None when all epochs ran).
     """
     path = Path(out_dir) / CHECKPOINT if out_dir is not None else None
-    records: list = []
-    start = 0
-    if path is not None and path.exists():
-        loaded = checkpoint.load(path, carry)
-        if loaded is None or loaded[1].get("fingerprint") != fingerprint:
-            raise UsageError(f"{path.parent} holds a checkpoint of a different model or data; "
-                             "use another --out folder or delete it")
-        carry, meta = loaded
-        start, records = int(meta["epochs_done"]), list(meta["records"])
-    data = jnp.asarray(data)
-    carry = _strongly_typed(carry)
-    for e in range(start, epochs):
-        t0 = time.perf_counter()
-        new_carry, metrics = epoch_fn(carry, data, jax.random.fold_in(key, e), scalars_for(e))
-        metrics = {k: float(np.mean(np.asarray(v))) for k, v in metrics.items()}
-        if not (all(np.isfinite(list(metrics.values()))) and _finite(new_carry[0])):
-            bad = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
-            return carry, History(e, records), (
-                f"epoch {e + 1} produced non-finite values ({bad}); stopped and kept the "
-                f"checkpoint after epoch {e}; try a smaller learning rate")
-        carry = new_carry
-        record = {"epoch": e + 1, "seconds": time.perf_counter() - t0, **metrics}
+    rows = jnp.asarray(data)
+    table = [scalars_for(e) for e in range(max(epochs, 1))]
+    scalars = {k: jnp.stack([jnp.asarray(t[k]) for t in table]) for k in table[0]}
+    state = (_strongly_typed(carry), jnp.zeros((), jnp.int32))
+
+    def record(s, done, out, seconds):
+        metrics = {k: float(np.mean(v)) for k, v in out.items()}
+        rec = {"epoch": done, "seconds": seconds, **metrics}
         if on_epoch is not None:
-            record.update(on_epoch(e, metrics, carry))
-        records.append(record)
-        if path is not None:
-            checkpoint.save(path, carry, {"fingerprint": fingerprint, "epochs_done": e + 1,
-                                          "records": records})
-    return carry, History(max(start, epochs), records), None
+            rec.update(on_epoch(done - 1, metrics, s[0]))
+        return rec
+
+    fp = run_layer.fingerprint(rows, {"method": "epochs", **fingerprint})
+    res = run_layer.run(epoch_step, state, EpochData(rows, scalars), run_layer.raw_key(key),
+                        epochs, config=epoch_fn, chunk=1, checkpoint=path, fingerprint=fp,
+                        after_chunk=record)
+    message = None
+    if res.stopped:
+        message = (f"epoch {res.steps + 1} produced non-finite values; stopped and kept the "
+                   f"checkpoint after epoch {res.steps}; try a smaller learning rate")
+    return res.state[0], History(res.steps, res.records), message

@@ -295,8 +295,8 @@ def fit(
     def monitor(params):
         return float(_monitor(params, static, space, observed, k_mon, cfg.likelihood_samples))
 
-    def after_chunk(s, done):
-        return {"iteration": done, "objective": monitor(s.params)}
+    def after_chunk(s, done, out, seconds):
+        return {"iteration": done, "objective": monitor(s.params), "seconds": seconds}
 
     def report(done, total, out):
         if progress is not None:
@@ -306,8 +306,8 @@ def fit(
 
     curve_so_far = [monitor(params)]
 
-    def after_chunk_and_track(s, done):
-        record = after_chunk(s, done)
+    def after_chunk_and_track(s, done, out, seconds):
+        record = after_chunk(s, done, out, seconds)
         curve_so_far.append(record["objective"])
         return record
 

@@ -91,6 +91,7 @@ def sample_posterior(
     progress: Callable[[int, int], None] | None = None,
     checkpoint_path: str | Path | None = None,
     chunk: int = 100,
+    shard: bool = True,
 ) -> PosteriorSamples:
     """Posterior draws of the latent nodes given ``observed`` ((cases, dim) per node).
 
@@ -138,6 +139,7 @@ def sample_posterior(
                              nuts.Frozen(c_np) if binary else None)
     data = nuts.make_data(bn, observed, c, warmup)
     state = eqx.filter_jit(nuts.init)(u0, data, cfg)  # op by op it took ~1.5 s
+    # ``shard``: chains spread over the devices when there are several (same draws)
     settings = {"method": "posterior", "sampler": sampler, "form": form, "chains": chains,
                 "warmup": warmup, "integration_steps": integration_steps, "seed": seed,
                 "names": bn.names, "parents": bn.parents, "observed": bn.observed,
@@ -145,7 +147,9 @@ def sample_posterior(
     fp = run_layer.fingerprint((eqx.filter(bn, eqx.is_array), observed, c), settings)
     res = run_layer.run(nuts.step, state, data, run_layer.raw_key(k_run), warmup + samples,
                         config=cfg, chunk=chunk, checkpoint=checkpoint_path, fingerprint=fp,
-                        progress=None if progress is None else (lambda d, t, o: progress(d, t)))
+                        progress=None if progress is None else (lambda d, t, o: progress(d, t)),
+                        place=(lambda s: run_layer.shard_batch(s, chains, "chains"))
+                        if shard else None)
     if res.stopped:
         raise UsageError(f"sampling {res.stopped}")
     out = {k: np.swapaxes(v, 0, 1) for k, v in res.outputs.items()}  # (chains, steps, ...)

@@ -47,27 +47,8 @@ def resolve_scaling(scaling: str, model: str) -> str:
 
 
 def shard_particles(state: dibs.DiBSState) -> dibs.DiBSState:
-    """Spread the particle axis over all devices (a 1-d mesh) when there are several.
-
-    Arrays with a leading particle axis are split across devices; everything
-    else (the step counter, the key) is replicated. jit then partitions the
-    vmapped per-particle work, and XLA inserts the all-gathers that SVGD's
-    kernel matrix needs.
-    """
-    devices = jax.devices()
-    P = state.z.shape[0]
-    if len(devices) < 2 or P % len(devices):
-        return state
-    mesh = jax.sharding.Mesh(np.array(devices), ("particles",))
-    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("particles"))
-    whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-
-    def place(leaf):
-        if hasattr(leaf, "shape") and leaf.ndim >= 1 and leaf.shape[0] == P:
-            return jax.device_put(leaf, split)
-        return jax.device_put(leaf, whole)
-
-    return jax.tree_util.tree_map(place, state)
+    """The particle axis spread over all devices (:func:`deepbn.run.shard_batch`)."""
+    return run_layer.shard_batch(state, state.z.shape[0], "particles")
 
 
 def learn_structure(

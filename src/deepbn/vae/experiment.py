@@ -30,7 +30,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from deepbn import checkpoint
 from deepbn import train as training
 from deepbn.atomic import atomic_write
 from deepbn.errors import UsageError
@@ -157,11 +156,11 @@ def load_folder(out: str | Path) -> tuple:
     cfg, settings = read_config(out)
     params, stats = latent_dag.init(jax.random.key(0), cfg)
     opt = optimizer(1)
-    loaded = checkpoint.load(out / training.CHECKPOINT, (params, stats, opt.init(params)))
-    if loaded is None:
+    if not (out / training.CHECKPOINT).exists():
         raise UsageError(f"{out}: no usable checkpoint; train at least one epoch first")
-    (params, stats, _), meta = loaded
-    return cfg, settings, params, stats, meta["records"]
+    (params, stats, _), records = training.load_state(out / training.CHECKPOINT,
+                                                      (params, stats, opt.init(params)))
+    return cfg, settings, params, stats, records
 
 
 def structure_edges(cfg: latent_dag.GraphVAEConfig, params) -> list[list[int]]:
