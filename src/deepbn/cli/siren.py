@@ -9,10 +9,11 @@ import typer
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
 from deepbn import graph, plots
-from deepbn.cli.common import JsonOption, SeedOption, progress_bar, report
+from deepbn.cli.common import JsonOption, SeedOption, node_list, progress_bar, report
 from deepbn.data import match_columns, read_table
 from deepbn.errors import DataError, UsageError
 from deepbn.examples import load
+from deepbn.results import ResultsFolder
 from deepbn.vae import siren, siren_experiment
 
 app = typer.Typer(help="SIReN-VAE: a known Bayesian network inside a VAE.", no_args_is_help=True)
@@ -48,8 +49,7 @@ def train(
 ) -> None:
     """Fit one variant; writes eval.json (nll, re, seconds) and plots."""
     net = load(bn)
-    names = default_latent(net) if latent is None else [s.strip() for s in latent.split(",")
-                                                          if s.strip()]
+    names = default_latent(net) if latent is None else node_list(latent)
     spec = siren.SirenSpec.from_network(net, names, variant)
     if epochs < 1:
         raise UsageError("--epochs must be at least 1")
@@ -65,7 +65,10 @@ def train(
         x_train, x_test = x[:-n_test], x[-n_test:]
     if len(x_train) < 2:
         raise DataError(f"{data}: need at least 2 training rows, got {len(x_train)}")
-    out.mkdir(parents=True, exist_ok=True)
+    folder = ResultsFolder(out, "siren train")
+    folder.write_config({"network": bn, "data": str(data), "latent": names, "variant": variant,
+                         "heldout": heldout, "epochs": epochs, "batch": batch, "lr": lr,
+                         "blocks": blocks, "iw": iw, "seed": seed})
     with progress_bar(TextColumn(f"siren {variant}"), BarColumn(),
                       TextColumn("epoch {task.completed}/{task.total}"),
                       TextColumn("ELBO {task.fields[elbo]:.3f}"), TimeElapsedColumn()) as bar:
@@ -79,7 +82,9 @@ def train(
                              "ELBO (standardised data)", title=f"SIReN-VAE ({variant})",
                              xlabel="epoch")
     _inverse_plot(net, names, out / "inverse_graph.png")
-    summary = {k: v for k, v in result.items() if k not in ("model", "spec", "elbo_curve")}
+    folder.write_history([{"epoch": k + 1, "elbo": e} for k, e in enumerate(result["elbo_curve"])])
+    summary = folder.write_summary({k: v for k, v in result.items()
+                                    if k not in ("model", "spec", "elbo_curve")})
     report(summary, as_json, [
         f"{variant}: held-out NLL {summary['nll']:.3f} nats, reconstruction error "
         f"{summary['re']:.4f} (standardised), {summary['epochs']} epochs, "

@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,9 +28,9 @@ import numpy as np
 import optax
 
 from deepbn import train as training
-from deepbn.atomic import atomic_write
 from deepbn.bn import BayesNet
 from deepbn.errors import UsageError
+from deepbn.results import write_json
 from deepbn.vae import siren
 
 
@@ -90,8 +89,8 @@ def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray
               "latent": list(spec.latent), "observed": list(spec.observed),
               "elbo_curve": [r["elbo"] for r in history.records]}
     if out is not None:
-        with atomic_write(Path(out) / "eval.json") as f:
-            json.dump({k: v for k, v in result.items() if k != "elbo_curve"}, f, indent=1)
+        write_json(Path(out) / "eval.json", {k: v for k, v in result.items()
+                                             if k != "elbo_curve"})
     return {**result, "model": model, "spec": spec}
 
 
