@@ -78,7 +78,7 @@ def test_discover_with_interventions_and_network_truth(tmp_path, capsys):
     ("mask_columns", "columns do not match"),
     ("truth_unknown", "unknown variable 'zz'"),
     ("truth_network", "network nodes do not match"),
-    ("bad_model", "--model must be one of"),
+    ("bad_model", "model must be one of bge, linear, mlp"),
     ("heldout_columns", "columns do not match"),
     ("non_numeric", "non-numeric value"),
 ])

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import run_on_two_host_devices
 from deepbn import examples, run
 from deepbn.errors import UsageError
 from deepbn.inference import em, hmc
@@ -152,15 +153,10 @@ def test_results_folder_writes_strict_json_and_refuses_a_file(tmp_path):
     assert jsonable({"k": (np.int64(3), True)}) == {"k": [3, True]}
 
 
-def test_chains_shard_across_two_devices_with_the_same_draws():
-    import os
-    import subprocess
-    import sys
+def test_particles_and_chains_shard_across_two_devices_with_the_same_results():
     import textwrap
 
     code = textwrap.dedent("""
-        import os
-        os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
         import jax, numpy as np
         from deepbn import examples, run
         from deepbn.inference import hmc
@@ -177,10 +173,16 @@ def test_chains_shard_across_two_devices_with_the_same_draws():
         assert placed["other"].sharding.is_fully_replicated
         b = hmc.sample_posterior(bn, obs, shard=False, **kw)
         np.testing.assert_allclose(a.samples["mu"], b.samples["mu"], rtol=1e-4, atol=1e-5)
+        # DiBS: the particle axis
+        from deepbn.structure import dibs
+        from deepbn.structure.learn import learn_structure, shard_particles
+        x = np.random.default_rng(0).normal(size=(60, 4)); x[:, 1] += x[:, 0]
+        cfg = dibs.DiBSConfig(n_particles=4)
+        state = shard_particles(dibs.init(jax.random.key(0), 4, cfg.resolved(4)))
+        assert len(state.z.sharding.device_set) == 2
+        a = learn_structure(x, cfg, steps=30, shard=True)
+        b = learn_structure(x, cfg, steps=30, shard=False)
+        assert np.allclose(a.posterior.log_joint, b.posterior.log_joint, rtol=1e-4)
         print("ok")
     """)
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().endswith("ok")
+    run_on_two_host_devices(code)

@@ -11,14 +11,13 @@ from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from deepbn.atomic import atomic_write
 from deepbn.bnfile import write_network
 from deepbn.cli.common import JsonOption, SeedOption, console, progress_bar, report
-from deepbn.data import SCALINGS, match_columns, read_table
-from deepbn.errors import DataError, UsageError
+from deepbn.data import match_columns, read_table
+from deepbn.errors import DataError
 from deepbn.plots import edge_prob_heatmap, posterior_graph
 from deepbn.results import ResultsFolder
-from deepbn.structure.dibs import MODELS, DiBSConfig
+from deepbn.structure.dibs import DiBSConfig
 from deepbn.structure.inputs import read_mask, read_truth
-from deepbn.structure.learn import StructureRun, learn_structure
-from deepbn.structure.priors import PRIORS
+from deepbn.structure.learn import StructureRun, check_scaling, learn_structure
 from deepbn.structure.report import edge_probs_csv, particles_json, summarize_run
 
 
@@ -86,16 +85,9 @@ def discover(
     as_json: bool = JsonOption,
 ) -> None:
     """Learn a posterior over DAGs with DiBS; resumes from DIR when run again."""
-    if model not in MODELS:
-        raise UsageError(f"--model must be one of {', '.join(MODELS)}, got '{model}'")
-    if graph_prior not in PRIORS:
-        raise UsageError(f"--graph-prior must be one of {', '.join(PRIORS)}, got '{graph_prior}'")
-    if standardize not in SCALINGS:
-        raise UsageError(f"--standardize must be one of {', '.join(SCALINGS)}")
-    if particles < 1 or graph_samples < 1:
-        raise UsageError("--particles and --graph-samples must be at least 1")
-    if edges_per_node <= 0:
-        raise UsageError("--edges-per-node must be positive")
+    cfg = DiBSConfig(model=model, graph_prior=graph_prior, edges_per_node=edges_per_node,
+                     n_particles=particles, n_graph_samples=graph_samples).check()
+    check_scaling(standardize)
     table = read_table(data)
     if len(table.names) < 2:
         raise DataError(f"{data}: structure learning needs at least 2 variables (columns)")
@@ -105,8 +97,6 @@ def discover(
     if heldout is not None:
         held = match_columns(read_table(heldout, allow_constant=True), table.names,
                              f"the data {data}")
-    cfg = DiBSConfig(model=model, graph_prior=graph_prior, edges_per_node=edges_per_node,
-                     n_particles=particles, n_graph_samples=graph_samples)
     folder = ResultsFolder(out, "discover")
     folder.write_config({"data": str(data), "model": model, "graph_prior": graph_prior,
                          "edges_per_node": edges_per_node, "particles": particles,

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from deepbn.errors import UsageError
 from deepbn.graph import acyclicity_poly
 from deepbn.structure import priors, scores
 
@@ -64,6 +65,23 @@ class DiBSConfig(NamedTuple):
     step_size: float | None = None  # RMSprop step; default 0.005 (bge), 0.01 (joint)
     hidden: int = 5
     theta_prior_sigma: float = 1.0
+
+    def check(self) -> DiBSConfig:
+        """One-line :class:`~deepbn.errors.UsageError` for settings that cannot run."""
+        choices = {"model": MODELS, "graph_prior": priors.PRIORS,
+                   "estimator": ("auto", "score", "reparam")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UsageError(f"{name.replace('_', ' ')} must be one of "
+                                 f"{', '.join(allowed)}, got '{getattr(self, name)}'")
+        for name in ("n_particles", "n_graph_samples", "n_acyclicity_samples"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"the number of {name[2:].replace('_', ' ')} must be at least "
+                                 f"1, got {getattr(self, name)}")
+        if not self.edges_per_node > 0:
+            raise UsageError(f"the expected edges per node must be positive, got "
+                             f"{self.edges_per_node}")
+        return self
 
     def resolved(self, d: int) -> DiBSConfig:
         cfg = self

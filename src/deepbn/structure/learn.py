@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from deepbn import run as run_layer
-from deepbn.data import column_scales, scale_columns
+from deepbn.data import SCALINGS, column_scales, scale_columns
 from deepbn.errors import DataError, UsageError
 from deepbn.structure import dibs
 from deepbn.structure.dibs import DiBSConfig
@@ -38,6 +38,12 @@ class StructureRun(NamedTuple):
     seconds: float  # wall time of the SVGD steps run in this call (compile excluded)
     resumed_from: int  # steps already done by an earlier run (0 if fresh)
     compile_seconds: float = 0.0
+
+
+def check_scaling(scaling: str) -> str:
+    if scaling not in SCALINGS:
+        raise UsageError(f"scaling must be one of {', '.join(SCALINGS)}, got '{scaling}'")
+    return scaling
 
 
 def resolve_scaling(scaling: str, model: str) -> str:
@@ -78,8 +84,8 @@ def learn_structure(
         raise DataError("structure learning needs at least 2 samples")
     if steps < 1:
         raise UsageError(f"the number of SVGD steps must be at least 1, got {steps}")
-    if config.model not in dibs.MODELS:
-        raise UsageError(f"unknown model '{config.model}'; use one of {', '.join(dibs.MODELS)}")
+    config.check()
+    check_scaling(scaling)
     d = x.shape[1]
     if names is not None and len(names) != d:
         raise DataError(f"{len(names)} names for {d} variables")
