@@ -1,4 +1,11 @@
-"""deepbn: Bayesian networks with continuous variables and neural conditionals."""
+"""deepbn: Bayesian networks with continuous variables and neural conditionals.
+
+The public API, flat: ``from deepbn import learn_structure, sample_posterior, fit``.
+Everything beyond the network core is imported on first use, so ``import deepbn``
+stays cheap.
+"""
+
+from importlib import import_module
 
 from deepbn.bn import BayesNet
 from deepbn.bnfile import read_network, write_network
@@ -7,4 +14,32 @@ from deepbn.examples import load as load_network
 
 __version__ = "0.1.0"
 
-__all__ = ["BayesNet", "DeepBNError", "load_network", "read_network", "write_network"]
+_LAZY = {
+    # structure learning
+    "DiBSConfig": "deepbn.structure.dibs",
+    "learn_structure": "deepbn.structure.learn",
+    "GraphPosterior": "deepbn.structure.posterior",
+    # inference and learning
+    "sample_posterior": "deepbn.inference.hmc",
+    "FitConfig": "deepbn.inference.em",
+    "fit": "deepbn.inference.em",
+    # flows and the VAEs
+    "FlowDensity": "deepbn.flows",
+    "GraphicalResidualFlow": "deepbn.flows",
+    "GraphVAEConfig": "deepbn.vae.latent_dag",
+    "SirenSpec": "deepbn.vae.siren",
+    # one way to run, one way to write results
+    "run": "deepbn.run",
+    "ResultsFolder": "deepbn.results",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = import_module(_LAZY[name])
+        return module if module.__name__.endswith("." + name) else getattr(module, name)
+    raise AttributeError(f"module 'deepbn' has no attribute '{name}'")
+
+
+__all__ = ["BayesNet", "DeepBNError", "load_network", "read_network", "write_network",
+           *_LAZY]

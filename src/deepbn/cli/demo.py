@@ -43,7 +43,7 @@ def demo(
     report(summary, as_json, [
         f"{NETWORK}: {net.d} variables, {int(truth.sum())} true edges; "
         f"n={n} samples; DiBS with BGe, 20 particles x {steps} steps in "
-        f"{summary['seconds']:.1f} s",
+        f"{summary['seconds']:.1f} s (+ {summary['compile_seconds']:.1f} s compile)",
         f"E-SHD {summary['eshd']:.2f}   AUROC {summary['auroc']:.3f}   "
         f"cyclic particles {summary['cyclic_particles']}",
         f"plots: {out / 'edge_probs.png'} and {out / 'graph.png'}; "
