@@ -21,6 +21,9 @@ from deepbn.cli.siren import app as siren_app
 from deepbn.cli.vae import app as vae_app
 from deepbn.errors import DeepBNError
 
+INTERRUPTED = 130
+RESUME_HINT = "interrupted; run the same command again to resume from the last checkpoint"
+
 app = typer.Typer(
     name="deepbn",
     help="Bayesian networks with continuous variables and neural conditionals.",
@@ -56,16 +59,24 @@ app.add_typer(siren_app, name="siren")
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``deepbn`` console script; returns the exit status."""
     try:
-        app(args=argv, prog_name="deepbn")
+        # not standalone: click would turn Ctrl-C into "Aborted!" before we could say more
+        result = app(args=argv, prog_name="deepbn", standalone_mode=False)
     except DeepBNError as e:
         console.print(f"[red]error:[/red] {e}", soft_wrap=True)
         return 2
-    except KeyboardInterrupt:
-        console.print("interrupted; run the same command again to resume from the last checkpoint")
-        return 130
+    except (KeyboardInterrupt, typer.Abort):
+        console.print(RESUME_HINT)
+        return INTERRUPTED
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.exceptions.TyperException as e:  # usage errors: typer prints them
+        e.show()
+        return e.exit_code
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return 0
+    if result == INTERRUPTED:  # typer turns Ctrl-C into this exit status
+        console.print(RESUME_HINT)
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":
