@@ -54,7 +54,9 @@ def test_fit_writes_a_network_and_resumes(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["posterior", "example:gaussian-er10", "DATA"], "no latent nodes"),
     (["posterior", "example:kingma-dbn", "DATA"], "columns do not match"),
-    (["fit", "example:gaussian-hierarchy", "DATA", "--method", "gibbs"], "--method"),
+    (["fit", "example:gaussian-hierarchy", "DATA", "--method", "gibbs"], "method must be one of"),
+    (["fit", "example:gaussian-hierarchy", "DATA", "--learning-rate", "nan"], "learning rate"),
+    (["fit", "example:gaussian-hierarchy", "DATA", "--learning-rate", "-1"], "learning rate"),
     (["posterior", "example:gaussian-hierarchy", "DATA", "--form", "sideways"], "unknown form"),
 ])
 def test_errors_are_one_line_exit_2(tmp_path, capsys, args, message):

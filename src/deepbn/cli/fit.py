@@ -17,7 +17,6 @@ from deepbn.cli.common import (
     report,
 )
 from deepbn.cli.posterior import network_for_run, read_observed
-from deepbn.errors import UsageError
 from deepbn.inference import em
 from deepbn.plots import training_curve
 from deepbn.results import ResultsFolder
@@ -44,13 +43,11 @@ def fit(
     as_json: bool = JsonOption,
 ) -> None:
     """Fit parameters by MCMC-EM (or VI; plain ML without latent nodes); resumable."""
-    if method not in em.METHODS:
-        raise UsageError(f"--method must be one of {', '.join(em.METHODS)}, got '{method}'")
+    cfg = em.FitConfig(method=method, iterations=iterations, form=form, optimizer=optimizer,
+                       learning_rate=learning_rate, hmc_transitions=hmc_transitions).check()
     net = network_for_run(bn, latent)
     observed = read_observed(net, bn, data, need_latent=False)
     nodes = node_list(learn)
-    cfg = em.FitConfig(method=method, iterations=iterations, form=form, optimizer=optimizer,
-                       learning_rate=learning_rate, hmc_transitions=hmc_transitions)
     folder = ResultsFolder(out, "fit")
     folder.write_config({"network": bn, "data": str(data), "latent": list(net.latent_names),
                          "learn": nodes, "seed": seed, **cfg._asdict()})

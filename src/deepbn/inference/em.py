@@ -60,6 +60,24 @@ class FitConfig(NamedTuple):
     likelihood_samples: int = 256  # prior draws for the marginal-likelihood estimate
     monitor_every: int = 25
 
+    def check(self) -> FitConfig:
+        """One-line :class:`~deepbn.errors.UsageError` for settings that cannot run."""
+        choices = {"method": METHODS, "form": ("centred", "auxiliary"),
+                   "optimizer": ("adagrad", "adam", "sgd")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UsageError(f"{name} must be one of {', '.join(allowed)}, "
+                                 f"got '{getattr(self, name)}'")
+        for name in ("iterations", "hmc_transitions", "integration_steps", "vi_samples",
+                     "likelihood_samples", "monitor_every"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name.replace('_', ' ')} must be at least 1, "
+                                 f"got {getattr(self, name)}")
+        if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise UsageError(f"the learning rate must be a positive number, got "
+                             f"{self.learning_rate}")
+        return self
+
 
 class FitState(NamedTuple):
     params: Any  # unconstrained network parameters (scales as logs)
@@ -255,14 +273,7 @@ def fit(
     (gradient steps on the exact log-likelihood, no E-step); :attr:`FitResult.method`
     then says ``ml``.
     """
-    cfg = config
-    if cfg.method not in METHODS:
-        raise UsageError(f"unknown method '{cfg.method}'; use one of {', '.join(METHODS)}")
-    if cfg.form not in ("centred", "auxiliary"):
-        raise UsageError("fit needs a fixed form: centred or auxiliary")
-    if cfg.iterations < 1:
-        raise UsageError(f"iterations must be at least 1, got {cfg.iterations}")
-    _optimizer(cfg)
+    cfg = config.check()
     observed = {n: jnp.asarray(observed[n], jnp.float32) for n in bn.observed_names}
     n_cases = int(next(iter(observed.values())).shape[0])
     params, static = split_network(bn, learn)
