@@ -130,6 +130,12 @@ def write_table(path: str | os.PathLike, values, names: Sequence[str]) -> None:
 SCALINGS = ("auto", "column", "global", "none")
 
 
+def column_centers(x, mode: str) -> np.ndarray:
+    """The per-column offsets :func:`scale_columns` subtracts (zeros for ``none``)."""
+    x = np.asarray(x, np.float64)
+    return np.zeros(x.shape[1]) if mode == "none" else x.mean(0)
+
+
 def column_scales(x, mode: str) -> np.ndarray:
     """The per-column divisors :func:`scale_columns` uses (ones for ``none``)."""
     x = np.asarray(x, np.float64)
@@ -156,4 +162,4 @@ def scale_columns(x, mode: str, reference=None) -> np.ndarray:
     ref = x if reference is None else np.asarray(reference, np.float64)
     if mode == "none":
         return x.astype(np.float32)
-    return ((x - ref.mean(0)) / column_scales(ref, mode)).astype(np.float32)
+    return ((x - column_centers(ref, mode)) / column_scales(ref, mode)).astype(np.float32)

@@ -66,6 +66,7 @@ class ResultsFolder:
     def __init__(self, path: str | os.PathLike, command: str):
         self.path = Path(path)
         self.command = command
+        self._config = None  # held back while a checkpoint may still be refused
         if self.path.exists() and not self.path.is_dir():
             raise UsageError(f"{self.path}: exists and is not a folder; choose another --out")
         try:
@@ -76,9 +77,6 @@ class ResultsFolder:
         if not os.access(self.path, os.W_OK | os.X_OK):
             raise UsageError(f"{self.path}: the output folder is not writable; "
                              "choose another --out")
-
-    def __truediv__(self, name: str) -> Path:
-        return self.path / name
 
     @property
     def checkpoint(self) -> Path:
@@ -100,7 +98,7 @@ class ResultsFolder:
     def write_summary(self, summary: dict) -> dict:
         """Write summary.json; returns the summary as written (strict JSON values)."""
         clean = jsonable(summary)
-        if getattr(self, "_config", None) is not None:
+        if self._config is not None:
             write_json(self.path / self.CONFIG, self._config)
             self._config = None
         write_json(self.path / self.SUMMARY, clean)

@@ -85,8 +85,7 @@ def posterior(
     as_json: bool = JsonOption,
 ) -> None:
     """Sample the latent nodes' posterior; writes samples.npz, summary.json, trace.png."""
-    if chains < 1 or warmup < 1 or samples < 4:
-        raise UsageError("need --chains >= 1, --warmup >= 1 and --samples >= 4")
+    hmc.check_settings(sampler, form, chains, warmup, samples)
     if checkpoint_every < 1:
         raise UsageError(f"--checkpoint-every must be at least 1, got {checkpoint_every}")
     net = network_for_run(bn, latent)

@@ -46,6 +46,7 @@ from deepbn.errors import UsageError
 from deepbn.inference import forms
 
 METHODS = ("mcmc-em", "vi")
+OPTIMIZERS = {"adagrad": optax.adagrad, "adam": optax.adam, "sgd": optax.sgd}
 
 
 class FitConfig(NamedTuple):
@@ -63,7 +64,7 @@ class FitConfig(NamedTuple):
     def check(self) -> FitConfig:
         """One-line :class:`~deepbn.errors.UsageError` for settings that cannot run."""
         choices = {"method": METHODS, "form": ("centred", "auxiliary"),
-                   "optimizer": ("adagrad", "adam", "sgd")}
+                   "optimizer": tuple(OPTIMIZERS)}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UsageError(f"{name} must be one of {', '.join(allowed)}, "
@@ -133,10 +134,7 @@ def join_network(params, static) -> BayesNet:
 
 
 def _optimizer(cfg: FitConfig):
-    makers = {"adagrad": optax.adagrad, "adam": optax.adam, "sgd": optax.sgd}
-    if cfg.optimizer not in makers:
-        raise UsageError(f"unknown optimizer '{cfg.optimizer}'; use one of {', '.join(makers)}")
-    return makers[cfg.optimizer](cfg.learning_rate)
+    return OPTIMIZERS[cfg.optimizer](cfg.learning_rate)
 
 
 def log_marginal_likelihood(bn: BayesNet, space: forms.LatentSpace, observed, key,
@@ -301,32 +299,28 @@ def fit(
                 "learn": None if learn is None else sorted(learn)}
     fp = run_layer.fingerprint((eqx.filter(bn, eqx.is_array), observed), settings)
     data = FitData(static, observed, centring)
-    every = max(1, cfg.monitor_every)
+    every = cfg.monitor_every
 
     def monitor(params):
         return float(_monitor(params, static, space, observed, k_mon, cfg.likelihood_samples))
 
+    start = monitor(params)  # the curve's first point, never checkpointed: recomputed
+    last = [start]
+
     def after_chunk(s, done, out, seconds):
-        return {"iteration": done, "objective": monitor(s.params), "seconds": seconds}
+        last[0] = monitor(s.params)
+        return {"iteration": done, "objective": last[0], "seconds": seconds}
 
     def report(done, total, out):
         if progress is not None:
             acc = out.get("acceptance")
-            progress(done, {"objective": curve_so_far[-1],
+            progress(done, {"objective": last[0],
                             "acceptance": float(np.mean(acc)) if acc is not None else None})
-
-    curve_so_far = [monitor(params)]
-
-    def after_chunk_and_track(s, done, out, seconds):
-        record = after_chunk(s, done, out, seconds)
-        curve_so_far.append(record["objective"])
-        return record
 
     res = run_layer.run(step, state, data, key, cfg.iterations, config=(cfg, space), chunk=every,
                         checkpoint=checkpoint_path, fingerprint=fp, progress=report,
-                        after_chunk=after_chunk_and_track)
-    curve = np.array([[0.0, curve_so_far[0]]] + [[r["iteration"], r["objective"]]
-                                                  for r in res.records])
+                        after_chunk=after_chunk)
+    curve = np.array([[0.0, start]] + [[r["iteration"], r["objective"]] for r in res.records])
     acceptance = float("nan")
     if "acceptance" in res.outputs and len(res.outputs["acceptance"]):
         acceptance = float(np.mean(res.outputs["acceptance"][-every:]))

@@ -77,6 +77,17 @@ def _check_finite(bn, space, u0, observed, centring):
                              "(e.g. a Bernoulli column holding something other than 0/1)")
 
 
+def check_settings(sampler: str, form: str, chains: int, warmup: int, samples: int) -> None:
+    """One-line :class:`~deepbn.errors.UsageError` for sampler settings that cannot run."""
+    if sampler not in SAMPLERS:
+        raise UsageError(f"unknown sampler '{sampler}'; use one of {', '.join(SAMPLERS)}")
+    if form not in forms.FORMS:
+        raise UsageError(f"unknown form '{form}'; use one of {', '.join(forms.FORMS)}")
+    if chains < 1 or warmup < 1 or samples < 4:
+        raise UsageError(f"need at least 1 chain, 1 warmup step and 4 samples; got {chains} "
+                         f"chain(s), {warmup} warmup step(s), {samples} sample(s)")
+
+
 def sample_posterior(
     bn: BayesNet,
     observed: Mapping[str, jnp.ndarray],
@@ -103,12 +114,7 @@ def sample_posterior(
     chain's state, the draws so far) and a run of the same network, data and
     settings resumes from it, ending with the draws an uninterrupted run gives.
     """
-    if sampler not in SAMPLERS:
-        raise UsageError(f"unknown sampler '{sampler}'; use one of {', '.join(SAMPLERS)}")
-    if form not in forms.FORMS:
-        raise UsageError(f"unknown form '{form}'; use one of {', '.join(forms.FORMS)}")
-    if chains < 1 or warmup < 1 or samples < 4:
-        raise UsageError("need at least 1 chain, 1 warmup step and 4 samples")
+    check_settings(sampler, form, chains, warmup, samples)
     space = forms.LatentSpace.from_network(bn)
     missing = [n for n in bn.observed_names if n not in observed]
     if missing:

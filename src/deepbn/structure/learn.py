@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from deepbn import run as run_layer
-from deepbn.data import SCALINGS, column_scales, scale_columns
+from deepbn.data import SCALINGS, column_centers, column_scales, scale_columns
 from deepbn.errors import DataError, UsageError
 from deepbn.structure import dibs
 from deepbn.structure.dibs import DiBSConfig
@@ -108,10 +108,9 @@ def learn_structure(
     if res.stopped:
         raise UsageError(f"DiBS {res.stopped}; try a smaller step size")
     post = summarize(res.state, data, cfg)
-    center = np.asarray(x, np.float64).mean(0) if scaling != "none" else np.zeros(d)
     post = post._replace(names=tuple(names) if names is not None else None, model=cfg.model,
                          x_scaled=np.asarray(xs), keep=np.asarray(data.keep),
-                         center=center, scale=column_scales(x, scaling))
+                         center=column_centers(x, scaling), scale=column_scales(x, scaling))
     return StructureRun(post, data, cfg, scaling, x, res.outputs["edges"],
                         res.outputs["cyclic"].astype(int), res.seconds, res.resumed_from,
                         res.compile_seconds)
