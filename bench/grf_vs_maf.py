@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import _paths
 from deepbn import examples, graph
 from deepbn.flows import FlowDensity
 
@@ -178,7 +179,7 @@ def main() -> None:
                    "n_train": len(train), "grf": grf, "grf_power": grf_power, "maf": maf}
             rows.append(row)
             print(json.dumps(row), flush=True)
-            Path(args.out).write_text(json.dumps({"settings": vars(args), "runs": rows},
+            Path(args.out).write_text(json.dumps({"settings": _paths.settings(args), "runs": rows},
                                                  indent=1))
     print("| network | d | NLL GRF exact / power / MAF | steps/s GRF exact / power / MAF "
           "| power / MAF speed | largest layer norm (power) | blocks GRF/MAF | params GRF/MAF |")

@@ -23,6 +23,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+import _paths
 from deepbn import examples
 from deepbn.cli.siren import default_latent
 from deepbn.vae import siren, siren_experiment
@@ -69,8 +70,8 @@ def main() -> None:
                                "seed": seed, "error": f"{type(e).__name__}: {e}"[:300]}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-                    Path(args.out).write_text(json.dumps({"settings": vars(args), "runs": rows},
-                                                         indent=1))
+                    Path(args.out).write_text(json.dumps(
+                        {"settings": _paths.settings(args), "runs": rows}, indent=1))
     print("| network | setting | " + " | ".join(f"{v} NLL" for v in args.variants)
           + " | true < vae |")
     print("|---|---|" + "---|" * (len(args.variants) + 1))

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _paths
+
 HERE = Path(__file__).resolve().parent
 MNIST = HERE.parent.parent / "shared" / "data" / "binarized_mnist.npz"
 STRUCTURES = ("none", "chain", "full", "learned")
@@ -77,7 +79,7 @@ def main() -> None:
         child(args.child[0], int(args.child[1]), args.epochs, args.iw, args.test_examples,
               args.data)
         return
-    results: dict = {"settings": vars(args) | {"child": None}, "runs": [], "torch": None}
+    results: dict = {"settings": _paths.settings(args) | {"child": None}, "runs": [], "torch": None}
 
     def save():
         Path(args.out).write_text(json.dumps(results, indent=1))
