@@ -55,7 +55,7 @@ def _dbn_params(bn):
     """W, b, sigma_z, w, c of kingma-dbn read back from its nodes (shared across time)."""
     z2 = bn.conditionals[bn.index("z2")]
     x1 = bn.conditionals[bn.index("x1")]
-    (w, c), = x1.layers
+    (w, c), = x1.net.layers
     return z2.weight, z2.bias, z2.scale, w[0], c[0]
 
 

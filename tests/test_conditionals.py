@@ -40,11 +40,11 @@ def _expected_law(c, parents):
         law = stats.laplace if isinstance(c, Laplace) else stats.norm
         return [law(loc[k], float(c.scale[k])) for k in range(c.dim)]
     if isinstance(c, MLPGaussian):
-        out = _np_mlp(c.layers, pa, np.tanh)
+        out = _np_mlp(c.net.layers, pa, np.tanh)
         if c.learn_scale:
             return [stats.norm(out[k], np.exp(out[c.dim + k])) for k in range(c.dim)]
         return [stats.norm(out[k], float(c.scale[k])) for k in range(c.dim)]
-    logits = _np_mlp(c.layers, pa, np.tanh)
+    logits = _np_mlp(c.net.layers, pa, np.tanh)
     return [stats.bernoulli(1 / (1 + np.exp(-lg))) for lg in logits]
 
 

@@ -90,7 +90,7 @@ def test_each_layer_and_the_residual_are_contractions(spectral):
                                       lipschitz=0.9, spectral=spectral)
     for block in (flow.block(k) for k in range(flow.n_blocks)):
         weights, _ = block.refresh(100).normalised_weights(100)
-        for w in weights:
+        for w, _ in weights:
             assert float(jnp.linalg.norm(w, 2)) <= 0.9 + 1e-3
         # empirical Lipschitz constant of g on random pairs stays below 1
         a = jax.random.normal(jax.random.key(4), (2000, 5)) * 3

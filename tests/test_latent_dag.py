@@ -3,9 +3,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from deepbn import nn
 from deepbn.errors import UsageError
 from deepbn.vae import latent_dag as L
-from deepbn.vae.layers import mlp_apply, mlp_init
 
 SMALL = dict(input_dim=6, nodes=3, node_dim=2, encoder_hidden=(16, 8), node_hidden=8,
              decoder_hidden=(8, 16))
@@ -21,7 +21,7 @@ def test_kl_with_all_gates_off_is_the_analytic_kl_of_a_classic_vae():
     x = jnp.repeat(_x(1), 40000, axis=0)
     forward = jax.jit(lambda p, s, k, x: L.forward(cfg, p, s, k, x, 1.0, train=False))
     out, _ = forward(params, stats, jax.random.key(1), x)
-    h, _ = L.encode_features(cfg, params, stats, x[:1], False)
+    h = nn.merge(params, stats)["encoder"](x[:1])
     analytic = 0.0
     for j in range(cfg.nodes):
         mean, logvar = L._gaussian_head(params["bottom_up"][j], h, cfg.node_dim)
@@ -91,18 +91,3 @@ def test_precision_weighted_fusion_is_the_product_of_gaussians():
     np.testing.assert_allclose(float(mean[0]), float(jnp.trapezoid(z * dens, z)), atol=1e-4)
     np.testing.assert_allclose(float(jnp.exp(logvar[0])),
                                float(jnp.trapezoid((z - mean[0]) ** 2 * dens, z)), atol=1e-4)
-
-
-def test_batch_norm_uses_batch_statistics_in_training_and_running_ones_in_evaluation():
-    params, stats = mlp_init(jax.random.key(0), [3, 5, 2], batch_norm=True)
-    x = jax.random.normal(jax.random.key(1), (256, 3)) * 3.0 + 1.0
-    pre = x @ params[0]["w"] + params[0]["b"]
-    _, new = mlp_apply(params, stats, x, train=True)
-    np.testing.assert_allclose(new[0]["mean"], 0.1 * jnp.mean(pre, 0), rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(new[0]["var"], 0.9 + 0.1 * jnp.var(pre, 0), rtol=1e-4)
-    # evaluation with running statistics equal to the batch's reproduces training mode
-    exact = [{"mean": jnp.mean(pre, 0), "var": jnp.var(pre, 0)}, {}]
-    y_train, _ = mlp_apply(params, stats, x, train=True)
-    y_eval, same = mlp_apply(params, exact, x, train=False)
-    np.testing.assert_allclose(y_train, y_eval, rtol=1e-4, atol=1e-5)
-    assert same is not None and np.allclose(same[0]["mean"], exact[0]["mean"])

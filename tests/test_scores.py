@@ -105,13 +105,14 @@ def test_linear_and_mlp_likelihoods_against_direct_formulas():
         mean = x @ (G[:, j] * theta["w"][:, j])
         lp = stats.norm(mean, np.exp(theta["log_sigma"][j])).logpdf(x[:, j])
         assert float(got[j]) == pytest.approx(float((lp * keep[:, j]).sum()), rel=1e-4)
-    mlp = {k: np.asarray(v) for k, v in scores.init_mlp_theta(__import__("jax").random.key(0),
-                                                               3, 4).items()}
+    mlp = scores.init_mlp_theta(__import__("jax").random.key(0), 3, 4)
     got = scores.mlp_node_log_lik(jnp.asarray(G), mlp, jnp.asarray(x), jnp.asarray(keep))
+    (W1, b1), (W2, b2) = (tuple(np.asarray(a) for a in layer) for layer in mlp["net"].layers)
+    log_sigma = np.asarray(mlp["log_sigma"])
     for j in range(3):
-        h = np.maximum((x * G[:, j]) @ mlp["W1"][j].T + mlp["b1"][j], 0)
-        mean = h @ mlp["w2"][j] + mlp["b2"][j]
-        lp = stats.norm(mean, np.exp(mlp["log_sigma"][j])).logpdf(x[:, j])
+        h = np.maximum((x * G[:, j]) @ W1[j].T + b1[j], 0)
+        mean = h @ W2[j, 0] + b2[j, 0]
+        lp = stats.norm(mean, np.exp(log_sigma[j])).logpdf(x[:, j])
         assert float(got[j]) == pytest.approx(float((lp * keep[:, j]).sum()), rel=1e-4)
 
 

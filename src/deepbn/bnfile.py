@@ -36,6 +36,7 @@ from deepbn.atomic import atomic_write
 from deepbn.bn import BayesNet
 from deepbn.conditionals import FAMILIES, Conditional, LinearGaussian
 from deepbn.errors import NetworkFileError
+from deepbn.nn import MLP
 
 FORMAT = "deepbn"
 VERSION = 1
@@ -148,10 +149,12 @@ def _encode(c: Conditional) -> dict:
     params: dict = {}
     for field in (f.name for f in dataclasses.fields(c)):
         value = getattr(c, field)
-        if field == "layers":
+        if field == "net":  # an MLP: its layers and activation
             params["layers"] = [
-                {"weight": np.asarray(w).tolist(), "bias": np.asarray(b).tolist()} for w, b in value
+                {"weight": np.asarray(w).tolist(), "bias": np.asarray(b).tolist()}
+                for w, b in value.layers
             ]
+            params["activation"] = value.activation
         elif field in _ARRAYS:
             params[field] = np.asarray(value).tolist()
         else:
@@ -171,6 +174,21 @@ def _array(value, where: str, ndim: int) -> jnp.ndarray:
     return jnp.asarray(a)
 
 
+def _decode_mlp(params: dict, where: str) -> MLP:
+    value = params.get("layers")
+    if value is None:
+        raise NetworkFileError(f"{where}: missing parameter 'layers'")
+    if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
+        raise NetworkFileError(f"{where}: 'layers' must be a list of {{weight, bias}}")
+    activation = params.get("activation", "tanh")
+    if not isinstance(activation, str):
+        raise NetworkFileError(f"{where}: 'activation' must be a name such as \"tanh\"")
+    layers = tuple((_array(layer.get("weight"), f"{where} layer {k} weight", 2),
+                    _array(layer.get("bias"), f"{where} layer {k} bias", 1))
+                   for k, layer in enumerate(value))
+    return MLP(layers, activation=activation)
+
+
 def _decode(family: str, params: dict, where: str) -> Conditional:
     if family not in FAMILIES:
         raise NetworkFileError(
@@ -180,26 +198,21 @@ def _decode(family: str, params: dict, where: str) -> Conditional:
     kwargs = {}
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for field, spec in fields.items():
+        if field == "net":
+            kwargs["net"] = _decode_mlp(params, where)
+            continue
         if field not in params:
             if spec.default is not dataclasses.MISSING:
                 continue
             raise NetworkFileError(f"{where}: missing parameter '{field}'")
         value = params[field]
-        if field == "layers":
-            if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
-                raise NetworkFileError(f"{where}: 'layers' must be a list of {{weight, bias}}")
-            kwargs["layers"] = tuple(
-                (_array(layer.get("weight"), f"{where} layer {k} weight", 2),
-                 _array(layer.get("bias"), f"{where} layer {k} bias", 1))
-                for k, layer in enumerate(value)
-            )
-        elif field == "weight":
+        if field == "weight":
             kwargs[field] = _array(value, f"{where} {field}", 2)
         elif field in _ARRAYS:
             kwargs[field] = _array(value, f"{where} {field}", 1)
         else:
             kwargs[field] = value
-    unknown = set(params) - set(fields)
+    unknown = set(params) - set(fields) - ({"layers", "activation"} if "net" in fields else set())
     if unknown:
         raise NetworkFileError(f"{where}: unknown parameter(s) {', '.join(sorted(unknown))}")
     return cls(**kwargs)

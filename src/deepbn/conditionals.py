@@ -29,16 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deepbn.errors import NetworkFileError
-
-_LOG_2PI = float(np.log(2.0 * np.pi))
-
-ACTIVATIONS = {
-    "identity": lambda x: x,
-    "tanh": jnp.tanh,
-    "relu": jax.nn.relu,
-    "sigmoid": jax.nn.sigmoid,
-    "elu": jax.nn.elu,
-}
+from deepbn.nn import ACTIVATIONS, MLP, normal_log_prob
 
 
 def _activation(name: str, where: str):
@@ -51,22 +42,7 @@ def _activation(name: str, where: str):
 
 def gaussian_log_prob(value, mean, scale):
     """log N(value; mean, diag(scale²)), summed over the last axis."""
-    z = (value - mean) / scale
-    return jnp.sum(-0.5 * z * z - jnp.log(scale) - 0.5 * _LOG_2PI, axis=-1)
-
-
-def standard_normal_log_prob(eps):
-    """log N(eps; 0, I), summed over the last axis."""
-    return jnp.sum(-0.5 * eps * eps - 0.5 * _LOG_2PI, axis=-1)
-
-
-def _mlp(layers, x, activation: str):
-    f = ACTIVATIONS[activation]
-    for k, (w, b) in enumerate(layers):
-        x = x @ w.T + b
-        if k < len(layers) - 1:
-            x = f(x)
-    return x
+    return normal_log_prob(value, mean, jnp.log(scale))
 
 
 def base_noise(base: str, key, shape) -> jnp.ndarray:
@@ -108,7 +84,7 @@ class Conditional(eqx.Module):
 
     def base_log_prob(self, eps):
         if self.base == "normal":
-            return standard_normal_log_prob(eps)
+            return normal_log_prob(eps)
         if self.base == "laplace":
             return jnp.sum(-jnp.abs(eps) - jnp.log(2.0), axis=-1)
         inside = (eps >= 0) & (eps <= 1)
@@ -202,17 +178,16 @@ class MLPGaussian(Conditional):
     """
 
     family: ClassVar[str] = "mlp-gaussian"
-    layers: tuple  # ((W, b), ...), W of shape (out, in)
+    net: MLP  # the file's ``layers`` ((W (out, in), b), ...) and ``activation``
     scale: jnp.ndarray  # (dim,), used when not learn_scale
     learn_scale: bool = eqx.field(static=True, default=False)
-    activation: str = eqx.field(static=True, default="tanh")
 
     @staticmethod
     def init(key, in_dim: int, dim: int, hidden=(32,), learn_scale=False, activation="tanh",
              scale: float = 1.0) -> MLPGaussian:
         out = 2 * dim if learn_scale else dim
-        return MLPGaussian(_init_layers(key, (in_dim, *hidden, out)), jnp.full(dim, scale),
-                           learn_scale, activation)
+        return MLPGaussian(MLP.init(key, (in_dim, *hidden, out), activation=activation),
+                           jnp.full(dim, scale), learn_scale)
 
     @property
     def dim(self) -> int:
@@ -220,10 +195,10 @@ class MLPGaussian(Conditional):
 
     @property
     def in_dim(self) -> int:
-        return self.layers[0][0].shape[1]
+        return self.net.in_dim
 
     def _mean_scale(self, parents):
-        out = _mlp(self.layers, parents, self.activation)
+        out = self.net(parents)
         if self.learn_scale:
             return out[..., : self.dim], jnp.exp(out[..., self.dim :])
         return out, self.scale
@@ -271,23 +246,22 @@ class Bernoulli(Conditional):
     family: ClassVar[str] = "bernoulli"
     base: ClassVar[str] = "uniform"
     continuous: ClassVar[bool] = False
-    layers: tuple
-    activation: str = eqx.field(static=True, default="tanh")
+    net: MLP  # the file's ``layers`` and ``activation``
 
     @staticmethod
     def init(key, in_dim: int, dim: int, hidden=(), activation="tanh") -> Bernoulli:
-        return Bernoulli(_init_layers(key, (in_dim, *hidden, dim)), activation)
+        return Bernoulli(MLP.init(key, (in_dim, *hidden, dim), activation=activation))
 
     @property
     def dim(self) -> int:
-        return self.layers[-1][0].shape[0]
+        return self.net.out_dim
 
     @property
     def in_dim(self) -> int:
-        return self.layers[0][0].shape[1]
+        return self.net.in_dim
 
     def logits(self, parents):
-        return _mlp(self.layers, parents, self.activation)
+        return self.net(parents)
 
     def log_prob(self, value, parents):
         logit = self.logits(parents)
@@ -297,17 +271,6 @@ class Bernoulli(Conditional):
 
     def reparam(self, eps, parents):
         return (eps < jax.nn.sigmoid(self.logits(parents))).astype(jnp.result_type(float))
-
-
-def _init_layers(key, sizes) -> tuple:
-    keys = jax.random.split(key, max(len(sizes) - 1, 1))
-    return tuple(
-        (
-            jax.random.normal(k, (n_out, n_in)) / np.sqrt(max(n_in, 1)),
-            jnp.zeros(n_out),
-        )
-        for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:])
-    )
 
 
 FAMILIES: dict[str, type[Conditional]] = {
@@ -331,20 +294,21 @@ def check_conditional(c: Conditional, where: str) -> None:
         if np.any(s <= 0):
             raise NetworkFileError(f"{where}: scale/variance must be positive, got {s.tolist()}")
     if isinstance(c, (MLPGaussian, Bernoulli)):
-        if not c.layers:
+        layers = c.net.layers
+        if not layers:
             raise NetworkFileError(f"{where}: needs at least one layer")
-        for k, (w, b) in enumerate(c.layers):
+        for k, (w, b) in enumerate(layers):
             if w.ndim != 2 or b.shape != (w.shape[0],):
                 raise NetworkFileError(f"{where}: layer {k} has weight {w.shape}, bias {b.shape}")
-            if k and w.shape[1] != c.layers[k - 1][0].shape[0]:
+            if k and w.shape[1] != layers[k - 1][0].shape[0]:
                 raise NetworkFileError(f"{where}: layer {k} input size does not match layer {k-1}")
     if isinstance(c, MLPGaussian):
         s = np.asarray(c.scale)
         want = 2 * c.dim if c.learn_scale else c.dim
-        if c.layers[-1][0].shape[0] != want:
+        if layers[-1][0].shape[0] != want:
             raise NetworkFileError(f"{where}: last layer must have {want} outputs for dim {c.dim}")
         if np.any(s <= 0):
             raise NetworkFileError(f"{where}: scale must be positive, got {s.tolist()}")
-    for attr in ("activation",):
-        if hasattr(c, attr):
-            _activation(getattr(c, attr), where)
+    for holder in (c, getattr(c, "net", None)):
+        if hasattr(holder, "activation"):
+            _activation(holder.activation, where)

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deepbn import masks as dag_masks
-from deepbn.conditionals import standard_normal_log_prob
+from deepbn.nn import MLP, Fixed, normal_log_prob
 
 
 def lipswish(x, beta):
@@ -86,10 +86,8 @@ def spectral_norm_estimate(w, u, iterations: int, restart: float = 0.1):
 class ResidualBlock(eqx.Module):
     """One block f(z) = z + g(z; x) with masked, spectrally normalised layers."""
 
-    weights: tuple  # (out, in) per layer
-    biases: tuple
-    masks: tuple  # (out, in) 0/1 arrays; fixed (never trained)
-    power_vectors: tuple  # power-iteration vectors (out,) per layer; fixed
+    net: MLP  # g's masked layers (W (out, in)); its masks are fixed
+    power_vectors: tuple  # Fixed power-iteration vectors (out,) per layer
     beta_raw: tuple  # LipSwish β = softplus(beta_raw) per hidden layer
     out_shift: jnp.ndarray  # (dim,) elementwise affine after the block (when ``affine``)
     out_log_scale: jnp.ndarray
@@ -103,32 +101,28 @@ class ResidualBlock(eqx.Module):
     def init(key, allowed, n_inputs: int, dim: int, hidden=(64,), lipschitz: float = 0.9,
              power_iterations: int = 5, spectral: str = "exact",
              affine: bool = False) -> ResidualBlock:
-        ms = dag_masks.mlp_masks(allowed, n_inputs, hidden)
-        sizes = (n_inputs, *hidden, dim)
-        keys = jax.random.split(key, 2 * len(ms))
-        weights, biases, masks, vectors = [], [], [], []
-        for k, (m, a, b) in enumerate(zip(ms, sizes[:-1], sizes[1:])):
-            weights.append(jax.random.normal(keys[2 * k], (b, a)) / np.sqrt(a))
-            biases.append(jnp.zeros(b))
-            masks.append(jnp.asarray(m.T, jnp.float32))
-            vectors.append(_normalise(jax.random.normal(keys[2 * k + 1], (b,))))
+        k_net, k_vec = jax.random.split(key)
+        net = MLP.init(k_net, (n_inputs, *hidden, dim), allowed=allowed)
+        vectors = tuple(Fixed(_normalise(jax.random.normal(k, (w.shape[0],))))
+                        for k, (w, _) in zip(jax.random.split(k_vec, len(net.layers)),
+                                             net.layers))
         beta = tuple(jnp.full(h, 0.5413, jnp.float32) for h in hidden)  # softplus(0.5413) = 1
-        return ResidualBlock(tuple(weights), tuple(biases), tuple(masks), tuple(vectors), beta,
-                             jnp.zeros(dim), jnp.zeros(dim), lipschitz, power_iterations, dim,
-                             spectral, affine)
+        return ResidualBlock(net, vectors, beta, jnp.zeros(dim), jnp.zeros(dim), lipschitz,
+                             power_iterations, dim, spectral, affine)
 
     def normalised_weights(self, iterations: int | None = None):
-        """The masked weights scaled to spectral norm <= ``lipschitz``, and new power vectors."""
+        """The masked layers with weights scaled to spectral norm <= ``lipschitz``, and new
+        power vectors."""
         out, vectors = [], []
-        for w, m, u in zip(self.weights, self.masks, self.power_vectors):
-            wm = w * jax.lax.stop_gradient(m)
+        for (wm, b), u in zip(self.net.masked_layers(), self.power_vectors):
+            u = u.value
             if self.spectral == "exact":
                 sigma = spectral_norm(wm)
             else:
                 sigma, u = spectral_norm_estimate(wm, u, iterations or self.power_iterations)
-            out.append(wm * jnp.minimum(1.0, self.lipschitz / sigma))
-            vectors.append(u)
-        return out, tuple(vectors)
+            out.append((wm * jnp.minimum(1.0, self.lipschitz / sigma), b))
+            vectors.append(Fixed(u))
+        return tuple(out), tuple(vectors)
 
     def refresh(self, iterations: int = 50) -> ResidualBlock:
         """Advance the power iteration (call between training steps and before evaluation).
@@ -149,11 +143,8 @@ class ResidualBlock(eqx.Module):
         h = z if cond is None else jnp.concatenate([z, cond], axis=-1)
         if weights is None:
             weights, _ = self.normalised_weights()
-        for k, (w, b) in enumerate(zip(weights, self.biases)):
-            h = h @ w.T + b
-            if k < len(weights) - 1:
-                h = lipswish(h, jax.nn.softplus(self.beta_raw[k]))
-        return h
+        return self.net(h, layers=weights,
+                        activation=lambda k, a: lipswish(a, jax.nn.softplus(self.beta_raw[k])))
 
     def _residual_and_diagonal(self, z, cond, weights):
         """g(z) and ∂g_j/∂z_j in closed form for one hidden layer.
@@ -161,7 +152,7 @@ class ResidualBlock(eqx.Module):
         ∂g_j/∂z_j = Σ_h W2[j, h] φ'(a_h) W1[h, j], with a the pre-activations: d·H
         per example, where d Jacobian-vector products would cost d²·H.
         """
-        (w1, w2), (b1, b2) = weights, self.biases
+        (w1, b1), (w2, b2) = weights
         h = z if cond is None else jnp.concatenate([z, cond], axis=-1)
         a = h @ w1.T + b1
         beta = jax.nn.softplus(self.beta_raw[0])
@@ -230,7 +221,7 @@ class GraphicalResidualFlow(eqx.Module):
 
     @property
     def n_blocks(self) -> int:
-        return int(self.blocks.biases[0].shape[0])
+        return int(self.blocks.out_shift.shape[0])
 
     def block(self, k: int) -> ResidualBlock:
         return jax.tree_util.tree_map(lambda a: a[k], self.blocks)
@@ -309,7 +300,7 @@ class FlowDensity(eqx.Module):
     def log_prob(self, x):
         """log p(x) for x (..., d)."""
         eps, logdet = self.flow.forward(x * jnp.exp(self.log_scale) + self.shift)
-        return standard_normal_log_prob(eps) + logdet + jnp.sum(self.log_scale)
+        return normal_log_prob(eps) + logdet + jnp.sum(self.log_scale)
 
     def sample(self, key, n: int):
         """n draws, by inverting the flow (fixed-point iteration), and the inverse's report."""

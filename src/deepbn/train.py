@@ -1,14 +1,16 @@
 """One training loop: a jitted epoch (``lax.scan`` over minibatches) as one step of the driver.
 
-``loss_fn(params, stats, key, x, scalars) -> (loss, (stats, metrics))`` is
-minimised with an Optax optimiser; ``stats`` are non-trained state carried
-through the batches (batch-norm running averages), ``scalars`` per-epoch
-inputs such as a temperature. An epoch shuffles the data with its own key and
+``loss_fn(params, fixed, key, x, scalars) -> (loss, (fixed, metrics))`` is
+minimised with an Optax optimiser; ``params, fixed = deepbn.nn.split(model)``:
+the optimiser sees only ``params``, while ``fixed`` (masks, batch-norm running
+averages, power-iteration vectors) is carried through the batches and may be
+updated by the loss (running averages); ``scalars`` are per-epoch inputs such
+as a temperature. An epoch shuffles the data with its own key and
 runs every full batch in one compiled scan; the data stay on the device as
 stored (uint8 MNIST is cast per batch).
 
 :func:`fit` runs the epochs through :func:`deepbn.run.run` (one epoch a
-step, a checkpoint after each: parameters, statistics, optimiser state,
+step, a checkpoint after each: parameters, fixed state, optimiser state,
 history) and resumes from it; when an epoch leaves non-finite parameters it
 stops with a message and keeps the last good checkpoint.
 
@@ -44,10 +46,11 @@ def make_epoch(loss_fn: Callable, optimizer: optax.GradientTransformation, batch
                progress_every: int = 50, post_update: Callable | None = None) -> Callable:
     """A jitted ``epoch(carry, data, key, scalars) -> (carry, metrics per batch)``.
 
-    ``carry`` is ``(params, stats, opt_state)``; ``progress(batches_done, loss)``
+    ``carry`` is ``(params, fixed, opt_state)``; ``progress(batches_done, loss)``
     is called from inside the compiled loop every ``progress_every`` batches;
-    ``post_update(params)`` runs after every optimiser step (e.g. one step of the
-    power iteration of spectral normalisation, which must track the weights).
+    ``post_update(params, fixed) -> (params, fixed)`` runs after every optimiser
+    step (e.g. one step of the power iteration of spectral normalisation, which
+    must track the weights).
     """
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
@@ -57,18 +60,18 @@ def make_epoch(loss_fn: Callable, optimizer: optax.GradientTransformation, batch
         order = jax.random.permutation(k_perm, data.shape[0])[: n_batches * batch]
 
         def step(carry, xs):
-            params, stats, opt_state = carry
+            params, fixed, opt_state = carry
             idx, k, i = xs
             x = data[idx].astype(jnp.float32)
-            (loss, (stats, metrics)), grads = grad_fn(params, stats, k, x, scalars)
+            (loss, (fixed, metrics)), grads = grad_fn(params, fixed, k, x, scalars)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
             if post_update is not None:
-                params = post_update(params)
+                params, fixed = post_update(params, fixed)
             if progress is not None:
                 jax.lax.cond(i % progress_every == progress_every - 1,
                              lambda: jax.debug.callback(progress, i + 1, loss), lambda: None)
-            return (params, stats, opt_state), metrics
+            return (params, fixed, opt_state), metrics
 
         xs = (order.reshape(n_batches, batch), jax.random.split(k_steps, n_batches),
               jnp.arange(n_batches))

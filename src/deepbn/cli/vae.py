@@ -32,12 +32,12 @@ def _structure_plot(cfg, gate_probs, path: Path) -> None:
                                 "drawn where μ > 0.5)")
 
 
-def _pictures(cfg, params, stats, d, out: Path, seed: int) -> None:
+def _pictures(cfg, params, fixed, d, out: Path, seed: int) -> None:
     key = jax.random.key(seed + 1)
-    plots.image_grid(np.asarray(latent_dag.sample(cfg, params, stats, key, 50)),
+    plots.image_grid(np.asarray(latent_dag.sample(cfg, params, fixed, key, 50)),
                      out / "samples.png", "samples from the model (decoder means)")
     x = d.test[:10].astype(np.float32)
-    res, _ = latent_dag.forward(cfg, params, stats, key, jnp.asarray(x), 1.0, train=False,
+    res, _ = latent_dag.forward(cfg, params, fixed, key, jnp.asarray(x), 1.0, train=False,
                                 hard_gates=True)
     rec = jax.nn.sigmoid(res.logits) if cfg.likelihood == "bernoulli" else res.logits
     plots.image_grid(np.concatenate([x, np.asarray(rec)]), out / "reconstructions.png",
@@ -97,7 +97,7 @@ def train(
                                   progress=in_epoch, on_epoch_end=epoch_end)
     seconds = time.perf_counter() - t0
     history = result["history"]
-    cfg, params, stats = result["config"], result["params"], result["stats"]
+    cfg, params, fixed = result["config"], result["params"], result["fixed"]
     if history:
         plots.curves({"train": [h["elbo"] for h in history],
                       "valid": [h["valid_elbo"] for h in history]},
@@ -108,7 +108,7 @@ def train(
                                [f"z{i + 1}→z{j + 1}" for i, j in latent_dag.edges(nodes)],
                                out / "gates.png")
         _structure_plot(cfg, latent_dag.gate_probabilities(cfg, params), out / "structure.png")
-        _pictures(cfg, params, stats, d, out, seed)
+        _pictures(cfg, params, fixed, d, out, seed)
     epoch_seconds = [h["seconds"] for h in history]
     summary = {
         "data": data, "structure": structure, "nodes": nodes, "latent_dim": latent_dim,

@@ -38,6 +38,7 @@ import numpy as np
 from deepbn.bn import BayesNet
 from deepbn.conditionals import LinearGaussian, MLPGaussian
 from deepbn.errors import UsageError
+from deepbn.nn import MLP
 
 
 def bge_posterior_mean(x: np.ndarray, keep: np.ndarray, parents: Sequence[int], j: int,
@@ -109,10 +110,11 @@ def network_from_graph(G: np.ndarray, names: Sequence[str], model: str, x_scaled
 
 def _mlp_conditional(theta, j: int, pa: list[int], center, scale):
     """mean_j = w2 · relu(W1 (x_s,pa) + b1) + b2 in standardised units, as an MLP on x_pa."""
-    W1 = np.asarray(theta["W1"][j], np.float64)[:, pa]  # (hidden, |pa|)
-    b1 = np.asarray(theta["b1"][j], np.float64)
-    w2 = np.asarray(theta["w2"][j], np.float64)
-    b2 = float(theta["b2"][j])
+    (W1, b1), (W2, b2) = theta["net"].layers  # node j's MLP is row j of each stacked array
+    W1 = np.asarray(W1[j], np.float64)[:, pa]  # (hidden, |pa|)
+    b1 = np.asarray(b1[j], np.float64)
+    w2 = np.asarray(W2[j, 0], np.float64)
+    b2 = float(b2[j, 0])
     sigma = float(np.exp(theta["log_sigma"][j]))
     if not pa:
         mean = center[j] + scale[j] * (w2 @ np.maximum(b1, 0.0) + b2)
@@ -123,4 +125,5 @@ def _mlp_conditional(theta, j: int, pa: list[int], center, scale):
     layers = ((jnp.asarray(W1_orig, jnp.float32), jnp.asarray(b1_orig, jnp.float32)),
               (jnp.asarray(scale[j] * w2[None, :], jnp.float32),
                jnp.asarray([center[j] + scale[j] * b2], jnp.float32)))
-    return MLPGaussian(layers, jnp.asarray([scale[j] * sigma], jnp.float32), False, "relu")
+    return MLPGaussian(MLP(layers, activation="relu"), jnp.asarray([scale[j] * sigma],
+                                                                   jnp.float32), False)

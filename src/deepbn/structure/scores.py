@@ -26,8 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
+from deepbn.nn import MLP, normal_log_prob
+
 _LOG_PI = float(np.log(np.pi))
-_LOG_2PI = float(np.log(2 * np.pi))
 
 
 class BGeStats(NamedTuple):
@@ -117,21 +118,17 @@ def init_linear_theta(key, d: int) -> dict:
 
 
 def init_mlp_theta(key, d: int, hidden: int = 5) -> dict:
-    """Per node j: W1 (d → hidden) on the masked inputs, w2 (hidden → 1), biases, log σ_j."""
-    k1, k2 = jax.random.split(key)
-    return {
-        "W1": jax.random.normal(k1, (d, hidden, d)),
-        "b1": jnp.zeros((d, hidden)),
-        "w2": jax.random.normal(k2, (d, hidden)),
-        "b2": jnp.zeros(d),
-        "log_sigma": jnp.zeros(d),
-    }
+    """θ = {net: d stacked MLPs d → hidden → 1 (ReLU, weights N(0, 1) as the prior), log_sigma}.
+
+    Node j's MLP reads the masked inputs G[:, j] ⊙ x.
+    """
+    nets = jax.vmap(lambda k: MLP.init(k, (d, hidden, 1), activation="relu", weight_std=1.0))(
+        jax.random.split(key, d))
+    return {"net": nets, "log_sigma": jnp.zeros(d)}
 
 
 def _gaussian_cols(x, mean, log_sigma, keep):
-    z = (x - mean) * jnp.exp(-log_sigma)
-    lp = -0.5 * z * z - log_sigma - 0.5 * _LOG_2PI
-    return jnp.sum(lp * keep, axis=0)
+    return jnp.sum(normal_log_prob(x, mean, log_sigma, axis=None) * keep, axis=0)
 
 
 def linear_node_log_lik(G, theta, x, keep) -> jnp.ndarray:
@@ -143,13 +140,8 @@ def linear_node_log_lik(G, theta, x, keep) -> jnp.ndarray:
 def mlp_node_log_lik(G, theta, x, keep) -> jnp.ndarray:
     """log p(x_j | x_pa_j, θ) per node with mean MLP_j(G[:, j] ⊙ x) (ReLU, one hidden layer)."""
 
-    def node_mean(g, W1, b1, w2, b2):
-        h = jax.nn.relu((x * g) @ W1.T + b1)
-        return h @ w2 + b2
-
-    means = jax.vmap(node_mean, in_axes=(1, 0, 0, 0, 0), out_axes=1)(
-        G, theta["W1"], theta["b1"], theta["w2"], theta["b2"]
-    )
+    means = jax.vmap(lambda g, net: net(x * g)[:, 0], in_axes=(1, 0), out_axes=1)(
+        G, theta["net"])
     return _gaussian_cols(x, means, theta["log_sigma"], keep)
 
 
@@ -157,12 +149,13 @@ def theta_log_prior(theta: dict, sigma: float = 1.0, log_sigma_loc: float = -1.0
                     log_sigma_scale: float = 1.0) -> jnp.ndarray:
     """N(0, sigma²) on every weight, N(loc, scale²) on each node's log noise scale."""
     lp = 0.0
-    for name, leaf in theta.items():
-        if name == "log_sigma":
-            z = (leaf - log_sigma_loc) / log_sigma_scale
-        else:
-            z = leaf / sigma
-        lp = lp - 0.5 * jnp.sum(z * z)
+    for name, part in theta.items():
+        for leaf in jax.tree_util.tree_leaves(part):
+            if name == "log_sigma":
+                z = (leaf - log_sigma_loc) / log_sigma_scale
+            else:
+                z = leaf / sigma
+            lp = lp - 0.5 * jnp.sum(z * z)
     return lp
 
 

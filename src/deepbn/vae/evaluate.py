@@ -14,8 +14,8 @@ Example:
     >>> from deepbn.vae import latent_dag
     >>> cfg = latent_dag.GraphVAEConfig(input_dim=6, nodes=2, node_dim=2, encoder_hidden=(8,),
     ...                                 node_hidden=4, decoder_hidden=(8,))
-    >>> params, stats = latent_dag.init(jax.random.key(0), cfg)
-    >>> ll = iwae_log_likelihood(cfg, params, stats, jax.random.key(1), jnp.ones((3, 6)), k=10)
+    >>> params, fixed = latent_dag.init(jax.random.key(0), cfg)
+    >>> ll = iwae_log_likelihood(cfg, params, fixed, jax.random.key(1), jnp.ones((3, 6)), k=10)
     >>> ll.shape
     (3,)
 """
@@ -33,16 +33,16 @@ from deepbn.vae import latent_dag
 
 
 @partial(jax.jit, static_argnums=(0, 5, 6))
-def _iwae_batch(cfg, params, stats, key, x, chunks: int, chunk: int):
+def _iwae_batch(cfg, params, fixed, key, x, chunks: int, chunk: int):
     def body(acc, k):
-        w = latent_dag.importance_log_weights(cfg, params, stats, k, x, chunk)
+        w = latent_dag.importance_log_weights(cfg, params, fixed, k, x, chunk)
         return jnp.logaddexp(acc, jax.nn.logsumexp(w, axis=0)), None
 
     acc, _ = jax.lax.scan(body, jnp.full(x.shape[0], -jnp.inf), jax.random.split(key, chunks))
     return acc - jnp.log(chunks * chunk)
 
 
-def iwae_log_likelihood(cfg: latent_dag.GraphVAEConfig, params, stats, key, x, k: int = 5000,
+def iwae_log_likelihood(cfg: latent_dag.GraphVAEConfig, params, fixed, key, x, k: int = 5000,
                         chunk: int = 100, batch: int = 250,
                         progress: Callable[[int], None] | None = None) -> np.ndarray:
     """L_k per example of ``x`` (n, input_dim); ``k`` is rounded up to a multiple of ``chunk``."""
@@ -51,7 +51,7 @@ def iwae_log_likelihood(cfg: latent_dag.GraphVAEConfig, params, stats, key, x, k
     out = []
     for start in range(0, x.shape[0], batch):
         xb = jnp.asarray(x[start : start + batch], jnp.float32)
-        out.append(np.asarray(_iwae_batch(cfg, params, stats, jax.random.fold_in(key, start), xb,
+        out.append(np.asarray(_iwae_batch(cfg, params, fixed, jax.random.fold_in(key, start), xb,
                                           chunks, chunk)))
         if progress is not None:
             progress(min(start + batch, x.shape[0]))
@@ -59,15 +59,15 @@ def iwae_log_likelihood(cfg: latent_dag.GraphVAEConfig, params, stats, key, x, k
 
 
 @partial(jax.jit, static_argnums=(0,))
-def _elbo_batch(cfg, params, stats, key, x):
-    out, _ = latent_dag.forward(cfg, params, stats, key, x, 1.0, train=False, hard_gates=True)
+def _elbo_batch(cfg, params, fixed, key, x):
+    out, _ = latent_dag.forward(cfg, params, fixed, key, x, 1.0, train=False, hard_gates=True)
     return out.elbo, out.kl, out.log_lik
 
 
-def elbo_terms(cfg: latent_dag.GraphVAEConfig, params, stats, key, x,
+def elbo_terms(cfg: latent_dag.GraphVAEConfig, params, fixed, key, x,
                batch: int = 1000) -> dict[str, float]:
     """Mean single-sample ELBO, KL and reconstruction log-likelihood (evaluation mode)."""
-    parts = [_elbo_batch(cfg, params, stats, jax.random.fold_in(key, s),
+    parts = [_elbo_batch(cfg, params, fixed, jax.random.fold_in(key, s),
                          jnp.asarray(x[s : s + batch], jnp.float32))
              for s in range(0, x.shape[0], batch)]
     elbo, kl, rec = (np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(3))

@@ -41,11 +41,11 @@ CONFIG = "config.json"
 
 def loss_fn(cfg: latent_dag.GraphVAEConfig) -> Callable:
     """Negative mean ELBO over the batch with fresh gate and latent samples (paper Eq. 8)."""
-    def loss(params, stats, key, x, scalars):
-        out, new_stats = latent_dag.forward(cfg, params, stats, key, x, scalars["temperature"],
+    def loss(params, fixed, key, x, scalars):
+        out, new_fixed = latent_dag.forward(cfg, params, fixed, key, x, scalars["temperature"],
                                             train=True)
         elbo = jnp.mean(out.elbo)
-        return -elbo, (new_stats, {"elbo": elbo, "kl": jnp.mean(out.kl)})
+        return -elbo, (new_fixed, {"elbo": elbo, "kl": jnp.mean(out.kl)})
     return loss
 
 
@@ -71,7 +71,7 @@ def train(cfg: latent_dag.GraphVAEConfig, d: VAEData, out: str | Path, epochs: i
           temperature_decay: float = 0.99, seed: int = 0, valid_examples: int = 1000,
           progress: Callable[[int, float], None] | None = None,
           on_epoch_end: Callable[[dict], None] | None = None) -> dict:
-    """Train (or resume) in ``out``; returns ``{"history", "message", "params", "stats"}``."""
+    """Train (or resume) in ``out``; returns ``{"history", "message", "params", "fixed"}``."""
     cfg = cfg._replace(input_dim=d.input_dim, likelihood=d.likelihood).check()
     if batch < 1 or batch > d.train.shape[0]:
         raise UsageError(f"batch {batch} must be between 1 and the {d.train.shape[0]} training "
@@ -85,7 +85,7 @@ def train(cfg: latent_dag.GraphVAEConfig, d: VAEData, out: str | Path, epochs: i
 
     key = jax.random.key(seed)
     k_init, k_train, k_valid = jax.random.split(key, 3)
-    params, stats = latent_dag.init(k_init, cfg)
+    params, fixed = latent_dag.init(k_init, cfg)
     steps_per_epoch = d.train.shape[0] // batch
     opt = optimizer(steps_per_epoch, lr, lr_decay)
     epoch_fn = training.make_epoch(loss_fn(cfg), opt, batch, progress)
@@ -102,14 +102,14 @@ def train(cfg: latent_dag.GraphVAEConfig, d: VAEData, out: str | Path, epochs: i
         return rec
 
     carry, history, message = training.fit(
-        epoch_fn, (params, stats, opt.init(params)), d.train, k_train, epochs, out,
+        epoch_fn, (params, fixed, opt.init(params)), d.train, k_train, epochs, out,
         fingerprint=json.loads(json.dumps(settings)),
         scalars_for=lambda e: {"temperature": jnp.float32(temperature_decay ** e)},
         on_epoch=on_epoch)
     with atomic_write(out / "history.json") as f:
         json.dump(history.records, f, indent=1)
     return {"history": history.records, "message": message, "params": carry[0],
-            "stats": carry[1], "config": cfg}
+            "fixed": carry[1], "config": cfg}
 
 
 def check_folder(cfg: latent_dag.GraphVAEConfig, d: VAEData, out: str | Path, batch: int = 64,
@@ -151,16 +151,16 @@ def read_config(out: str | Path) -> tuple[latent_dag.GraphVAEConfig, dict]:
 
 
 def load_folder(out: str | Path) -> tuple:
-    """(config, settings, params, stats, history) of a trained folder."""
+    """(config, settings, params, fixed, history) of a trained folder."""
     out = Path(out)
     cfg, settings = read_config(out)
-    params, stats = latent_dag.init(jax.random.key(0), cfg)
+    params, fixed = latent_dag.init(jax.random.key(0), cfg)
     opt = optimizer(1)
     if not (out / training.CHECKPOINT).exists():
         raise UsageError(f"{out}: no usable checkpoint; train at least one epoch first")
-    (params, stats, _), records = training.load_state(out / training.CHECKPOINT,
-                                                      (params, stats, opt.init(params)))
-    return cfg, settings, params, stats, records
+    (params, fixed, _), records = training.load_state(out / training.CHECKPOINT,
+                                                      (params, fixed, opt.init(params)))
+    return cfg, settings, params, fixed, records
 
 
 def structure_edges(cfg: latent_dag.GraphVAEConfig, params) -> list[list[int]]:
@@ -173,14 +173,14 @@ def evaluate_folder(out: str | Path, iw: int = 5000, max_examples: int | None = 
                     seed: int = 0, data: VAEData | None = None,
                     progress: Callable[[int], None] | None = None) -> dict:
     """IWAE log-likelihood (k = ``iw``), ELBO and KL on the test split; writes ``eval.json``."""
-    cfg, settings, params, stats, records = load_folder(out)
+    cfg, settings, params, fixed, records = load_folder(out)
     d = data if data is not None else load(settings["data"])
     test = d.test[:max_examples] if max_examples else d.test
     if test.shape[1] != cfg.input_dim:
         raise UsageError(f"test data have {test.shape[1]} features, the model {cfg.input_dim}")
     key = jax.random.key(seed)
-    ll = evaluate.iwae_log_likelihood(cfg, params, stats, key, test, k=iw, progress=progress)
-    terms = evaluate.elbo_terms(cfg, params, stats, jax.random.fold_in(key, 1), test)
+    ll = evaluate.iwae_log_likelihood(cfg, params, fixed, key, test, k=iw, progress=progress)
+    terms = evaluate.elbo_terms(cfg, params, fixed, jax.random.fold_in(key, 1), test)
     result = {"ll": float(np.mean(ll)), "ll_stderr": float(np.std(ll) / np.sqrt(len(ll))),
               **terms, "iw": iw, "test_examples": int(test.shape[0]),
               "structure": structure_edges(cfg, params),

@@ -36,8 +36,8 @@ Example:
     >>> import jax, jax.numpy as jnp
     >>> cfg = GraphVAEConfig(input_dim=6, nodes=3, node_dim=2, structure="learned",
     ...                      encoder_hidden=(8,), node_hidden=4, decoder_hidden=(8,))
-    >>> params, stats = init(jax.random.key(0), cfg)
-    >>> out, _ = forward(cfg, params, stats, jax.random.key(1), jnp.ones((5, 6)), 1.0, True)
+    >>> params, fixed = init(jax.random.key(0), cfg)
+    >>> out, _ = forward(cfg, params, fixed, jax.random.key(1), jnp.ones((5, 6)), 1.0, True)
     >>> out.elbo.shape
     (5,)
 """
@@ -50,12 +50,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deepbn import nn
 from deepbn.errors import UsageError
-from deepbn.vae.layers import mlp_apply, mlp_init
 
 STRUCTURES = ("none", "chain", "full", "learned")
 LIKELIHOODS = ("bernoulli", "gaussian")
-_LOG_2PI = float(np.log(2 * np.pi))
 _LOGVAR_RANGE = 12.0  # log-variances are squashed into ±this: no overflow in exp
 
 
@@ -108,30 +107,33 @@ def fixed_gates(cfg: GraphVAEConfig) -> np.ndarray | None:
 
 
 def init(key, cfg: GraphVAEConfig) -> tuple[dict, dict]:
-    """Parameters and batch-norm statistics of a model (Appendix B architecture)."""
+    """``nn.split`` of a new model (Appendix B architecture): (trained parameters, the
+    fixed batch-norm running averages)."""
     cfg.check()
     k_enc, k_dec, k_nodes = jax.random.split(key, 3)
     feature = cfg.encoder_hidden[-1] if cfg.encoder_hidden else cfg.input_dim
     # features get batch norm + ELU too before the per-node heads
-    enc, enc_s = mlp_init(k_enc, (cfg.input_dim, *cfg.encoder_hidden), True, activate_last=True)
-    dec, dec_s = mlp_init(k_dec, (cfg.latent_dim, *cfg.decoder_hidden, cfg.input_dim), True)
-    params = {"encoder": enc, "decoder": dec, "bottom_up": [], "prior": [], "posterior": []}
-    stats = {"encoder": enc_s, "decoder": dec_s}
+    model = {
+        "encoder": nn.MLP.init(k_enc, (cfg.input_dim, *cfg.encoder_hidden), batch_norm=True,
+                               activate_last=True),
+        "decoder": nn.MLP.init(k_dec, (cfg.latent_dim, *cfg.decoder_hidden, cfg.input_dim),
+                               batch_norm=True),
+        "bottom_up": [], "prior": [], "posterior": []}
     keys = jax.random.split(k_nodes, 3 * cfg.nodes)
     head = (cfg.node_hidden, 2 * cfg.node_dim)
     for j in range(cfg.nodes):
-        params["bottom_up"].append(mlp_init(keys[3 * j], (feature, *head), False)[0])
+        model["bottom_up"].append(nn.MLP.init(keys[3 * j], (feature, *head)))
         n_in = (cfg.nodes - 1 - j) * cfg.node_dim
         if is_root(cfg, j):
-            params["prior"].append(None)
-            params["posterior"].append(None)
+            model["prior"].append(None)
+            model["posterior"].append(None)
         else:
-            params["prior"].append(mlp_init(keys[3 * j + 1], (n_in, *head), False)[0])
-            params["posterior"].append(mlp_init(keys[3 * j + 2], (n_in, *head), False)[0])
+            model["prior"].append(nn.MLP.init(keys[3 * j + 1], (n_in, *head)))
+            model["posterior"].append(nn.MLP.init(keys[3 * j + 2], (n_in, *head)))
     if cfg.structure == "learned":
         p = float(np.clip(cfg.gate_init, 1e-3, 1 - 1e-3))
-        params["gate_logits"] = jnp.full(len(edges(cfg.nodes)), float(np.log(p / (1 - p))))
-    return params, stats
+        model["gate_logits"] = jnp.full(len(edges(cfg.nodes)), float(np.log(p / (1 - p))))
+    return nn.split(model)
 
 
 def gate_probabilities(cfg: GraphVAEConfig, params: dict) -> np.ndarray:
@@ -165,14 +167,14 @@ def _gated_parents(cfg, j, z, gates):
                             for i in range(j + 1, cfg.nodes)], axis=-1)
 
 
-def _gaussian_head(params, inputs, node_dim):
-    out, _ = mlp_apply(params, [{}] * len(params), inputs, train=False)
+def _gaussian_head(net, inputs, node_dim):
+    out = net(inputs)
     mean, raw = out[..., :node_dim], out[..., node_dim:]
     return mean, _LOGVAR_RANGE * jnp.tanh(raw / _LOGVAR_RANGE)
 
 
 def _gaussian_log_prob(z, mean, logvar):
-    return -0.5 * jnp.sum(_LOG_2PI + logvar + (z - mean) ** 2 * jnp.exp(-logvar), axis=-1)
+    return nn.normal_log_prob(z, mean, 0.5 * logvar)
 
 
 def fuse(mean_b, logvar_b, mean_t, logvar_t):
@@ -190,8 +192,9 @@ class Output(NamedTuple):
     logits: jnp.ndarray  # (batch, input_dim) decoder output (mean for Gaussian data)
 
 
-def encode_features(cfg, params, stats, x, train: bool):
-    return mlp_apply(params["encoder"], stats["encoder"], x, train, activate_last=True)
+def _apply(net: nn.MLP, x, train: bool):
+    """(output, the network with updated batch-norm averages when training)."""
+    return net.train_apply(x) if train else (net(x), net)
 
 
 def _posterior_walk(cfg, params, h, gates, eps):
@@ -213,9 +216,6 @@ def _posterior_walk(cfg, params, h, gates, eps):
     return z, jnp.stack(log_q, -1), jnp.stack(log_p, -1)
 
 
-def decode(cfg, params, stats, z_flat, train: bool):
-    logits, dec_s = mlp_apply(params["decoder"], stats["decoder"], z_flat, train)
-    return logits, dec_s
 
 
 def log_likelihood(cfg, logits, x):
@@ -223,56 +223,60 @@ def log_likelihood(cfg, logits, x):
         return jnp.sum(x * jax.nn.log_sigmoid(logits) + (1 - x) * jax.nn.log_sigmoid(-logits),
                        axis=-1)
     # unit-variance Gaussian around the decoder output
-    return -0.5 * jnp.sum(_LOG_2PI + (x - logits) ** 2, axis=-1)
+    return nn.normal_log_prob(x, logits)
 
 
-def forward(cfg: GraphVAEConfig, params: dict, stats: dict, key, x: jnp.ndarray, temperature,
+def forward(cfg: GraphVAEConfig, params: dict, fixed: dict, key, x: jnp.ndarray, temperature,
             train: bool, hard_gates: bool = False) -> tuple[Output, dict]:
-    """One sampled ELBO per example of ``x`` (batch, input_dim), with fresh gates and noise."""
+    """One sampled ELBO per example of ``x`` (batch, input_dim), with fresh gates and noise;
+    also the fixed part with the batch-norm averages updated (when ``train``)."""
+    model = nn.merge(params, fixed)
     k_gate, k_eps = jax.random.split(key)
-    gates = sample_gates(cfg, params, k_gate, x.shape[0], temperature, hard=hard_gates)
-    h, enc_s = encode_features(cfg, params, stats, x, train)
+    gates = sample_gates(cfg, model, k_gate, x.shape[0], temperature, hard=hard_gates)
+    h, encoder = _apply(model["encoder"], x, train)
     eps = jax.random.normal(k_eps, (x.shape[0], cfg.nodes, cfg.node_dim))
-    z, log_q, log_p = _posterior_walk(cfg, params, h, gates, eps)
-    logits, dec_s = decode(cfg, params, stats, jnp.concatenate(z, -1), train)
+    z, log_q, log_p = _posterior_walk(cfg, model, h, gates, eps)
+    logits, decoder = _apply(model["decoder"], jnp.concatenate(z, -1), train)
     log_lik = log_likelihood(cfg, logits, x)
     kl_nodes = log_q - log_p
     kl = jnp.sum(kl_nodes, -1)
-    return Output(log_lik - kl, log_lik, kl, kl_nodes, logits), {"encoder": enc_s,
-                                                                  "decoder": dec_s}
+    new_fixed = nn.split({**model, "encoder": encoder, "decoder": decoder})[1]
+    return Output(log_lik - kl, log_lik, kl, kl_nodes, logits), new_fixed
 
 
-def importance_log_weights(cfg: GraphVAEConfig, params: dict, stats: dict, key, x: jnp.ndarray,
+def importance_log_weights(cfg: GraphVAEConfig, params: dict, fixed: dict, key, x: jnp.ndarray,
                            k: int) -> jnp.ndarray:
     """log p(x, z) - log q(z | x) for ``k`` draws per example: (k, batch), evaluation mode.
 
     Gates are the test-time structure (μ > 1/2 for learned gates). The encoder
     features are computed once per example and shared by the k draws.
     """
-    gates = sample_gates(cfg, params, key, x.shape[0], 1.0, hard=True)
-    h, _ = encode_features(cfg, params, stats, x, False)
+    model = nn.merge(params, fixed)
+    gates = sample_gates(cfg, model, key, x.shape[0], 1.0, hard=True)
+    h = model["encoder"](x)
 
     def one(key):
         eps = jax.random.normal(key, (x.shape[0], cfg.nodes, cfg.node_dim))
-        z, log_q, log_p = _posterior_walk(cfg, params, h, gates, eps)
-        logits, _ = decode(cfg, params, stats, jnp.concatenate(z, -1), False)
+        z, log_q, log_p = _posterior_walk(cfg, model, h, gates, eps)
+        logits = model["decoder"](jnp.concatenate(z, -1))
         return log_likelihood(cfg, logits, x) + jnp.sum(log_p - log_q, -1)
 
     return jax.lax.map(one, jax.random.split(key, k))
 
 
-def sample(cfg: GraphVAEConfig, params: dict, stats: dict, key, n: int) -> jnp.ndarray:
+def sample(cfg: GraphVAEConfig, params: dict, fixed: dict, key, n: int) -> jnp.ndarray:
     """Draws from the generative model (test-time structure): decoder means (n, input_dim)."""
+    model = nn.merge(params, fixed)
     k_eps, _ = jax.random.split(key)
-    gates = sample_gates(cfg, params, key, n, 1.0, hard=True)
+    gates = sample_gates(cfg, model, key, n, 1.0, hard=True)
     eps = jax.random.normal(k_eps, (n, cfg.nodes, cfg.node_dim))
     z = [None] * cfg.nodes
     for j in reversed(range(cfg.nodes)):
         if is_root(cfg, j):
             z[j] = eps[:, j]
         else:
-            mean, logvar = _gaussian_head(params["prior"][j], _gated_parents(cfg, j, z, gates),
+            mean, logvar = _gaussian_head(model["prior"][j], _gated_parents(cfg, j, z, gates),
                                           cfg.node_dim)
             z[j] = mean + jnp.exp(0.5 * logvar) * eps[:, j]
-    logits, _ = decode(cfg, params, stats, jnp.concatenate(z, -1), False)
+    logits = model["decoder"](jnp.concatenate(z, -1))
     return jax.nn.sigmoid(logits) if cfg.likelihood == "bernoulli" else logits

@@ -41,11 +41,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deepbn import graph, masks
+from deepbn import graph
 from deepbn.bn import BayesNet
-from deepbn.conditionals import gaussian_log_prob, standard_normal_log_prob
 from deepbn.errors import UsageError
 from deepbn.flows import FlowDensity, GraphicalResidualFlow
+from deepbn.nn import MLP, normal_log_prob
 
 VARIANTS = ("true", "fc", "ind", "vae")
 
@@ -103,32 +103,20 @@ class SirenSpec(NamedTuple):
 class GaussianMLP(eqx.Module):
     """Means from a (masked) MLP of the inputs, a learned log-scale per output."""
 
-    layers: tuple
-    masks: tuple | None
+    net: MLP
     log_scale: jnp.ndarray
 
     @staticmethod
     def init(key, n_in: int, n_out: int, hidden, allowed=None) -> GaussianMLP:
-        sizes = (n_in, *hidden, n_out)
-        keys = jax.random.split(key, len(sizes) - 1)
-        layers = tuple((jax.random.normal(k, (b, a)) / np.sqrt(max(a, 1)), jnp.zeros(b))
-                       for k, a, b in zip(keys, sizes[:-1], sizes[1:]))
-        ms = None if allowed is None else tuple(
-            jnp.asarray(m.T, jnp.float32) for m in masks.mlp_masks(allowed, n_in, hidden))
-        return GaussianMLP(layers, ms, jnp.zeros(n_out))
+        return GaussianMLP(MLP.init(key, (n_in, *hidden, n_out), allowed=allowed),
+                           jnp.zeros(n_out))
 
     def mean(self, h):
-        for k, (w, b) in enumerate(self.layers):
-            if self.masks is not None:
-                w = w * jax.lax.stop_gradient(self.masks[k])
-            h = h @ w.T + b
-            if k < len(self.layers) - 1:
-                h = jax.nn.elu(h)
-        return h
+        return self.net(h)
 
     def log_prob(self, value, h):
         log_scale = jnp.maximum(self.log_scale, -7.0)  # no collapse onto training points
-        return gaussian_log_prob(value, self.mean(h), jnp.exp(log_scale))
+        return normal_log_prob(value, self.mean(h), log_scale)
 
 
 class Siren(eqx.Module):
@@ -174,7 +162,7 @@ def refresh(model: Siren, iterations: int = 1) -> Siren:
 
 
 def prior_log_prob(model: Siren, z):
-    return standard_normal_log_prob(z) if model.prior is None else model.prior.log_prob(z)
+    return normal_log_prob(z) if model.prior is None else model.prior.log_prob(z)
 
 
 def encode_sample(model: Siren, key, x, k: int | None = None):
@@ -188,12 +176,12 @@ def encode_sample(model: Siren, key, x, k: int | None = None):
         out = model.encoder_net.mean(xs)
         mean, log_scale = out[..., :nz], jnp.clip(out[..., nz:], -10.0, 5.0)
         z = mean + jnp.exp(log_scale) * eps
-        return z, standard_normal_log_prob(eps) - jnp.sum(log_scale, axis=-1)
+        return z, normal_log_prob(eps) - jnp.sum(log_scale, axis=-1)
     v, logdet = model.encoder_flow.forward(eps, xs)
     out = model.encoder_affine.mean(xs)
     shift, log_scale = out[..., :nz], jnp.clip(out[..., nz:], -10.0, 5.0)
     z = v * jnp.exp(log_scale) + shift
-    return z, standard_normal_log_prob(eps) - logdet - jnp.sum(log_scale, axis=-1)
+    return z, normal_log_prob(eps) - logdet - jnp.sum(log_scale, axis=-1)
 
 
 def decoder_log_prob(model: Siren, x, z, spec: SirenSpec):

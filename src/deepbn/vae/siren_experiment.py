@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from deepbn import nn
 from deepbn import train as training
 from deepbn.bn import BayesNet
 from deepbn.errors import UsageError
@@ -57,12 +58,13 @@ def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray
     batch = max(1, min(batch, xs_train.shape[0]))
     opt = optax.adam(lr)
 
-    def loss_fn(params, stats, k, x, scalars):
-        value = jnp.mean(siren.elbo(params, k, x, spec))
-        return -value, (stats, {"elbo": value})
+    def loss_fn(params, fixed, k, x, scalars):
+        value = jnp.mean(siren.elbo(nn.merge(params, fixed), k, x, spec))
+        return -value, (fixed, {"elbo": value})
 
-    epoch_fn = training.make_epoch(loss_fn, opt, batch, progress,
-                                   post_update=lambda m: siren.refresh(m, 1))
+    epoch_fn = training.make_epoch(
+        loss_fn, opt, batch, progress,
+        post_update=lambda p, f: nn.split(siren.refresh(nn.merge(p, f), 1)))
     fingerprint = {"variant": variant, "latent": list(spec.latent), "n": int(x_train.shape[0]),
                    "blocks": blocks, "hidden": list(hidden), "lr": lr, "batch": batch,
                    "seed": seed, "nodes": list(bn.names)}  # the data's bytes: in fit
@@ -73,13 +75,14 @@ def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray
         return {}
 
     t0 = time.perf_counter()
+    params, fixed = nn.split(model)
     carry, history, message = training.fit(
-        epoch_fn, (model, {}, opt.init(model)), xs_train, k_train, epochs, out, fingerprint,
+        epoch_fn, (params, fixed, opt.init(params)), xs_train, k_train, epochs, out, fingerprint,
         on_epoch=on_epoch)
     seconds = time.perf_counter() - t0
     if message:
         raise UsageError(message)
-    model = siren.refresh(carry[0], 50)
+    model = siren.refresh(nn.merge(carry[0], carry[1]), 50)
     ll = np.asarray(_importance(model, k_eval, jnp.asarray(xs_test), spec, iw))
     re = np.asarray(siren.reconstruction_error(model, k_eval, jnp.asarray(xs_test), spec))
     result = {"variant": variant, "nll": float(-ll.mean() + np.sum(np.log(sd))),
