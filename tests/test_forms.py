@@ -8,8 +8,8 @@ from deepbn import examples
 from deepbn.bn import BayesNet
 from deepbn.conditionals import ActivationGaussian, Bernoulli, LinearGaussian, MLPGaussian
 from deepbn.errors import UsageError
-from deepbn.nn import MLP
 from deepbn.inference import forms
+from deepbn.nn import MLP
 
 
 def _mixed_network():
