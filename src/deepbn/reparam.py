@@ -28,7 +28,7 @@ the papers make), with the continuous κ available as ``partial=True``.
 
 The choice is data, as NumPyro's ``reparam`` handlers make it a config over a
 model: a :class:`Reparam` holds the weights c, one per case and coordinate, and
-the network's recurrent :class:`Run`\\ s of nodes, found once outside ``jit``
+the network's recurrent runs of nodes (:class:`Run`), found once outside ``jit``
 and walked as one ``lax.scan`` each. :func:`log_density`, :func:`values` (u to
 every node's value), :func:`coordinates` (its inverse) and
 :func:`prior_latents` read it.
