@@ -1,6 +1,6 @@
 """Cost of one value-and-gradient of the kingma-dbn posterior density (not a test).
 
-deepbn's ``forms.log_density`` (tied plan, untied plan, node by node) in auxiliary
+deepbn's ``reparam.log_density`` (tied run, untied run, node by node) in auxiliary
 and centred form against the hand-written auxiliary density of bench/hmc_dbn.py;
 2 chains vmapped, 2000 evaluations in one scan, best of 7 interleaved rounds.
 
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import hmc_dbn  # noqa: E402
 from deepbn import examples  # noqa: E402
-from deepbn.inference import forms  # noqa: E402
+from deepbn.reparam import LatentSpace, Reparam, log_density  # noqa: E402
 
 EVALUATIONS = 2000
 
@@ -41,19 +41,17 @@ def main() -> None:
     bn = examples.load("example:kingma-dbn")
     x = bn.sample(jax.random.key(0), 1)
     obs = {n: x[n] for n in bn.observed_names}
-    space = forms.LatentSpace.from_network(bn)
-    size = space.size
+    size = LatentSpace.from_network(bn).size
     hand, _, _ = hmc_dbn.hand_written_logdensity(bn, obs)
-
-    plan = forms.chains(bn)
-    plans = {"tied": plan, "untied": (plan[0]._replace(tied=False),), "unrolled": ()}
     u = jax.random.normal(jax.random.key(1), (2, size))
     loops = {}
     for form in ("auxiliary", "centred"):
-        cent = forms.centring_for(form, space, 1)
-        for name, p in plans.items():
-            def density(v, cent=cent, p=p):
-                return forms.log_density(bn, space, v.reshape(1, size), obs, cent, p)
+        tied = Reparam.from_form(bn, form, obs, 1)
+        reparams = {"tied": tied, "untied": Reparam.from_form(bn, form, obs, 1, tie=False),
+                    "unrolled": tied.node_by_node()}
+        for name, r in reparams.items():
+            def density(v, r=r):
+                return log_density(bn, r, v.reshape(1, size), obs)
             loops[f"deepbn {form} {name}"] = _timed_loop(density, u)
     loops["hand-written auxiliary"] = _timed_loop(hand, u)
     best = dict.fromkeys(loops, float("inf"))

@@ -7,7 +7,7 @@ from scipy.stats import multivariate_normal
 from deepbn.bn import BayesNet
 from deepbn.conditionals import LinearGaussian
 from deepbn.errors import UsageError
-from deepbn.inference import em, forms
+from deepbn.inference import em
 
 
 def _factor_model(loadings, noise, bias=(0.0, 0.0, 0.0)):
@@ -57,8 +57,7 @@ def test_monte_carlo_marginal_likelihood_matches_the_gaussian_marginal():
     table = np.concatenate([np.asarray(x[n]) for n in ("x1", "x2", "x3")], axis=1)
     lam = np.array([1.0, 0.8, -0.6])
     exact = multivariate_normal(np.zeros(3), np.outer(lam, lam) + np.diag([0.25, 0.36, 0.16]))
-    space = forms.LatentSpace.from_network(bn)
-    est = em.log_marginal_likelihood(bn, space, data, jax.random.key(2), 4096)
+    est = em.log_marginal_likelihood(bn, data, jax.random.key(2), 4096)
     np.testing.assert_allclose(float(est), exact.logpdf(table).sum(), atol=0.5)
 
 

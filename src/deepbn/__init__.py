@@ -20,6 +20,7 @@ _LAZY = {
     "learn_structure": "deepbn.structure.learn",
     "GraphPosterior": "deepbn.structure.posterior",
     # inference and learning
+    "Reparam": "deepbn.reparam",
     "sample_posterior": "deepbn.inference.hmc",
     "FitConfig": "deepbn.inference.em",
     "fit": "deepbn.inference.em",

@@ -21,8 +21,9 @@ from deepbn.cli.common import (
 from deepbn.data import match_columns, read_table
 from deepbn.errors import DataError, UsageError
 from deepbn.examples import load
-from deepbn.inference import forms, hmc
+from deepbn.inference import hmc
 from deepbn.plots import traces
+from deepbn.reparam import LatentSpace
 from deepbn.results import ResultsFolder
 
 
@@ -40,7 +41,7 @@ def read_observed(bn: BayesNet, spec: str, data: Path, need_latent: bool = True)
     every choice of ``--latent``.
     """
     if need_latent:
-        forms.LatentSpace.from_network(bn)  # no latent nodes / discrete latents: say so first
+        LatentSpace.from_network(bn)  # no latent nodes / discrete latents: say so first
     table = read_table(data, allow_constant=True)
     values = match_columns(table, bn.columns(bn.observed_names), f"the network's observed nodes "
                                                                  f"({spec})",

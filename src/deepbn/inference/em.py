@@ -43,7 +43,7 @@ import optax
 from deepbn import run as run_layer
 from deepbn.bn import BayesNet
 from deepbn.errors import UsageError
-from deepbn.inference import forms
+from deepbn.reparam import Reparam, coordinates, log_density, prior_latents, values
 
 METHODS = ("mcmc-em", "vi")
 OPTIMIZERS = {"adagrad": optax.adagrad, "adam": optax.adam, "sgd": optax.sgd}
@@ -91,7 +91,7 @@ class FitState(NamedTuple):
 class FitData(NamedTuple):
     static: Any  # the network's parts that are not learned
     observed: dict  # name -> (cases, dim)
-    centring: jnp.ndarray  # (cases, size)
+    reparam: Reparam | None  # the chains' / guide's coordinates; None: no latent nodes
 
 
 class FitResult(NamedTuple):
@@ -137,17 +137,19 @@ def _optimizer(cfg: FitConfig):
     return OPTIMIZERS[cfg.optimizer](cfg.learning_rate)
 
 
-def log_marginal_likelihood(bn: BayesNet, space: forms.LatentSpace, observed, key,
+def log_marginal_likelihood(bn: BayesNet, observed: Mapping[str, jnp.ndarray], key,
                             n_samples: int) -> jnp.ndarray:
     """Σ_cases log mean_s p(x_i | z(ε_s)), ε_s from the prior: the auxiliary-form estimate."""
     n_cases = next(iter(observed.values())).shape[0]
+    # untied runs: the estimate is taken while the parameters are being learned
+    reparam = Reparam.auxiliary(bn, n_cases, tie=False)
+    space = reparam.space
     eps = bn.base_sample(key, n_samples * n_cases)
     eps = {k: v.reshape(n_samples, n_cases, -1) for k, v in eps.items()}
 
     def per_draw(e):
         u = space.join({n: e[n] for n in space.names})
-        zero = jnp.zeros_like(u)
-        values, log_p = forms._walk(bn, space, u, observed, zero)
+        _, log_p = values(bn, reparam, u, observed)
         prior = sum(bn.conditionals[bn.index(n)].base_log_prob(e[n]) for n in space.names)
         return log_p - prior  # (cases,)
 
@@ -155,25 +157,25 @@ def log_marginal_likelihood(bn: BayesNet, space: forms.LatentSpace, observed, ke
     return jnp.sum(jax.nn.logsumexp(ll, axis=0) - jnp.log(n_samples))
 
 
-def _case_log_density(bn, space, observed, centring):
+def _case_log_density(bn, reparam: Reparam, observed):
     """log p(u_i, x_i) of one case, as a function of (u_i, case index)."""
 
     def f(u_i, i):
         obs_i = {k: v[i][None] for k, v in observed.items()}
-        return forms.log_density(bn, space, u_i[None], obs_i, centring[i][None])
+        return log_density(bn, reparam.case(i), u_i[None], obs_i)
 
     return f
 
 
-def _em_iteration(k_e, state: FitState, static, space, observed, centring, cfg: FitConfig):
+def _em_iteration(k_e, state: FitState, static, reparam: Reparam, observed, cfg: FitConfig):
     bn = join_network(state.params, static)
     n_cases = state.u.shape[0]
-    log_p = _case_log_density(bn, space, observed, centring)
+    log_p = _case_log_density(bn, reparam, observed)
 
     def chain(u_i, log_step, i, k):
         density = lambda u: log_p(u, i)  # noqa: E731
         kernel = blackjax.hmc(density, step_size=jnp.exp(log_step),
-                              inverse_mass_matrix=jnp.ones(space.size),
+                              inverse_mass_matrix=jnp.ones(reparam.space.size),
                               num_integration_steps=cfg.integration_steps)
         s = kernel.init(u_i)
 
@@ -193,7 +195,7 @@ def _em_iteration(k_e, state: FitState, static, space, observed, centring, cfg: 
 
     def loss(params):
         net = join_network(params, static)
-        return -forms.log_density(net, space, u, observed, centring) / n_cases
+        return -log_density(net, reparam, u, observed) / n_cases
 
     grads = jax.grad(loss)(state.params)
     updates, opt_state = _optimizer(cfg).update(grads, state.opt_state, state.params)
@@ -202,7 +204,7 @@ def _em_iteration(k_e, state: FitState, static, space, observed, centring, cfg: 
     return new, jnp.mean(acc)
 
 
-def _vi_iteration(k, state: FitState, static, space, observed, centring, cfg: FitConfig):
+def _vi_iteration(k, state: FitState, static, reparam: Reparam, observed, cfg: FitConfig):
     n_cases = state.u.shape[0]
     noise = jax.random.normal(k, (cfg.vi_samples,) + state.u.shape)
 
@@ -210,7 +212,7 @@ def _vi_iteration(k, state: FitState, static, space, observed, centring, cfg: Fi
         params, mean, log_scale = trainable
         net = join_network(params, static)
         draws = mean + jnp.exp(log_scale) * noise
-        energy = jax.vmap(lambda u: forms.log_density(net, space, u, observed, centring))(draws)
+        energy = jax.vmap(lambda u: log_density(net, reparam, u, observed))(draws)
         return -(jnp.mean(energy) + jnp.sum(log_scale)) / n_cases
 
     trainable = (state.params, state.u, state.aux)
@@ -233,26 +235,25 @@ def _ml_iteration(state: FitState, static, observed, cfg: FitConfig):
     return FitState(params, state.u, state.aux, opt_state, state.iteration + 1), -value * n_cases
 
 
-def step(key, state: FitState, data: FitData, config: tuple) -> tuple[FitState, dict]:
-    """One iteration of MCMC-EM, VI or (no latent nodes) maximum likelihood.
-
-    ``config`` is ``(FitConfig, LatentSpace or None)``; run with :func:`deepbn.run.run`.
+def step(key, state: FitState, data: FitData, config: FitConfig) -> tuple[FitState, dict]:
+    """One iteration of MCMC-EM, VI or (``data.reparam`` None: no latent nodes) maximum
+    likelihood; run with :func:`deepbn.run.run`.
     """
-    cfg, space = config
-    if space is None:
+    cfg = config
+    if data.reparam is None:
         state, value = _ml_iteration(state, data.static, data.observed, cfg)
         return state, {"log_lik": value}
     iteration = _em_iteration if cfg.method == "mcmc-em" else _vi_iteration
-    state, stat = iteration(key, state, data.static, space, data.observed, data.centring, cfg)
+    state, stat = iteration(key, state, data.static, data.reparam, data.observed, cfg)
     return state, {"acceptance" if cfg.method == "mcmc-em" else "elbo": stat}
 
 
 @eqx.filter_jit
-def _monitor(params, static, space, observed, key, n_samples):
+def _monitor(params, static, observed, key, n_samples):
     bn = join_network(params, static)
-    if space is None:
+    if not bn.latent_names:
         return jnp.sum(bn.log_joint(observed))
-    return log_marginal_likelihood(bn, space, observed, key, n_samples)
+    return log_marginal_likelihood(bn, observed, key, n_samples)
 
 
 def fit(
@@ -278,18 +279,17 @@ def fit(
     key = run_layer.raw_key(seed)
     k_init, k_mon, key = jax.random.split(key, 3)
     if not bn.latent_names:
-        space = None
-        centring = jnp.zeros((n_cases, 0))
+        reparam = None
         u0, aux = jnp.zeros((n_cases, 0)), jnp.zeros((n_cases,))
         opt_state = _optimizer(cfg).init(params)
         method = "ml"
     else:
-        space = forms.LatentSpace.from_network(bn)
-        centring = forms.centring_for(cfg.form, space, n_cases)
-        z0 = forms.prior_latents(bn, space, k_init, observed, n_cases)
-        u0 = forms.coordinates(bn, space, z0, observed, centring)
+        # untied runs: the parameters are learned, step by step apart
+        reparam = Reparam.from_form(bn, cfg.form, observed, n_cases, tie=False)
+        z0 = prior_latents(bn, reparam, k_init, observed)
+        u0 = coordinates(bn, reparam, z0, observed)
         aux = jnp.full((n_cases,), np.log(0.1)) if cfg.method == "mcmc-em" else jnp.full(
-            (n_cases, space.size), np.log(0.1))
+            (n_cases, reparam.space.size), np.log(0.1))
         opt_state = _optimizer(cfg).init(params if cfg.method == "mcmc-em" else (params, u0, aux))
         method = cfg.method
     state = FitState(params, u0, aux, opt_state, jnp.zeros((), jnp.int32))
@@ -298,11 +298,11 @@ def fit(
                 [c.family for c in bn.conditionals],
                 "learn": None if learn is None else sorted(learn)}
     fp = run_layer.fingerprint((eqx.filter(bn, eqx.is_array), observed), settings)
-    data = FitData(static, observed, centring)
+    data = FitData(static, observed, reparam)
     every = cfg.monitor_every
 
     def monitor(params):
-        return float(_monitor(params, static, space, observed, k_mon, cfg.likelihood_samples))
+        return float(_monitor(params, static, observed, k_mon, cfg.likelihood_samples))
 
     start = monitor(params)  # the curve's first point, never checkpointed: recomputed
     last = [start]
@@ -317,14 +317,14 @@ def fit(
             progress(done, {"objective": last[0],
                             "acceptance": float(np.mean(acc)) if acc is not None else None})
 
-    res = run_layer.run(step, state, data, key, cfg.iterations, config=(cfg, space), chunk=every,
+    res = run_layer.run(step, state, data, key, cfg.iterations, config=cfg, chunk=every,
                         checkpoint=checkpoint_path, fingerprint=fp, progress=report,
                         after_chunk=after_chunk)
     curve = np.array([[0.0, start]] + [[r["iteration"], r["objective"]] for r in res.records])
     acceptance = float("nan")
     if "acceptance" in res.outputs and len(res.outputs["acceptance"]):
         acceptance = float(np.mean(res.outputs["acceptance"][-every:]))
-    name = ("log p(x), exact" if space is None else "log p(x), Monte-Carlo estimate")
+    name = ("log p(x), exact" if reparam is None else "log p(x), Monte-Carlo estimate")
     if res.stopped:
         raise UsageError(f"{method} {res.stopped}; try a smaller learning rate")
     network = join_network(res.state.params, static)

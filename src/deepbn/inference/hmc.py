@@ -1,6 +1,7 @@
 """Posterior sampling of a network's latent nodes with BlackJAX NUTS or HMC.
 
-The target is :func:`deepbn.inference.forms.log_density` in the chosen form;
+The target is :func:`deepbn.reparam.log_density` in the chosen form (a
+:class:`deepbn.reparam.Reparam`: centring weights per node and case);
 warmup (Stan's window adaptation from BlackJAX's pieces: step size and
 diagonal mass matrix) and sampling are :mod:`deepbn.inference.nuts`'s
 ``init`` / ``step``, run by :func:`deepbn.run.run` in checkpointed chunks,
@@ -36,13 +37,14 @@ import numpy as np
 from deepbn import run as run_layer
 from deepbn.bn import BayesNet
 from deepbn.errors import UsageError
-from deepbn.inference import diagnostics, forms, nuts
+from deepbn.inference import diagnostics, nuts
 from deepbn.inference.nuts import SAMPLERS
+from deepbn.reparam import FORMS, LatentSpace, Reparam, coordinates, prior_latents, values
 
 
 class PosteriorSamples(NamedTuple):
     samples: dict[str, np.ndarray]  # node -> (chains, draws, cases, dim), latent values z
-    space: forms.LatentSpace
+    space: LatentSpace
     centring: np.ndarray  # (cases, size): 1 centred, 0 auxiliary
     form: str
     summary: dict  # diagnostics, timings, centring per node
@@ -56,20 +58,19 @@ def observed_values(bn: BayesNet, table: np.ndarray) -> dict[str, jnp.ndarray]:
 
 
 @eqx.filter_jit
-def _initial_positions(bn, space, keys, observed, n_cases: int, centring):
+def _initial_positions(bn, reparam: Reparam, keys, observed):
     # jitted: vmapped op by op, drawing from the prior took ~5 s on kingma-dbn
-    z0 = jax.vmap(lambda k: forms.prior_latents(bn, space, k, observed, n_cases))(keys)
-    return jax.vmap(lambda z: forms.coordinates(bn, space, z, observed, centring))(z0)
+    z0 = jax.vmap(lambda k: prior_latents(bn, reparam, k, observed))(keys)
+    return jax.vmap(lambda z: coordinates(bn, reparam, z, observed))(z0)
 
 
 @eqx.filter_jit
-def _log_prob_nodes_at(bn, space, u0, observed, centring):
-    values, _ = forms._walk(bn, space, u0, observed, centring)
-    return bn.log_prob_nodes(values)
+def _log_prob_nodes_at(bn, reparam: Reparam, u0, observed):
+    return bn.log_prob_nodes(values(bn, reparam, u0, observed)[0])
 
 
-def _check_finite(bn, space, u0, observed, centring):
-    per_node = _log_prob_nodes_at(bn, space, u0, observed, centring)
+def _check_finite(bn, reparam: Reparam, u0, observed):
+    per_node = _log_prob_nodes_at(bn, reparam, u0, observed)
     for name in bn.names:
         if not np.all(np.isfinite(np.asarray(per_node[name]))):
             raise UsageError(f"log-density is not finite at initialisation at node '{name}'; "
@@ -81,8 +82,8 @@ def check_settings(sampler: str, form: str, chains: int, warmup: int, samples: i
     """One-line :class:`~deepbn.errors.UsageError` for sampler settings that cannot run."""
     if sampler not in SAMPLERS:
         raise UsageError(f"unknown sampler '{sampler}'; use one of {', '.join(SAMPLERS)}")
-    if form not in forms.FORMS:
-        raise UsageError(f"unknown form '{form}'; use one of {', '.join(forms.FORMS)}")
+    if form not in FORMS:
+        raise UsageError(f"unknown form '{form}'; use one of {', '.join(FORMS)}")
     if chains < 1 or warmup < 1 or samples < 4:
         raise UsageError(f"need at least 1 chain, 1 warmup step and 4 samples; got {chains} "
                          f"chain(s), {warmup} warmup step(s), {samples} sample(s)")
@@ -106,8 +107,9 @@ def sample_posterior(
 ) -> PosteriorSamples:
     """Posterior draws of the latent nodes given ``observed`` ((cases, dim) per node).
 
-    ``form``: ``centred``, ``auxiliary`` or ``auto`` (:func:`forms.auto_centring`);
-    an explicit ``centring`` array overrides it. Warmup and draws run through
+    ``form``: ``centred``, ``auxiliary`` or ``auto`` (:meth:`Reparam.auto`);
+    an explicit ``centring`` array (weights per coordinate, or per case and
+    coordinate: :meth:`Reparam.from_weights`) overrides it. Warmup and draws run through
     :func:`deepbn.run.run` in chunks of ``chunk`` transitions;
     ``progress(done, total)`` is called after each. With ``checkpoint_path``
     every chunk is checkpointed (adapted step size and mass matrix, every
@@ -115,33 +117,31 @@ def sample_posterior(
     settings resumes from it, ending with the draws an uninterrupted run gives.
     """
     check_settings(sampler, form, chains, warmup, samples)
-    space = forms.LatentSpace.from_network(bn)
+    space = LatentSpace.from_network(bn)  # no latent nodes / discrete latents: say so first
     missing = [n for n in bn.observed_names if n not in observed]
     if missing:
         raise UsageError(f"no data for observed node(s) {', '.join(missing[:5])}")
     observed = {n: jnp.asarray(observed[n], jnp.float32) for n in bn.observed_names}
     n_cases = int(next(iter(observed.values())).shape[0]) if observed else 1
 
-    plan = forms.chains(bn)  # outside jit: tied recurrent runs are seen as tied
     start = time.perf_counter()
+    # built outside jit, so that tied recurrent runs are seen as tied
     if centring is not None:
-        c = jnp.broadcast_to(jnp.asarray(centring, jnp.float32), (n_cases, space.size))
-    elif form == "auto":
-        c = forms.auto_centring(bn, space, observed, n_cases, plan=plan)
+        reparam = Reparam.from_weights(bn, centring, n_cases)
     else:
-        c = forms.centring_for(form, space, n_cases)
-    c = jax.block_until_ready(c)
+        reparam = Reparam.from_form(bn, form, observed, n_cases)
+    c = jax.block_until_ready(reparam.weights)
     pilot_seconds = time.perf_counter() - start if form == "auto" and centring is None else 0.0
 
     key = jax.random.key(seed)
     k_init, k_run = jax.random.split(key)
-    u0 = _initial_positions(bn, space, jax.random.split(k_init, chains), observed, n_cases, c)
-    _check_finite(bn, space, u0[0], observed, c)
+    u0 = _initial_positions(bn, reparam, jax.random.split(k_init, chains), observed)
+    _check_finite(bn, reparam, u0[0], observed)
     u0 = u0.reshape(chains, -1)
 
     c_np = np.asarray(c)
     binary = bool(np.all((c_np == 0.0) | (c_np == 1.0)))
-    cfg = nuts.SamplerConfig(sampler, warmup, integration_steps, space, plan, n_cases,
+    cfg = nuts.SamplerConfig(sampler, warmup, integration_steps, space, reparam.runs, n_cases,
                              nuts.Frozen(c_np) if binary else None)
     data = nuts.make_data(bn, observed, c, warmup)
     state = eqx.filter_jit(nuts.init)(u0, data, cfg)  # op by op it took ~1.5 s

@@ -11,13 +11,13 @@ stay fixed. Each chain adapts on its own (chains are vmapped); the step
 counter in the state says which phase a step is in, so the kernels are
 never written twice.
 
-The target is :func:`deepbn.inference.forms.log_density` in the given
+The target is :func:`deepbn.reparam.log_density` in the given
 centring; every step also returns the latent values z of each chain's new
 position, the log-density and BlackJAX's transition statistics.
 
 Example:
     >>> cfg = SamplerConfig("nuts", warmup=200, integration_steps=16, space=space,
-    ...                     plan=(), n_cases=1)                     # doctest: +SKIP
+    ...                     runs=(), n_cases=1)                     # doctest: +SKIP
     >>> state = init(u0, data, cfg)                                  # doctest: +SKIP
     >>> res = deepbn.run.run(step, state, data, key, 400, config=cfg)  # doctest: +SKIP
 """
@@ -35,7 +35,7 @@ from blackjax.adaptation.step_size import dual_averaging_adaptation
 from blackjax.adaptation.window_adaptation import build_schedule
 
 from deepbn.bn import BayesNet
-from deepbn.inference import forms
+from deepbn.reparam import LatentSpace, Reparam, Run, latent_values, log_density
 
 SAMPLERS = ("nuts", "hmc")
 
@@ -60,8 +60,8 @@ class SamplerConfig(NamedTuple):
     sampler: str  # nuts | hmc
     warmup: int
     integration_steps: int  # leapfrog steps per HMC transition (hmc only)
-    space: forms.LatentSpace
-    plan: tuple  # forms.chains(bn), found outside jit so tied runs are known
+    space: LatentSpace
+    runs: tuple[Run, ...]  # the reparam's recurrent runs, found outside jit (tied ones known)
     n_cases: int
     fixed_centring: Frozen | None = None  # a 0/1 centring known when compiling
     target_acceptance: float = 0.8
@@ -95,20 +95,24 @@ def make_data(bn: BayesNet, observed, centring, warmup: int) -> SamplerData:
                        jnp.asarray(schedule))
 
 
+def _reparam(data: SamplerData, cfg: SamplerConfig) -> Reparam:
+    weights = data.centring
+    if cfg.fixed_centring is not None:
+        # a 0/1 centring known when compiling: XLA folds the weights away
+        weights = jnp.asarray(cfg.fixed_centring.array)
+    return Reparam(cfg.space, weights, cfg.runs)
+
+
 def _logdensity(data: SamplerData, cfg: SamplerConfig):
     size = cfg.space.size
-    centring = data.centring
-    if cfg.fixed_centring is not None:
-        # a 0/1 centring known when compiling: XLA folds the forms' weights away
-        centring = jnp.asarray(cfg.fixed_centring.array)
+    reparam = _reparam(data, cfg)
 
     # one traced copy of the network walk, reused at every call site inside NUTS
     @jax.jit
     def logdensity(u_flat):
-        return forms.log_density(data.bn, cfg.space, u_flat.reshape(cfg.n_cases, size),
-                                 data.observed, centring, cfg.plan)
+        return log_density(data.bn, reparam, u_flat.reshape(cfg.n_cases, size), data.observed)
 
-    return logdensity, centring
+    return logdensity, reparam
 
 
 def _adaptation(cfg: SamplerConfig):
@@ -154,7 +158,7 @@ def _adapt(ad: AdaptationState, stage, position, acceptance, cfg: SamplerConfig)
 
 def step(key, state: SamplerState, data: SamplerData, cfg: SamplerConfig):
     """One transition of every chain: adaptive while ``state.t < warmup``, then fixed."""
-    logdensity, centring = _logdensity(data, cfg)
+    logdensity, reparam = _logdensity(data, cfg)
     kernel, extra = _kernel(cfg)
     in_warmup = state.t < cfg.warmup
     ad = state.adaptation
@@ -173,8 +177,8 @@ def step(key, state: SamplerState, data: SamplerData, cfg: SamplerConfig):
     ad, final_step, final_mass = jax.lax.cond(
         in_warmup, adapt, lambda: (ad, state.step_size, state.inverse_mass_matrix))
     size = cfg.space.size
-    z = jax.vmap(lambda u: forms.latent_values(data.bn, cfg.space, u.reshape(cfg.n_cases, size),
-                                               data.observed, centring, cfg.plan))(chain.position)
+    z = jax.vmap(lambda u: latent_values(data.bn, reparam, u.reshape(cfg.n_cases, size),
+                                         data.observed))(chain.position)
     outputs = {
         "z": z,  # (chains, cases, size)
         "lp": chain.logdensity,

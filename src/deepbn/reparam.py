@@ -1,4 +1,4 @@
-"""The posterior over a network's latent nodes in centred, auxiliary or partly centred form.
+"""Per-node centring of a network's latent nodes as a config: centred, auxiliary or partial.
 
 A latent node j with a location-scale conditional, z_j = μ_j(pa_j) + σ_j(pa_j) ε_j,
 can be sampled in its own value (**centred**, CP) or in its base noise ε_j
@@ -18,7 +18,7 @@ one log-density over the flat vector of all u: no per-model code.
 Which c (Kingma & Welling 2014, Sec. 3; PRS 2007, Sec. 4.2): in the Gaussian
 two-level model z ~ N(μ, σ²), data ~ N(z, τ²), the sampler mixes best at
 c = σ² / (σ² + τ²): centred when the data pin z down far more tightly than
-its conditional prior does, auxiliary when they do not. :func:`auto_centring`
+its conditional prior does, auxiliary when they do not. :meth:`Reparam.auto`
 measures both from a local Gaussian approximation of the auxiliary form: at
 its approximate mode the curvature of -log p(ε | data) in ε_j is
 h_j = 1 + σ_j² λ_j, where λ_j is the data's precision about z_j, so
@@ -26,12 +26,28 @@ h_j = 1 + σ_j² λ_j, where λ_j is the data's precision about z_j, so
 centred when κ_j > 1/2 and auxiliary otherwise (the choice between the two forms
 the papers make), with the continuous κ available as ``partial=True``.
 
+The choice is data, as NumPyro's ``reparam`` handlers make it a config over a
+model: a :class:`Reparam` holds the weights c, one per case and coordinate, and
+the network's recurrent runs of nodes (:class:`Run`), found once outside ``jit``
+and walked as one ``lax.scan`` each. :func:`log_density`, :func:`values` (u to
+every node's value), :func:`coordinates` (its inverse) and
+:func:`prior_latents` read it.
+
 Example:
+    >>> import jax
     >>> from deepbn import examples
-    >>> bn = examples.load("example:gaussian-hierarchy")
-    >>> space = LatentSpace.from_network(bn)
-    >>> space.size
-    11
+    >>> bn = examples.kingma_dbn(T=4, dim=2)  # z1 -> z2 -> z3 -> z4, each z_t emits x_t
+    >>> x = bn.sample(jax.random.key(0), 1)
+    >>> observed = {n: x[n] for n in bn.observed_names}
+    >>> centred = Reparam.centred(bn, n_cases=1)
+    >>> [[bn.names[k] for k in run.nodes] for run in centred.runs]
+    [['z2', 'z3', 'z4']]
+    >>> z = centred.space.join({n: x[n] for n in centred.space.names})  # centred: u = z
+    >>> auxiliary = Reparam.auxiliary(bn, n_cases=1)
+    >>> eps = coordinates(bn, auxiliary, z, observed)  # auxiliary: u = ε
+    >>> jump = log_density(bn, auxiliary, eps, observed) - log_density(bn, centred, z, observed)
+    >>> round(float(jump), 2)  # Σ_j log σ_j: 3 transition nodes of 2 coordinates, σ = 0.1
+    -13.82
 """
 
 from __future__ import annotations
@@ -89,13 +105,12 @@ class LatentSpace(NamedTuple):
                                                                      self.dims)}
 
 
-def centring_for(form: str, space: LatentSpace, n_cases: int) -> jnp.ndarray:
-    """The centring weights c, shape (n_cases, size), of a fixed form."""
-    if form == "centred":
-        return jnp.ones((n_cases, space.size))
-    if form == "auxiliary":
-        return jnp.zeros((n_cases, space.size))
-    raise UsageError(f"unknown form '{form}'; use one of {', '.join(FORMS)}")
+class Run(NamedTuple):
+    """A recurrent run of latent nodes, walked as one ``lax.scan`` (see :func:`runs`)."""
+
+    nodes: tuple[int, ...]  # latent nodes, each the only parent of the next
+    emissions: tuple[int, ...] | None  # one observed single-parent child per node, or None
+    tied: bool = False  # every step (and emission) has the same parameter values
 
 
 def _same_kind(a, b) -> bool:
@@ -103,12 +118,6 @@ def _same_kind(a, b) -> bool:
     la, ta = jax.tree_util.tree_flatten(a)
     lb, tb = jax.tree_util.tree_flatten(b)
     return ta == tb and all(np.shape(x) == np.shape(y) for x, y in zip(la, lb))
-
-
-class Chain(NamedTuple):
-    nodes: tuple[int, ...]  # latent nodes, each the only parent of the next
-    emissions: tuple[int, ...] | None  # one observed single-parent child per node, or None
-    tied: bool = False  # every step (and emission) has the same parameter values
 
 
 def _concrete_equal(modules) -> bool:
@@ -123,7 +132,7 @@ def _concrete_equal(modules) -> bool:
     return True
 
 
-def chains(bn: BayesNet, min_length: int = 3) -> tuple[Chain, ...]:
+def runs(bn: BayesNet, min_length: int = 3, tie: bool = True) -> tuple[Run, ...]:
     """Runs of latent nodes z_a -> z_b -> ... with stackable conditionals (a recurrent BN).
 
     A node extends a run when its only parent is the run's last node and its
@@ -131,11 +140,12 @@ def chains(bn: BayesNet, min_length: int = 3) -> tuple[Chain, ...]:
     a run has an observed child whose only parent it is, all of the same kind, those
     emissions join the run. Walking a run is one ``lax.scan`` instead of one
     unrolled block per time step: far smaller programs to compile for dynamic
-    Bayes nets. A run is ``tied`` when its parameters are concrete and equal at
-    every step (a recurrent BN proper); call this outside ``jit`` and pass the
-    result as ``plan`` to use that: the scan then closes over one set of
-    parameters instead of slicing a stacked copy at every step, about half the
-    cost of a gradient on ``kingma-dbn``.
+    Bayes nets. With ``tie`` a run is ``tied`` when its parameters are concrete
+    and equal at every step (a recurrent BN proper; never so while traced, so
+    call this outside ``jit``): the scan then closes over one set of parameters
+    instead of slicing a stacked copy at every step, about half the cost of a
+    gradient on ``kingma-dbn``. A tied run stands for those parameter values
+    only: pass ``tie=False`` for a network whose parameters are being learned.
     """
     index = {n: k for k, n in enumerate(bn.names)}
     conds = bn.conditionals
@@ -144,7 +154,7 @@ def chains(bn: BayesNet, min_length: int = 3) -> tuple[Chain, ...]:
         for p in pa:
             children[index[p]].append(j)
     used: set[int] = set()
-    runs = []
+    found = []
     for j in bn.order:
         if j in used or bn.observed[j] or conds[j].dim != conds[j].in_dim:
             continue
@@ -164,10 +174,98 @@ def chains(bn: BayesNet, min_length: int = 3) -> tuple[Chain, ...]:
             emissions.append(obs[0] if len(obs) == 1 else None)
         ok = all(e is not None for e in emissions) and all(
             _same_kind(conds[e], conds[emissions[0]]) for e in emissions)
-        tied = _concrete_equal([conds[k] for k in run]) and (
+        tied = tie and _concrete_equal([conds[k] for k in run]) and (
             not ok or _concrete_equal([conds[e] for e in emissions]))
-        runs.append(Chain(tuple(run), tuple(emissions) if ok else None, tied))
-    return tuple(runs)
+        found.append(Run(tuple(run), tuple(emissions) if ok else None, tied))
+    return tuple(found)
+
+
+class Reparam(eqx.Module):
+    """Which coordinates the latent nodes are sampled in: the config the log-density reads.
+
+    ``weights`` (n_cases, space.size) are the centring weights c per case and
+    coordinate: 1 centred, 0 auxiliary, in between partially centred (see the
+    module docstring). ``runs`` are the recurrent runs walked as one scan each
+    (static; :func:`runs`); with none the network is walked node by node, with
+    the same density. Build one with :meth:`centred`, :meth:`auxiliary`,
+    :meth:`auto`, :meth:`from_form` or :meth:`from_weights`.
+    """
+
+    space: LatentSpace = eqx.field(static=True)
+    weights: jnp.ndarray
+    runs: tuple[Run, ...] = eqx.field(static=True, default=())
+
+    @property
+    def n_cases(self) -> int:
+        return int(self.weights.shape[0])
+
+    @classmethod
+    def from_weights(cls, bn: BayesNet, weights, n_cases: int, tie: bool = True) -> Reparam:
+        """Given centring weights, broadcast to (n_cases, size) (e.g. one weight per coordinate)."""
+        space = LatentSpace.from_network(bn)
+        try:
+            w = jnp.broadcast_to(jnp.asarray(weights, jnp.float32), (n_cases, space.size))
+        except ValueError:
+            raise UsageError(f"centring weights of shape {np.shape(weights)} do not fit "
+                             f"{n_cases} case(s) x {space.size} latent coordinates") from None
+        return cls(space, w, runs(bn, tie=tie))
+
+    @classmethod
+    def centred(cls, bn: BayesNet, n_cases: int, tie: bool = True) -> Reparam:
+        """Every latent node in its own value (c = 1): u = z."""
+        space = LatentSpace.from_network(bn)
+        return cls(space, jnp.ones((n_cases, space.size)), runs(bn, tie=tie))
+
+    @classmethod
+    def auxiliary(cls, bn: BayesNet, n_cases: int, tie: bool = True) -> Reparam:
+        """Every latent node in its base noise (c = 0): u = ε."""
+        space = LatentSpace.from_network(bn)
+        return cls(space, jnp.zeros((n_cases, space.size)), runs(bn, tie=tie))
+
+    @classmethod
+    def auto(cls, bn: BayesNet, observed: Mapping[str, jnp.ndarray], n_cases: int,
+             partial: bool = False, mode_steps: int = 100, learning_rate: float = 0.05,
+             tie: bool = True) -> Reparam:
+        """Centring weights from the auxiliary form's curvature at its approximate mode.
+
+        κ = 1 - 1/h per coordinate, h the diagonal of -∇² log p(ε, data) after
+        ``mode_steps`` Adam steps from ε = 0 (the prior mode); cases are
+        independent, so one Hessian-vector product per coordinate serves all.
+        By default each latent node of each case is then centred when its mean κ
+        exceeds 1/2 (the data dominate its conditional prior) and auxiliary
+        otherwise. ``partial=True`` keeps κ itself, PRS's partial centring: optimal
+        in a two-level Gaussian model, but in runs of small-noise nodes (the
+        DBN) even κ ≈ 0.05 couples each coordinate to its parents and slows
+        mixing several-fold, so the binary rule is the default.
+        """
+        pilot = cls.auxiliary(bn, n_cases, tie=tie)
+        kappa = np.asarray(_kappa(bn, pilot, dict(observed), mode_steps, learning_rate))
+        if partial:
+            return cls(pilot.space, jnp.asarray(kappa), pilot.runs)
+        c = np.zeros_like(kappa)
+        for o, k in zip(pilot.space.offsets, pilot.space.dims):
+            c[:, o : o + k] = (kappa[:, o : o + k].mean(axis=1, keepdims=True) > 0.5)
+        return cls(pilot.space, jnp.asarray(c), pilot.runs)
+
+    @classmethod
+    def from_form(cls, bn: BayesNet, form: str, observed: Mapping[str, jnp.ndarray],
+                  n_cases: int, tie: bool = True) -> Reparam:
+        """``centred``, ``auxiliary`` or ``auto`` (:meth:`auto` with its defaults) by name."""
+        if form == "centred":
+            return cls.centred(bn, n_cases, tie=tie)
+        if form == "auxiliary":
+            return cls.auxiliary(bn, n_cases, tie=tie)
+        if form == "auto":
+            return cls.auto(bn, observed, n_cases, tie=tie)
+        raise UsageError(f"unknown form '{form}'; use one of {', '.join(FORMS)}")
+
+    def case(self, i) -> Reparam:
+        """The config of case ``i`` alone (weights (1, size))."""
+        return Reparam(self.space, self.weights[i][None], self.runs)
+
+    def node_by_node(self) -> Reparam:
+        """The same centring walked node by node, no run scanned (the same density)."""
+        return Reparam(self.space, self.weights, ())
 
 
 def _stack(modules):
@@ -197,7 +295,7 @@ def _run_coordinates(space: LatentSpace, names, parts, flat):
     return jnp.stack([parts[n] for n in names])
 
 
-def _walk_run(bn, space, run: Chain, pa0, u, centring, u_parts, c_parts, observed):
+def _scan_run(bn, space, run: Run, pa0, u, centring, u_parts, c_parts, observed):
     """Values (length, *batch, dim) and summed log-density (*batch) of one run.
 
     The scan carries only the state; every log-density term is then evaluated
@@ -251,119 +349,98 @@ def _walk_run(bn, space, run: Chain, pa0, u, centring, u_parts, c_parts, observe
     return zs, log_p
 
 
-def _walk(bn: BayesNet, space: LatentSpace, u, observed, centring,
-          plan: tuple[Chain, ...] | None = None):
-    """Map u to every node's value in topological order; also return log p(u, observed).
+def values(bn: BayesNet, reparam: Reparam, u: jnp.ndarray,
+           observed: Mapping[str, jnp.ndarray]) -> tuple[dict[str, jnp.ndarray], jnp.ndarray]:
+    """Every node's value for the coordinates ``u`` (n_cases, size), and log p(u, observed).
 
-    ``plan``: the network's :func:`chains`, computed outside ``jit`` so that tied
-    runs are known; ``None`` finds them here (untied when traced); ``()`` walks
-    node by node.
+    Latent nodes are mapped from ``u`` in topological order, observed nodes keep
+    their values; the log-density is per case, shape (n_cases,). The reparam's
+    runs are walked as one scan each, every other node one at a time.
     """
+    space, centring = reparam.space, reparam.weights
     u_parts = space.split(u)
     c_parts = space.split(centring)
     batch = u.shape[:-1]
-    values: dict[str, jnp.ndarray] = {}
+    out: dict[str, jnp.ndarray] = {}
     log_p = jnp.zeros(batch)
-    runs = {r.nodes[0]: r for r in (chains(bn) if plan is None else plan)}
+    starts = {r.nodes[0]: r for r in reparam.runs}
     done: set[int] = set()
     for j in bn.order:
         if j in done:
             continue
         name = bn.names[j]
         cond = bn.conditionals[j]
-        if j in runs:
-            run = runs[j]
-            zs, lp = _walk_run(bn, space, run, bn.parent_values(values, j, batch), u, centring,
+        if j in starts:
+            run = starts[j]
+            zs, lp = _scan_run(bn, space, run, bn.parent_values(out, j, batch), u, centring,
                                u_parts, c_parts, observed)
             for k, n in enumerate(bn.names[i] for i in run.nodes):
-                values[n] = zs[k]
+                out[n] = zs[k]
             for e in run.emissions or ():
-                values[bn.names[e]] = observed[bn.names[e]]
+                out[bn.names[e]] = observed[bn.names[e]]
             done.update(run.nodes + (run.emissions or ()))
             log_p = log_p + lp
             continue
-        pa = bn.parent_values(values, j, batch)
+        pa = bn.parent_values(out, j, batch)
         if bn.observed[j]:
-            values[name] = observed[name]
+            out[name] = observed[name]
             log_p = log_p + cond.log_prob(observed[name], pa)
             continue
-        values[name], lp = _latent_step(cond, pa, u_parts[name], c_parts[name])
+        out[name], lp = _latent_step(cond, pa, u_parts[name], c_parts[name])
         log_p = log_p + lp
-    return values, log_p
+    return out, log_p
 
 
-def log_density(bn: BayesNet, space: LatentSpace, u, observed: Mapping[str, jnp.ndarray],
-                centring, plan: tuple[Chain, ...] | None = None) -> jnp.ndarray:
-    """log p(u, observed) summed over cases; ``u`` and ``centring`` are (n_cases, size).
-
-    ``plan``: see :func:`_walk`.
-    """
-    return jnp.sum(_walk(bn, space, u, observed, centring, plan)[1])
+def log_density(bn: BayesNet, reparam: Reparam, u: jnp.ndarray,
+                observed: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
+    """log p(u, observed) summed over cases; ``u`` is (n_cases, size)."""
+    return jnp.sum(values(bn, reparam, u, observed)[1])
 
 
-def latent_values(bn: BayesNet, space: LatentSpace, u, observed, centring,
-                  plan: tuple[Chain, ...] | None = None) -> jnp.ndarray:
+def latent_values(bn: BayesNet, reparam: Reparam, u: jnp.ndarray,
+                  observed: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
     """The latent values z (same shape as ``u``) that the coordinates ``u`` stand for."""
-    values, _ = _walk(bn, space, u, observed, centring, plan)
-    return space.join({n: values[n] for n in space.names})
+    out, _ = values(bn, reparam, u, observed)
+    return reparam.space.join({n: out[n] for n in reparam.space.names})
 
 
-def coordinates(bn: BayesNet, space: LatentSpace, z, observed, centring) -> jnp.ndarray:
-    """Inverse of :func:`latent_values`: u from the latent values z."""
+def coordinates(bn: BayesNet, reparam: Reparam, z: jnp.ndarray,
+                observed: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
+    """Inverse of :func:`latent_values`: the coordinates u of the latent values z."""
+    space = reparam.space
     z_parts = space.split(z)
-    c_parts = space.split(centring)
+    c_parts = space.split(reparam.weights)
     batch = z.shape[:-1]
-    values: dict[str, jnp.ndarray] = dict(observed)
+    known: dict[str, jnp.ndarray] = dict(observed)
     u_parts = {}
     for j in bn.order:
         name = bn.names[j]
         if bn.observed[j]:
             continue
-        loc, scale = bn.conditionals[j].loc_scale(bn.parent_values(values, j, batch))
+        loc, scale = bn.conditionals[j].loc_scale(bn.parent_values(known, j, batch))
         c = c_parts[name]
         u_parts[name] = (z_parts[name] - (1.0 - c) * loc) / scale ** (1.0 - c)
-        values[name] = z_parts[name]
+        known[name] = z_parts[name]
     return space.join(u_parts)
 
 
-def prior_latents(bn: BayesNet, space: LatentSpace, key, observed, n_cases: int) -> jnp.ndarray:
-    """Latent values drawn from the prior (ancestral, observed nodes clamped): (n_cases, size)."""
-    eps = bn.base_sample(key, n_cases)
-    zero = jnp.zeros((n_cases, space.size))
-    return latent_values(bn, space, space.join({n: eps[n] for n in space.names}), observed, zero)
+def prior_latents(bn: BayesNet, reparam: Reparam, key: jax.Array,
+                  observed: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
+    """Latent values drawn from the prior (ancestral, observed nodes clamped): (n_cases, size).
 
-
-def auto_centring(bn: BayesNet, space: LatentSpace, observed, n_cases: int,
-                  partial: bool = False, mode_steps: int = 100,
-                  learning_rate: float = 0.05,
-                  plan: tuple[Chain, ...] | None = None) -> jnp.ndarray:
-    """Centring weights from the auxiliary form's curvature at its approximate mode.
-
-    κ = 1 - 1/h per coordinate, h the diagonal of -∇² log p(ε, data) after
-    ``mode_steps`` Adam steps from ε = 0 (the prior mode); cases are
-    independent, so one Hessian-vector product per coordinate serves all.
-    By default each latent node of each case is then centred when its mean κ
-    exceeds 1/2 (the data dominate its conditional prior) and auxiliary
-    otherwise. ``partial=True`` returns κ itself, PRS's partial centring: optimal
-    in a two-level Gaussian model, but in chains of small-noise nodes (the
-    DBN) even κ ≈ 0.05 couples each coordinate to its parents and slows
-    mixing several-fold, so the binary rule is the default.
+    Only the reparam's layout and runs are used: the draw does not depend on its weights.
     """
-    zero = jnp.zeros((n_cases, space.size))
-    kappa = np.asarray(_auto_centring(bn, space, dict(observed), zero, mode_steps,
-                                      learning_rate, plan))
-    if partial:
-        return jnp.asarray(kappa)
-    c = np.zeros_like(kappa)
-    for o, k in zip(space.offsets, space.dims):
-        c[:, o : o + k] = (kappa[:, o : o + k].mean(axis=1, keepdims=True) > 0.5)
-    return jnp.asarray(c)
+    space, n_cases = reparam.space, reparam.n_cases
+    eps = bn.base_sample(key, n_cases)
+    auxiliary = Reparam(space, jnp.zeros((n_cases, space.size)), reparam.runs)
+    return latent_values(bn, auxiliary, space.join({n: eps[n] for n in space.names}), observed)
 
 
 @eqx.filter_jit
-def _auto_centring(bn, space, observed, zero, mode_steps, learning_rate, plan):
+def _kappa(bn, pilot: Reparam, observed, mode_steps, learning_rate):
+    """κ per case and coordinate at the approximate mode of the auxiliary form ``pilot``."""
     def neg(u):
-        return -log_density(bn, space, u, observed, zero, plan)
+        return -log_density(bn, pilot, u, observed)
 
     opt = optax.adam(learning_rate)
 
@@ -372,7 +449,8 @@ def _auto_centring(bn, space, observed, zero, mode_steps, learning_rate, plan):
         upd, s = opt.update(jax.grad(neg)(u), s, u)
         return (optax.apply_updates(u, upd), s), None
 
-    (u, _), _ = jax.lax.scan(step, (zero, opt.init(zero)), None, length=mode_steps)
+    start = pilot.weights  # zeros (the auxiliary form): ε = 0, the prior mode
+    (u, _), _ = jax.lax.scan(step, (start, opt.init(start)), None, length=mode_steps)
     grad = jax.grad(neg)
 
     def hessian_diagonal_entry(k):
