@@ -47,7 +47,16 @@ def test_sample_all_nodes_vector_columns(tmp_path, capsys):
     (["sample", "example:nope", "-n", "2", "-o", "{tmp}/a.csv"], "unknown example 'nope'"),
     (["sample", "{tmp}/missing.json", "-n", "2", "-o", "{tmp}/a.csv"], "no such network file"),
     (["sample", "{tmp}/bad.json", "-n", "2", "-o", "{tmp}/a.csv"], "unknown node 'q'"),
-    (["sample", "example:ecoli70", "-n", "0", "-o", "{tmp}/a.csv"], "-n must be at least 1"),
+    (["sample", "example:ecoli70", "-n", "0", "-o", "{tmp}/a.csv"],
+     "number of samples must be at least 1"),
+    (["sample", "example:ecoli70", "-n", "1000000000", "-o", "{tmp}/a.csv"],
+     "draw fewer at a time"),
+    (["siren", "train", "example:arithmetic-circuit", "{tmp}/a.csv", "--out", "{tmp}/o",
+      "--blocks", "0"], "number of flow blocks must be at least 1"),
+    (["siren", "train", "example:arithmetic-circuit", "{tmp}/a.csv", "--out", "{tmp}/o",
+      "--iw", "0"], "number of importance samples must be at least 1"),
+    (["siren", "train", "example:arithmetic-circuit", "{tmp}/a.csv", "--out", "{tmp}/o",
+      "--lr", "-1"], "learning rate must be a positive number"),
 ])
 def test_errors_are_one_line_exit_2(tmp_path, capsys, args, message):
     (tmp_path / "bad.json").write_text(json.dumps({

@@ -28,6 +28,8 @@ from deepbn import graph
 from deepbn.conditionals import Conditional, LinearGaussian, base_noise, check_conditional
 from deepbn.errors import CycleError, NetworkFileError, UsageError
 
+MAX_SAMPLE_VALUES = 2**28  # one draw of 2 GiB as a float64 table: more is refused up front
+
 
 class BayesNet(eqx.Module):
     """A DAG of named nodes, each with a conditional distribution given its parents.
@@ -232,6 +234,14 @@ class BayesNet(eqx.Module):
 
     def sample(self, key, n: int | None = None) -> dict[str, jnp.ndarray]:
         """Ancestral sample of ``n`` joint draws (jitted); ``n=None`` gives one draw."""
+        if n is not None:
+            if n < 1:
+                raise UsageError(f"the number of samples must be at least 1, got {n}")
+            values = n * sum(self.dims)
+            if values > MAX_SAMPLE_VALUES:
+                raise UsageError(f"{n} samples of {sum(self.dims)} dimensions are {values:.3g} "
+                                 f"numbers (about {values * 8 / 2**30:.0f} GiB as a table); "
+                                 "draw fewer at a time, with different seeds")
         return _sample(self, key, n)
 
     # ----- closed forms -----------------------------------------------------

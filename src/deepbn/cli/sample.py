@@ -24,8 +24,6 @@ def sample(
     as_json: bool = JsonOption,
 ) -> None:
     """Draw N joint samples (ancestral sampling) and write the observed nodes as CSV."""
-    if n < 1:
-        raise UsageError(f"-n must be at least 1, got {n}")
     net = load(bn)
     start = time.perf_counter()
     values = net.sample(jax.random.key(seed), n)

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from deepbn import graph, plots
 from deepbn.cli.common import JsonOption, SeedOption, node_list, progress_bar, report
 from deepbn.data import match_columns, read_table
-from deepbn.errors import DataError, UsageError
+from deepbn.errors import DataError
 from deepbn.examples import load
 from deepbn.results import ResultsFolder
 from deepbn.vae import siren, siren_experiment
@@ -51,8 +51,7 @@ def train(
     net = load(bn)
     names = default_latent(net) if latent is None else node_list(latent)
     spec = siren.SirenSpec.from_network(net, names, variant)
-    if epochs < 1:
-        raise UsageError("--epochs must be at least 1")
+    siren_experiment.check_settings(epochs, batch, lr, blocks, iw=iw)
     table = read_table(data, allow_constant=True)
     x = match_columns(table, list(spec.observed), f"the observed nodes of {bn}",
                       ignore=list(spec.latent))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -13,9 +12,9 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from deepbn import plots
-from deepbn.atomic import atomic_write
 from deepbn.cli.common import JsonOption, SeedOption, console, report
 from deepbn.errors import UsageError
+from deepbn.results import ResultsFolder
 from deepbn.vae import data as vae_data
 from deepbn.vae import experiment, latent_dag
 
@@ -63,18 +62,11 @@ def train(
     as_json: bool = JsonOption,
 ) -> None:
     """Train a latent-DAG VAE; a progress bar shows the running ELBO."""
-    if structure not in latent_dag.STRUCTURES:
-        raise UsageError(f"--structure must be one of {', '.join(latent_dag.STRUCTURES)}, "
-                         f"got '{structure}'")
-    if nodes < 1 or latent_dim < 1 or latent_dim % nodes:
-        raise UsageError(f"--latent-dim {latent_dim} must be a positive multiple of --nodes "
-                         f"{nodes}")
-    if epochs < 1:
-        raise UsageError("--epochs must be at least 1")
+    experiment.make_config(1, structure, nodes, latent_dim)  # settings first, data after
+    experiment.check_training(epochs, batch, lr, lr_decay, temperature_decay)
+    folder = ResultsFolder(out, "vae train")
     d = vae_data.load(data)
-    cfg = latent_dag.GraphVAEConfig(input_dim=d.input_dim, nodes=nodes,
-                                    node_dim=latent_dim // nodes, structure=structure,
-                                    likelihood=d.likelihood)
+    cfg = experiment.make_config(d.input_dim, structure, nodes, latent_dim, d.likelihood)
     experiment.check_folder(cfg, d, out, batch, lr, lr_decay, temperature_decay, seed)
     steps = d.train.shape[0] // max(batch, 1)
     columns = [TextColumn(f"{structure}"), BarColumn(), TextColumn("epoch {task.fields[epoch]}"),
@@ -92,7 +84,7 @@ def train(
             bar.update(task, completed=rec["epoch"] * steps, epoch=rec["epoch"],
                        elbo=rec["elbo"])
 
-        result = experiment.train(cfg, d, out, epochs, batch=batch, lr=lr, lr_decay=lr_decay,
+        result = experiment.train(cfg, d, folder, epochs, batch=batch, lr=lr, lr_decay=lr_decay,
                                   temperature_decay=temperature_decay, seed=seed,
                                   progress=in_epoch, on_epoch_end=epoch_end)
     seconds = time.perf_counter() - t0
@@ -120,8 +112,7 @@ def train(
         "structure_edges": experiment.structure_edges(cfg, params),
         "stopped": result["message"],
     }
-    with atomic_write(out / "summary.json") as f:
-        json.dump(summary, f, indent=1, default=float)
+    summary = folder.write_summary(summary)
     if result["message"]:
         raise UsageError(result["message"])
     edges = ", ".join(f"z{i + 1}→z{j + 1}" for i, j in summary["structure_edges"]) or "none"
@@ -145,11 +136,10 @@ def evaluate(
     as_json: bool = JsonOption,
 ) -> None:
     """Test-set IWAE log-likelihood, ELBO and KL -> FOLDER/eval.json."""
-    if iw < 1:
-        raise UsageError("--iw must be at least 1")
+    experiment.check_evaluation(iw, max_examples)
     cfg, settings = experiment.read_config(folder)
     d = vae_data.load(settings["data"])
-    n = min(max_examples or d.test.shape[0], d.test.shape[0])
+    n = d.test.shape[0] if max_examples is None else min(max_examples, d.test.shape[0])
     columns = [TextColumn(f"IWAE k={iw}"), BarColumn(),
                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn()]
     with Progress(*columns, console=console) as bar:

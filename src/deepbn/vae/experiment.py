@@ -20,8 +20,8 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,13 +30,42 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from deepbn import run as run_layer
 from deepbn import train as training
-from deepbn.atomic import atomic_write
 from deepbn.errors import UsageError
+from deepbn.results import ResultsFolder, write_json
 from deepbn.vae import evaluate, latent_dag
 from deepbn.vae.data import VAEData, load
 
-CONFIG = "config.json"
+CONFIG = ResultsFolder.CONFIG
+_NOT_SETTINGS = ("command", "deepbn_version", "epochs")  # config.json keys a resume may change
+
+
+def make_config(input_dim: int, structure: str = "learned", nodes: int = 5,
+                latent_dim: int = 80, likelihood: str = "bernoulli") -> latent_dag.GraphVAEConfig:
+    """The model for ``latent_dim`` latent dimensions split evenly over ``nodes`` nodes."""
+    if nodes < 1 or latent_dim < 1 or latent_dim % nodes:
+        raise UsageError(f"the latent dimension ({latent_dim}) must be a positive multiple of "
+                         f"the number of latent nodes ({nodes})")
+    return latent_dag.GraphVAEConfig(input_dim=input_dim, nodes=nodes,
+                                     node_dim=latent_dim // nodes, structure=structure,
+                                     likelihood=likelihood).check()
+
+
+def check_training(epochs: int, batch: int, lr: float, lr_decay: float,
+                   temperature_decay: float, n_train: int | None = None) -> None:
+    """One-line errors for training settings no run can use."""
+    if epochs < 1:
+        raise UsageError(f"epochs must be at least 1, got {epochs}")
+    if batch < 1 or (n_train is not None and batch > n_train):
+        raise UsageError(f"batch size {batch} must be between 1 and the "
+                         f"{n_train if n_train is not None else 'number of'} training examples")
+    if not (math.isfinite(lr) and lr > 0):
+        raise UsageError(f"the learning rate must be a positive number, got {lr}")
+    for name, value in (("learning-rate decay", lr_decay),
+                        ("temperature decay", temperature_decay)):
+        if not (math.isfinite(value) and 0 < value <= 1):
+            raise UsageError(f"the {name} must be in (0, 1], got {value}")
 
 
 def loss_fn(cfg: latent_dag.GraphVAEConfig) -> Callable:
@@ -56,32 +85,27 @@ def optimizer(steps_per_epoch: int, lr: float = 1e-3, lr_decay: float = 0.99):
 
 def _settings(cfg, d: VAEData, batch, lr, lr_decay, temperature_decay, seed) -> dict:
     return {"model": cfg._asdict(), "data": d.source, "train_shape": list(d.train.shape),
-            "train_digest": data_digest(d.train), "batch": batch, "lr": lr,
+            "train_digest": run_layer.fingerprint(d.train, {}), "batch": batch, "lr": lr,
             "lr_decay": lr_decay, "temperature_decay": temperature_decay, "seed": seed}
 
 
-def data_digest(a: np.ndarray) -> str:
-    """A cheap fingerprint of a data array (shape, dtype and a strided sample of rows)."""
-    rows = a[:: max(1, a.shape[0] // 64)]
-    return hashlib.sha256(np.ascontiguousarray(rows).tobytes()).hexdigest()[:16]
-
-
-def train(cfg: latent_dag.GraphVAEConfig, d: VAEData, out: str | Path, epochs: int,
+def train(cfg: latent_dag.GraphVAEConfig, d: VAEData, out: str | Path | ResultsFolder,
+          epochs: int,
           batch: int = 64, lr: float = 1e-3, lr_decay: float = 0.99,
           temperature_decay: float = 0.99, seed: int = 0, valid_examples: int = 1000,
           progress: Callable[[int, float], None] | None = None,
           on_epoch_end: Callable[[dict], None] | None = None) -> dict:
-    """Train (or resume) in ``out``; returns ``{"history", "message", "params", "fixed"}``."""
+    """Train (or resume) in ``out``; returns ``{"history", "message", "params", "fixed"}``.
+
+    ``out``: a folder, or the :class:`~deepbn.results.ResultsFolder` of the command that
+    will also write its summary there.
+    """
     cfg = cfg._replace(input_dim=d.input_dim, likelihood=d.likelihood).check()
-    if batch < 1 or batch > d.train.shape[0]:
-        raise UsageError(f"batch {batch} must be between 1 and the {d.train.shape[0]} training "
-                         "examples")
-    out = Path(out)
+    check_training(epochs, batch, lr, lr_decay, temperature_decay, d.train.shape[0])
+    folder = out if isinstance(out, ResultsFolder) else ResultsFolder(out, "vae train")
+    out = folder.path
     settings = check_folder(cfg, d, out, batch, lr, lr_decay, temperature_decay, seed)
-    out.mkdir(parents=True, exist_ok=True)
-    config_path = out / CONFIG
-    with atomic_write(config_path) as f:
-        json.dump({**settings, "epochs": epochs}, f, indent=1)
+    folder.write_config({**settings, "epochs": epochs})
 
     key = jax.random.key(seed)
     k_init, k_train, k_valid = jax.random.split(key, 3)
@@ -106,8 +130,7 @@ def train(cfg: latent_dag.GraphVAEConfig, d: VAEData, out: str | Path, epochs: i
         fingerprint=json.loads(json.dumps(settings)),
         scalars_for=lambda e: {"temperature": jnp.float32(temperature_decay ** e)},
         on_epoch=on_epoch)
-    with atomic_write(out / "history.json") as f:
-        json.dump(history.records, f, indent=1)
+    folder.write_history(history.records)
     return {"history": history.records, "message": message, "params": carry[0],
             "fixed": carry[1], "config": cfg}
 
@@ -121,7 +144,8 @@ def check_folder(cfg: latent_dag.GraphVAEConfig, d: VAEData, out: str | Path, ba
     config_path = Path(out) / CONFIG
     if config_path.exists():
         old = json.loads(config_path.read_text())
-        if {k: v for k, v in old.items() if k != "epochs"} != json.loads(json.dumps(settings)):
+        old = {k: v for k, v in old.items() if k not in _NOT_SETTINGS}
+        if old != json.loads(json.dumps(settings)):
             raise UsageError(f"{out} holds a different model or data ({_difference(old, settings)})"
                              "; use another --out folder")
     return settings
@@ -145,6 +169,8 @@ def read_config(out: str | Path) -> tuple[latent_dag.GraphVAEConfig, dict]:
         raise UsageError(f"{out} holds no trained model ({CONFIG} missing); run "
                          "'deepbn vae train ... --out DIR' first")
     settings = json.loads(config_path.read_text())
+    if "model" not in settings:
+        raise UsageError(f"{out}: {CONFIG} was not written by 'deepbn vae train'")
     cfg = latent_dag.GraphVAEConfig(**{k: tuple(v) if isinstance(v, list) else v
                                        for k, v in settings["model"].items()})
     return cfg, settings
@@ -169,10 +195,19 @@ def structure_edges(cfg: latent_dag.GraphVAEConfig, params) -> list[list[int]]:
     return [[i, j] for (i, j), p in zip(latent_dag.edges(cfg.nodes), probs) if p > 0.5]
 
 
+def check_evaluation(iw: int, max_examples: int | None = None) -> None:
+    """One-line errors for evaluation settings no run can use."""
+    if iw < 1:
+        raise UsageError(f"the number of importance samples must be at least 1, got {iw}")
+    if max_examples is not None and max_examples < 1:
+        raise UsageError(f"the number of test examples must be at least 1, got {max_examples}")
+
+
 def evaluate_folder(out: str | Path, iw: int = 5000, max_examples: int | None = None,
                     seed: int = 0, data: VAEData | None = None,
                     progress: Callable[[int], None] | None = None) -> dict:
     """IWAE log-likelihood (k = ``iw``), ELBO and KL on the test split; writes ``eval.json``."""
+    check_evaluation(iw, max_examples)
     cfg, settings, params, fixed, records = load_folder(out)
     d = data if data is not None else load(settings["data"])
     test = d.test[:max_examples] if max_examples else d.test
@@ -187,6 +222,5 @@ def evaluate_folder(out: str | Path, iw: int = 5000, max_examples: int | None = 
               "gate_probabilities": [float(p) for p in latent_dag.gate_probabilities(cfg,
                                                                                      params)],
               "epochs": len(records), "structure_kind": cfg.structure}
-    with atomic_write(Path(out) / "eval.json") as f:
-        json.dump(result, f, indent=1)
+    write_json(Path(out) / "eval.json", result)
     return result

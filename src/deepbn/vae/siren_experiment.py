@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,6 +36,21 @@ from deepbn.results import write_json
 from deepbn.vae import siren
 
 
+def check_settings(epochs: int = 300, batch: int = 64, lr: float = 3e-3, blocks: int = 4,
+                   hidden: Sequence[int] = (64,), iw: int = 1000) -> None:
+    """One-line errors for training settings no run can use."""
+    for name, value in (("epochs", epochs), ("batch size", batch), ("flow blocks", blocks),
+                        ("importance samples", iw)):
+        if value < 1:
+            raise UsageError(f"the number of {name} must be at least 1, got {value}"
+                             if name != "batch size" else
+                             f"the batch size must be at least 1, got {value}")
+    if not hidden or min(hidden) < 1:
+        raise UsageError(f"hidden layer widths must be at least 1, got {list(hidden)}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise UsageError(f"the learning rate must be a positive number, got {lr}")
+
+
 def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray,
           x_test: np.ndarray, epochs: int = 300, batch: int = 64, lr: float = 3e-3,
           blocks: int = 4, hidden: Sequence[int] = (64,), seed: int = 0,
@@ -42,6 +58,7 @@ def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray
           progress: Callable[[int, float], None] | None = None,
           on_epoch_end: Callable[[dict], None] | None = None) -> dict:
     """Fit one variant; returns eval numbers (``nll``, ``re``, ``seconds``) and the history."""
+    check_settings(epochs, batch, lr, blocks, hidden, iw)
     spec = siren.SirenSpec.from_network(bn, latent, variant)
     x_train = np.asarray(x_train, np.float32)
     x_test = np.asarray(x_test, np.float32)
