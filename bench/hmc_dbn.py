@@ -56,7 +56,7 @@ def _dbn_params(bn):
     z2 = bn.conditionals[bn.index("z2")]
     x1 = bn.conditionals[bn.index("x1")]
     (w, c), = x1.net.layers
-    return z2.weight, z2.bias, z2.scale, w[0], c[0]
+    return z2.weight, z2.bias, z2.scale, w[:, 0], c[0]
 
 
 def run_deepbn(network, form, chains, warmup, samples):

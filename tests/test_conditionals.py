@@ -25,7 +25,7 @@ def _linear(cls, **kw):
 
 def _np_mlp(layers, x, act):
     for k, (w, b) in enumerate(layers):
-        x = np.asarray(w, np.float64) @ x + np.asarray(b, np.float64)
+        x = np.asarray(w, np.float64).T @ x + np.asarray(b, np.float64)  # w is (in, out)
         if k < len(layers) - 1:
             x = act(x)
     return x

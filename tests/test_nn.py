@@ -22,7 +22,7 @@ def test_normal_log_prob_matches_scipy_elementwise_and_summed():
 
 def _numpy_forward(layers, x, f):
     for k, (w, b) in enumerate(layers):
-        x = x @ np.asarray(w).T + np.asarray(b)
+        x = x @ np.asarray(w) + np.asarray(b)
         if k < len(layers) - 1:
             x = f(x)
     return x
@@ -51,7 +51,7 @@ def test_batch_norm_uses_batch_statistics_in_training_and_running_ones_in_evalua
     net = nn.MLP.init(jax.random.key(0), (3, 5, 2), batch_norm=True)
     x = jax.random.normal(jax.random.key(1), (256, 3)) * 3.0 + 1.0
     w, b = net.layers[0]
-    pre = x @ w.T + b
+    pre = x @ w + b
     y_train, new = net.train_apply(x)
     mean, var = new.running[0].value
     np.testing.assert_allclose(mean, 0.1 * jnp.mean(pre, 0), rtol=1e-4, atol=1e-6)

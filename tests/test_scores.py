@@ -110,8 +110,8 @@ def test_linear_and_mlp_likelihoods_against_direct_formulas():
     (W1, b1), (W2, b2) = (tuple(np.asarray(a) for a in layer) for layer in mlp["net"].layers)
     log_sigma = np.asarray(mlp["log_sigma"])
     for j in range(3):
-        h = np.maximum((x * G[:, j]) @ W1[j].T + b1[j], 0)
-        mean = h @ W2[j, 0] + b2[j, 0]
+        h = np.maximum((x * G[:, j]) @ W1[j] + b1[j], 0)
+        mean = h @ W2[j][:, 0] + b2[j, 0]
         lp = stats.norm(mean, np.exp(log_sigma[j])).logpdf(x[:, j])
         assert float(got[j]) == pytest.approx(float((lp * keep[:, j]).sum()), rel=1e-4)
 

@@ -151,8 +151,8 @@ def _encode(c: Conditional) -> dict:
         value = getattr(c, field)
         if field == "net":  # an MLP: its layers and activation
             params["layers"] = [
-                {"weight": np.asarray(w).tolist(), "bias": np.asarray(b).tolist()}
-                for w, b in value.layers
+                {"weight": np.asarray(w).T.tolist(), "bias": np.asarray(b).tolist()}
+                for w, b in value.layers  # (in, out) in memory, (out, in) in the file
             ]
             params["activation"] = value.activation
         elif field in _ARRAYS:
@@ -183,7 +183,7 @@ def _decode_mlp(params: dict, where: str) -> MLP:
     activation = params.get("activation", "tanh")
     if not isinstance(activation, str):
         raise NetworkFileError(f"{where}: 'activation' must be a name such as \"tanh\"")
-    layers = tuple((_array(layer.get("weight"), f"{where} layer {k} weight", 2),
+    layers = tuple((_array(layer.get("weight"), f"{where} layer {k} weight", 2).T,
                     _array(layer.get("bias"), f"{where} layer {k} bias", 1))
                    for k, layer in enumerate(value))
     return MLP(layers, activation=activation)

@@ -178,7 +178,7 @@ class MLPGaussian(Conditional):
     """
 
     family: ClassVar[str] = "mlp-gaussian"
-    net: MLP  # the file's ``layers`` ((W (out, in), b), ...) and ``activation``
+    net: MLP  # the file's ``layers`` ((W (out, in), b), ...; transposed in memory), activation
     scale: jnp.ndarray  # (dim,), used when not learn_scale
     learn_scale: bool = eqx.field(static=True, default=False)
 
@@ -298,14 +298,15 @@ def check_conditional(c: Conditional, where: str) -> None:
         if not layers:
             raise NetworkFileError(f"{where}: needs at least one layer")
         for k, (w, b) in enumerate(layers):
-            if w.ndim != 2 or b.shape != (w.shape[0],):
-                raise NetworkFileError(f"{where}: layer {k} has weight {w.shape}, bias {b.shape}")
-            if k and w.shape[1] != layers[k - 1][0].shape[0]:
+            if w.ndim != 2 or b.shape != (w.shape[1],):  # (in, out) in memory
+                raise NetworkFileError(f"{where}: layer {k} has weight {w.shape[::-1]}, "
+                                       f"bias {b.shape}; need weight (out, in), bias (out,)")
+            if k and w.shape[0] != layers[k - 1][0].shape[1]:
                 raise NetworkFileError(f"{where}: layer {k} input size does not match layer {k-1}")
     if isinstance(c, MLPGaussian):
         s = np.asarray(c.scale)
         want = 2 * c.dim if c.learn_scale else c.dim
-        if layers[-1][0].shape[0] != want:
+        if layers[-1][0].shape[1] != want:
             raise NetworkFileError(f"{where}: last layer must have {want} outputs for dim {c.dim}")
         if np.any(s <= 0):
             raise NetworkFileError(f"{where}: scale must be positive, got {s.tolist()}")

@@ -71,7 +71,7 @@ def kingma_dbn(T: int = 20, dim: int = 10, sigma_z: float = 0.1, seed: int = 0) 
     for t in range(1, T + 1):
         names.append(f"x{t}")
         parents.append([f"z{t}"])
-        conds.append(Bernoulli(MLP(((jnp.asarray(w), jnp.zeros(1)),), activation="tanh")))
+        conds.append(Bernoulli(MLP(((jnp.asarray(w).T, jnp.zeros(1)),), activation="tanh")))
         observed.append(True)
     return BayesNet(names, parents, conds, observed, source="example:kingma-dbn")
 

@@ -86,7 +86,7 @@ def spectral_norm_estimate(w, u, iterations: int, restart: float = 0.1):
 class ResidualBlock(eqx.Module):
     """One block f(z) = z + g(z; x) with masked, spectrally normalised layers."""
 
-    net: MLP  # g's masked layers (W (out, in)); its masks are fixed
+    net: MLP  # g's masked layers (W (in, out)); its masks are fixed
     power_vectors: tuple  # Fixed power-iteration vectors (out,) per layer
     beta_raw: tuple  # LipSwish β = softplus(beta_raw) per hidden layer
     out_shift: jnp.ndarray  # (dim,) elementwise affine after the block (when ``affine``)
@@ -103,7 +103,7 @@ class ResidualBlock(eqx.Module):
              affine: bool = False) -> ResidualBlock:
         k_net, k_vec = jax.random.split(key)
         net = MLP.init(k_net, (n_inputs, *hidden, dim), allowed=allowed)
-        vectors = tuple(Fixed(_normalise(jax.random.normal(k, (w.shape[0],))))
+        vectors = tuple(Fixed(_normalise(jax.random.normal(k, (w.shape[1],))))
                         for k, (w, _) in zip(jax.random.split(k_vec, len(net.layers)),
                                              net.layers))
         beta = tuple(jnp.full(h, 0.5413, jnp.float32) for h in hidden)  # softplus(0.5413) = 1
@@ -119,7 +119,7 @@ class ResidualBlock(eqx.Module):
             if self.spectral == "exact":
                 sigma = spectral_norm(wm)
             else:
-                sigma, u = spectral_norm_estimate(wm, u, iterations or self.power_iterations)
+                sigma, u = spectral_norm_estimate(wm.T, u, iterations or self.power_iterations)
             out.append((wm * jnp.minimum(1.0, self.lipschitz / sigma), b))
             vectors.append(Fixed(u))
         return tuple(out), tuple(vectors)
@@ -149,17 +149,18 @@ class ResidualBlock(eqx.Module):
     def _residual_and_diagonal(self, z, cond, weights):
         """g(z) and ∂g_j/∂z_j in closed form for one hidden layer.
 
-        ∂g_j/∂z_j = Σ_h W2[j, h] φ'(a_h) W1[h, j], with a the pre-activations: d·H
-        per example, where d Jacobian-vector products would cost d²·H.
+        ∂g_j/∂z_j = Σ_h W1[j, h] φ'(a_h) W2[h, j] (weights (in, out)), with a the
+        pre-activations: d·H per example, where d Jacobian-vector products would
+        cost d²·H.
         """
         (w1, b1), (w2, b2) = weights
         h = z if cond is None else jnp.concatenate([z, cond], axis=-1)
-        a = h @ w1.T + b1
+        a = h @ w1 + b1
         beta = jax.nn.softplus(self.beta_raw[0])
         s = jax.nn.sigmoid(beta * a)
         slope = (s + beta * a * s * (1.0 - s)) / 1.1  # d/da of lipswish
-        diag = slope @ (w2.T * w1[:, : self.dim])
-        return lipswish(a, beta) @ w2.T + b2, diag
+        diag = slope @ (w2 * w1[: self.dim].T)
+        return lipswish(a, beta) @ w2 + b2, diag
 
     def forward(self, z, cond=None):
         """(f(z), log|det ∂f/∂z|) with the exact log-determinant from the diagonal."""

@@ -111,9 +111,9 @@ def network_from_graph(G: np.ndarray, names: Sequence[str], model: str, x_scaled
 def _mlp_conditional(theta, j: int, pa: list[int], center, scale):
     """mean_j = w2 · relu(W1 (x_s,pa) + b1) + b2 in standardised units, as an MLP on x_pa."""
     (W1, b1), (W2, b2) = theta["net"].layers  # node j's MLP is row j of each stacked array
-    W1 = np.asarray(W1[j], np.float64)[:, pa]  # (hidden, |pa|)
+    W1 = np.asarray(W1[j], np.float64)[pa, :].T  # (hidden, |pa|)
     b1 = np.asarray(b1[j], np.float64)
-    w2 = np.asarray(W2[j, 0], np.float64)
+    w2 = np.asarray(W2[j][:, 0], np.float64)
     b2 = float(b2[j, 0])
     sigma = float(np.exp(theta["log_sigma"][j]))
     if not pa:
@@ -122,8 +122,8 @@ def _mlp_conditional(theta, j: int, pa: list[int], center, scale):
                               jnp.asarray([scale[j] * sigma], jnp.float32))
     W1_orig = W1 / scale[pa]
     b1_orig = b1 - W1_orig @ center[pa]
-    layers = ((jnp.asarray(W1_orig, jnp.float32), jnp.asarray(b1_orig, jnp.float32)),
-              (jnp.asarray(scale[j] * w2[None, :], jnp.float32),
+    layers = ((jnp.asarray(W1_orig.T, jnp.float32), jnp.asarray(b1_orig, jnp.float32)),
+              (jnp.asarray(scale[j] * w2[:, None], jnp.float32),
                jnp.asarray([center[j] + scale[j] * b2], jnp.float32)))
     return MLPGaussian(MLP(layers, activation="relu"), jnp.asarray([scale[j] * sigma],
                                                                    jnp.float32), False)
