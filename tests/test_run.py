@@ -183,6 +183,33 @@ def test_particles_and_chains_shard_across_two_devices_with_the_same_results():
         a = learn_structure(x, cfg, steps=30, shard=True)
         b = learn_structure(x, cfg, steps=30, shard=False)
         assert np.allclose(a.posterior.log_joint, b.posterior.log_joint, rtol=1e-4)
+        # MCMC-EM: the cases' chains
+        from deepbn.inference import em
+        bn = examples.gaussian_hierarchy(groups=2, per_group=2)
+        x = bn.sample(jax.random.key(1), 8)
+        obs = {n: x[n] for n in bn.observed_names}
+        cfg = em.FitConfig(iterations=6, hmc_transitions=2)
+        a = em.fit(bn, obs, cfg, seed=2, shard=True)
+        b = em.fit(bn, obs, cfg, seed=2, shard=False)
+        np.testing.assert_allclose(a.curve, b.curve, rtol=1e-4, atol=1e-4)
+        # minibatch rows (Graph VAE): a batch of 8 rows split 4 + 4, batch norm included
+        import optax
+        from deepbn import train
+        from deepbn.vae import experiment, latent_dag
+        gcfg = latent_dag.GraphVAEConfig(input_dim=6, nodes=2, node_dim=2, encoder_hidden=(8,),
+                                         node_hidden=4, decoder_hidden=(8,))
+        params, fixed = latent_dag.init(jax.random.key(0), gcfg)
+        rows = (np.random.default_rng(0).random((32, 6)) < 0.5).astype(np.float32)
+        opt = optax.adam(1e-2)
+        assert len(run.batch_sharding(8, "rows").device_set) == 2
+        assert run.batch_sharding(7, "rows") is None  # uneven: not split
+        out = []
+        for shard in (True, False):
+            epoch = train.make_epoch(experiment.loss_fn(gcfg), opt, 8, shard=shard)
+            carry, metrics = epoch((params, fixed, opt.init(params)), rows, jax.random.key(3),
+                                   {"temperature": np.float32(1.0)})
+            out.append(np.asarray(metrics["elbo"]))
+        np.testing.assert_allclose(out[0], out[1], rtol=1e-4, atol=1e-4)
         print("ok")
     """)
     run_on_two_host_devices(code)

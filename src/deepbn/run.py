@@ -87,6 +87,16 @@ def raw_key(seed_or_key) -> jax.Array:
     return seed_or_key
 
 
+def batch_sharding(size: int, axis_name: str = "batch") -> jax.sharding.NamedSharding | None:
+    """A leading axis of length ``size`` split over all devices (a 1-d mesh); None with
+    one device or when ``size`` does not divide evenly."""
+    devices = jax.devices()
+    if len(devices) < 2 or size % len(devices):
+        return None
+    mesh = jax.sharding.Mesh(np.array(devices), (axis_name,))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis_name))
+
+
 def shard_batch(tree, size: int, axis_name: str = "batch"):
     """Spread the leading axis of every leaf of length ``size`` over all devices.
 
@@ -98,12 +108,10 @@ def shard_batch(tree, size: int, axis_name: str = "batch"):
     the same code runs on one CPU. Several hosts: call
     ``jax.distributed.initialize()`` first, then ``jax.devices()`` spans them.
     """
-    devices = jax.devices()
-    if len(devices) < 2 or size % len(devices):
+    split = batch_sharding(size, axis_name)
+    if split is None:
         return tree
-    mesh = jax.sharding.Mesh(np.array(devices), (axis_name,))
-    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis_name))
-    whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    whole = jax.sharding.NamedSharding(split.mesh, jax.sharding.PartitionSpec())
 
     def place(leaf):
         if hasattr(leaf, "shape") and leaf.ndim >= 1 and leaf.shape[0] == size:

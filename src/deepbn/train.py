@@ -43,16 +43,20 @@ CHECKPOINT = "checkpoint.npz"
 
 def make_epoch(loss_fn: Callable, optimizer: optax.GradientTransformation, batch: int,
                progress: Callable[[int, float], None] | None = None,
-               progress_every: int = 50, post_update: Callable | None = None) -> Callable:
+               progress_every: int = 50, post_update: Callable | None = None,
+               shard: bool = True) -> Callable:
     """A jitted ``epoch(carry, data, key, scalars) -> (carry, metrics per batch)``.
 
     ``carry`` is ``(params, fixed, opt_state)``; ``progress(batches_done, loss)``
     is called from inside the compiled loop every ``progress_every`` batches;
     ``post_update(params, fixed) -> (params, fixed)`` runs after every optimiser
     step (e.g. one step of the power iteration of spectral normalisation, which
-    must track the weights).
+    must track the weights). ``shard``: with several devices, every minibatch's rows
+    are split over them (:func:`deepbn.run.batch_sharding`; parameters replicated, the
+    gradient summed across devices): the same training to float rounding.
     """
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    rows = run_layer.batch_sharding(batch, "rows") if shard else None
 
     def epoch(carry, data, key, scalars):
         n_batches = data.shape[0] // batch
@@ -63,6 +67,8 @@ def make_epoch(loss_fn: Callable, optimizer: optax.GradientTransformation, batch
             params, fixed, opt_state = carry
             idx, k, i = xs
             x = data[idx].astype(jnp.float32)
+            if rows is not None:
+                x = jax.lax.with_sharding_constraint(x, rows)
             (loss, (fixed, metrics)), grads = grad_fn(params, fixed, k, x, scalars)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)

@@ -264,10 +264,13 @@ def fit(
     learn: Sequence[str] | None = None,
     checkpoint_path: str | Path | None = None,
     progress: Callable[[int, dict], None] | None = None,
+    shard: bool = True,
 ) -> FitResult:
     """Fit ``bn``'s parameters to the observed cases ((cases, dim) per observed node).
 
     ``learn`` restricts learning to these nodes' parameters (default: all nodes).
+    ``shard``: with several devices, the cases' chains (or guides) are spread over
+    them (:func:`deepbn.run.shard_batch`); the same fit to float rounding.
     A network without latent nodes is fitted by plain maximum likelihood
     (gradient steps on the exact log-likelihood, no E-step); :attr:`FitResult.method`
     then says ``ml``.
@@ -317,9 +320,13 @@ def fit(
             progress(done, {"objective": last[0],
                             "acceptance": float(np.mean(acc)) if acc is not None else None})
 
+    def shard_cases(s: FitState) -> FitState:
+        u, aux = run_layer.shard_batch((s.u, s.aux), n_cases, "cases")
+        return s._replace(u=u, aux=aux)
+
     res = run_layer.run(step, state, data, key, cfg.iterations, config=cfg, chunk=every,
                         checkpoint=checkpoint_path, fingerprint=fp, progress=report,
-                        after_chunk=after_chunk)
+                        after_chunk=after_chunk, place=shard_cases if shard else None)
     curve = np.array([[0.0, start]] + [[r["iteration"], r["objective"]] for r in res.records])
     acceptance = float("nan")
     if "acceptance" in res.outputs and len(res.outputs["acceptance"]):
