@@ -137,7 +137,8 @@ def test_joint_mlp_runs_and_finds_a_nonlinear_dependency():
     # model adds spurious edges to x3 (up to 0.67) at this budget: see the structure issue
     assert adjacent[0, 1] > 0.8
     assert adjacent[0, 1] > adjacent[3, :3].max()
-    assert run.posterior.theta["net"].layers[0][0].shape == (6, 4, 5, 4)  # particles, nodes
+    # particles, nodes, inputs, hidden units
+    assert run.posterior.theta["net"].layers[0][0].shape == (6, 4, 4, 5)
 
 
 def test_same_seed_same_result_and_resume(tmp_path):

@@ -30,7 +30,7 @@ def _mixed_network():
                            jnp.array([0.2, 0.3]), "tanh"),
         MLPGaussian.init(key, 2, 1, hidden=(4,), learn_scale=True),
         LinearGaussian(jnp.array([[1.0, 0.5, -0.3]]), jnp.zeros(1), jnp.array([0.5])),
-        Bernoulli(MLP(((jnp.array([[1.0, -2.0]]), jnp.zeros(1)),))),
+        Bernoulli(MLP(((jnp.array([[1.0], [-2.0]]), jnp.zeros(1)),))),  # W (in, out)
     ]
     return BayesNet(["a", "b", "c", "y", "s"], [[], ["a"], ["b"], ["b", "c"], ["a"]], conds,
                     [False, False, False, True, True])
@@ -97,7 +97,7 @@ def test_networks_without_continuous_latents_are_refused():
     with pytest.raises(UsageError, match="no latent nodes"):
         LatentSpace.from_network(bn)
     net = BayesNet(["b", "y"], [[], ["b"]],
-                   [Bernoulli(MLP(((jnp.zeros((1, 0)), jnp.zeros(1)),))),
+                   [Bernoulli(MLP(((jnp.zeros((0, 1)), jnp.zeros(1)),))),
                     LinearGaussian(jnp.ones((1, 1)), jnp.zeros(1), jnp.ones(1))],
                    [False, True])
     with pytest.raises(UsageError, match="'b' is bernoulli"):
