@@ -8,9 +8,9 @@ stays cheap.
 from importlib import import_module
 
 from deepbn.bn import BayesNet
-from deepbn.bnfile import read_network, write_network
 from deepbn.errors import DeepBNError
 from deepbn.examples import load as load_network
+from deepbn.io.networks import read_network, write_network
 
 __version__ = "0.1.0"
 
@@ -22,13 +22,13 @@ _LAZY = {
     # inference and learning
     "Reparam": "deepbn.reparam",
     "sample_posterior": "deepbn.inference.hmc",
-    "FitConfig": "deepbn.inference.em",
-    "fit": "deepbn.inference.em",
+    "FitConfig": "deepbn.inference.mcmc_em",
+    "fit": "deepbn.inference.mcmc_em",
     # flows and the VAEs
     "FlowDensity": "deepbn.flows",
     "GraphicalResidualFlow": "deepbn.flows",
-    "GraphVAEConfig": "deepbn.vae.latent_dag",
-    "SirenSpec": "deepbn.vae.siren",
+    "GraphVAEConfig": "deepbn.graph_vae.model",
+    "SirenSpec": "deepbn.siren.model",
     # one way to run, one way to write results
     "run": "deepbn.run",
     "ResultsFolder": "deepbn.results",
