@@ -186,13 +186,3 @@ def test_particles_and_chains_shard_across_two_devices_with_the_same_results():
         print("ok")
     """)
     run_on_two_host_devices(code)
-
-
-def test_the_flat_public_api_resolves_every_name():
-    import deepbn
-
-    for name in deepbn.__all__:
-        assert getattr(deepbn, name) is not None, name
-    assert deepbn.run.run is run.run and deepbn.learn_structure.__name__ == "learn_structure"
-    with pytest.raises(AttributeError):
-        deepbn.no_such_thing  # noqa: B018
