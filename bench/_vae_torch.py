@@ -1,4 +1,4 @@
-"""The Graph VAE of deepbn.vae.latent_dag written in plain PyTorch, for timing (bench only).
+"""The Graph VAE of deepbn.graph_vae.model written in plain PyTorch, for timing (bench only).
 
 Same architecture (He et al., ICLR 2019, Appendix B as deepbn builds it): encoder
 784-512-512-256-128 with batch norm and ELU, per-node bottom-up heads, top-down

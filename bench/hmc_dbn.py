@@ -225,9 +225,9 @@ def run_numpyro(network, centred, chains, warmup, samples):
 
 
 def _summary(z, seconds, compile_s, grads):
-    from deepbn.inference.diagnostics import summarize
+    from deepbn.inference.diagnostics import convergence
 
-    d = summarize(z)
+    d = convergence(z)
     return {**{k: d[k] for k in ("ess_min", "ess_median", "rhat_max")}, "divergences": None,
             "seconds": round(seconds, 3), "compile_seconds": round(compile_s, 3),
             "gradient_evaluations_sampling": grads, "ess_min_per_s": d["ess_min"] / seconds,

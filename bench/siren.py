@@ -26,7 +26,8 @@ import numpy as np
 import _paths
 from deepbn import examples
 from deepbn.cli.siren import default_latent
-from deepbn.vae import siren, siren_experiment
+from deepbn.siren import experiment as siren_experiment
+from deepbn.siren import model as siren
 
 HERE = Path(__file__).resolve().parent
 NETWORKS = ("arithmetic-circuit", "gaussian-binary-tree", "ecoli70", "magic-niab")

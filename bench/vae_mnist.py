@@ -37,11 +37,11 @@ STRUCTURES = ("none", "chain", "full", "learned")
 def child(structure: str, seed: int, epochs: int, iw: int, test_examples: int, data: str):
     import numpy as np
 
-    from deepbn.vae import data as vae_data
-    from deepbn.vae import experiment, latent_dag
+    from deepbn.graph_vae import experiment, model
+    from deepbn.io import datasets
 
-    d = vae_data.load(data)
-    cfg = latent_dag.GraphVAEConfig(nodes=5, node_dim=16, structure=structure)
+    d = datasets.load_images(data)
+    cfg = model.GraphVAEConfig(nodes=5, node_dim=16, structure=structure)
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         res = experiment.train(cfg, d, out, epochs, batch=64, seed=seed)

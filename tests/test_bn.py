@@ -9,7 +9,6 @@ from scipy import stats
 
 from deepbn import examples, graph
 from deepbn.bn import BayesNet
-from deepbn.bnfile import network_from_json, network_to_json, read_network, write_network
 from deepbn.conditionals import (
     ActivationGaussian,
     Bernoulli,
@@ -18,6 +17,7 @@ from deepbn.conditionals import (
     MLPGaussian,
 )
 from deepbn.errors import CycleError, NetworkFileError
+from deepbn.io.networks import network_from_json, network_to_json, read_network, write_network
 
 
 def test_ecoli70_sample_moments_match_closed_form():
@@ -32,7 +32,7 @@ def test_ecoli70_sample_moments_match_closed_form():
     assert np.all(np.abs(np.cov(x.T) - cov) < 5.5 * se_cov)
 
 
-def test_closed_form_moments_of_a_chain_by_hand():
+def test_closed_form_moments_of_a_two_node_network_by_hand():
     # a -> b with b = 2 a + 1 + e: mean [0, 1], cov [[1, 2], [2, 4 + 0.25]]
     bn = BayesNet(["a", "b"], [[], ["a"]], [
         LinearGaussian(jnp.zeros((1, 0)), jnp.zeros(1), jnp.ones(1)),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deepbn.cli.app import main
-from deepbn.data import read_table
+from deepbn.io.tables import read_table
 
 
 def run(capsys, *args):

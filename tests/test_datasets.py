@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from deepbn import graph
-from deepbn.datasets import SACHS_NAMES, load_sachs, parse_sachs, sachs_consensus_adjacency
 from deepbn.errors import DataError
+from deepbn.io.datasets import SACHS_NAMES, load_sachs, parse_sachs, sachs_consensus_adjacency
 
 # the original spreadsheet spellings, tab separated, as in "1. cd3cd28"
 HEADER = "praf\tpmek\tplcg\tPIP2\tPIP3\tp44/42\tpakts473\tPKA\tPKC\tP38\tpjnk"

@@ -8,7 +8,7 @@ import pytest
 
 from deepbn import examples, graph
 from deepbn.cli.app import main
-from deepbn.data import write_table
+from deepbn.io.tables import write_table
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,7 @@ def test_a_collider_parent_pair_is_joined_in_the_inverse():
     assert H[2, 0] or H[2, 1]
 
 
-def test_a_chain_inverts_to_the_reverse_chain():
+def test_a_path_inverts_to_the_reversed_path():
     A = np.zeros((4, 4), bool)
     A[0, 1] = A[1, 2] = A[2, 3] = True  # z0 -> z1 -> z2 -> x
     H = graph.faithful_inverse(A, [False, False, False, True])

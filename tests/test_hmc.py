@@ -56,14 +56,14 @@ def test_same_seed_same_draws_and_summary_fields():
 def test_diagnostics_flag_a_stuck_chain_and_count_iid_draws():
     rng = np.random.default_rng(0)
     iid = rng.normal(size=(2, 1000, 2))
-    s = diagnostics.summarize(iid)
+    s = diagnostics.convergence(iid)
     assert 1500 < s["ess_min"] < 2600 and s["rhat_max"] < 1.01
     stuck = iid.copy()
     stuck[:, :, 1] = 3.0
-    s = diagnostics.summarize(stuck)
+    s = diagnostics.convergence(stuck)
     assert s["ess_min"] == 0 and s["rhat_max"] == np.inf
     # two chains in different places do not pass as converged
     apart = iid + np.array([0.0, 5.0])[:, None, None]
-    assert diagnostics.summarize(apart)["rhat_max"] > 1.5
+    assert diagnostics.convergence(apart)["rhat_max"] > 1.5
     ac = diagnostics.autocorrelation(np.cumsum(rng.normal(size=2000)))
     assert ac[0] == 1 and ac[10] > 0.8

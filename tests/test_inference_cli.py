@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from deepbn import examples
-from deepbn.bnfile import read_network
 from deepbn.cli.app import main
 from deepbn.errors import UsageError
 from deepbn.inference import hmc
+from deepbn.io.networks import read_network
 
 
 def _sample(tmp_path, spec, n, seed=0):

@@ -5,7 +5,7 @@ import pytest
 
 from deepbn import nn
 from deepbn.errors import UsageError
-from deepbn.vae import latent_dag as L
+from deepbn.graph_vae import model as L
 
 SMALL = dict(input_dim=6, nodes=3, node_dim=2, encoder_hidden=(16, 8), node_hidden=8,
              decoder_hidden=(8, 16))

@@ -9,19 +9,19 @@ import pytest
 from scipy.stats import invwishart
 
 from deepbn.bn import BayesNet
-from deepbn.bnfile import read_network
 from deepbn.cli.app import main
 from deepbn.conditionals import LinearGaussian
 from deepbn.errors import UsageError
 from deepbn.examples import linear_gaussian_network
-from deepbn.inference import em
+from deepbn.inference import mcmc_em
+from deepbn.io.networks import read_network
 from deepbn.structure import scores
 from deepbn.structure.dibs import DiBSConfig
 from deepbn.structure.learn import learn_structure
 from deepbn.structure.network import bge_posterior_mean
 
 
-def _chain_data(n, seed=0):
+def _tree_data(n, seed=0):
     """a -> b -> c, a -> d, in units far from standard (offsets, scales)."""
     rng = np.random.default_rng(seed)
     a = 3.0 + 2.0 * rng.normal(size=n)
@@ -35,7 +35,7 @@ def test_bge_posterior_mean_matches_monte_carlo_over_the_normal_wishart_posterio
     """Closed-form E[β], E[σ²], E[b] against draws of Σ ~ IW(R, α_w + N), μ | Σ (few rows:
     the prior matters)."""
     rng = np.random.default_rng(1)
-    x = _chain_data(8, seed=1)
+    x = _tree_data(8, seed=1)
     x = (x - x.mean(0)) / x.std(0) + rng.normal(size=x.shape) * 0.1 + 0.3
     n, d = x.shape
     keep = np.ones_like(x)
@@ -61,7 +61,7 @@ def test_bge_posterior_mean_matches_monte_carlo_over_the_normal_wishart_posterio
 
 
 def test_bge_network_approaches_least_squares_with_many_rows():
-    x = _chain_data(20_000)
+    x = _tree_data(20_000)
     xs = (x - x.mean(0)) / x.std(0)
     beta, b, var = bge_posterior_mean(xs, np.ones_like(xs), [0], 3)
     design = np.stack([np.ones(len(xs)), xs[:, 0]], axis=1)
@@ -71,7 +71,7 @@ def test_bge_network_approaches_least_squares_with_many_rows():
 
 
 def test_learned_network_reproduces_the_data_correlations_and_units():
-    x = _chain_data(1000)
+    x = _tree_data(1000)
     run = learn_structure(x, DiBSConfig(n_particles=10), steps=300, seed=0,
                           names=["a", "b", "c", "d"])
     net = run.posterior.network()
@@ -91,7 +91,7 @@ def test_learned_network_reproduces_the_data_correlations_and_units():
 @pytest.mark.parametrize("model", ["linear", "mlp"])
 def test_joint_model_network_is_the_particle_in_original_units(model):
     """log p(x) of the network = the particle's likelihood of the scaled data - n Σ log c."""
-    x = _chain_data(200)
+    x = _tree_data(200)
     run = learn_structure(x, DiBSConfig(model=model, n_particles=4), steps=40, seed=0)
     post = run.posterior
     k = post.most_probable()
@@ -126,8 +126,8 @@ def test_fit_without_latent_nodes_is_maximum_likelihood():
     start = BayesNet(["x", "y"], [[], ["x"]],
                      [LinearGaussian(jnp.zeros((1, 0)), jnp.zeros(1), jnp.ones(1)),
                       LinearGaussian(jnp.zeros((1, 1)), jnp.zeros(1), jnp.ones(1))])
-    cfg = em.FitConfig(iterations=400, optimizer="adam", learning_rate=0.05)
-    res = em.fit(start, {"x": xv, "y": yv}, cfg)
+    cfg = mcmc_em.FitConfig(iterations=400, optimizer="adam", learning_rate=0.05)
+    res = mcmc_em.fit(start, {"x": xv, "y": yv}, cfg)
     assert res.method == "ml" and "exact" in res.objective_name
     design = np.concatenate([np.ones_like(xv), xv], axis=1)
     coef, resid, *_ = np.linalg.lstsq(design, yv[:, 0], rcond=None)

@@ -79,7 +79,7 @@ def test_partial_centring_density_matches_change_of_variables_by_autodiff():
     np.testing.assert_allclose(coordinates(bn, c, z, observed), u, atol=1e-4)
 
 
-def test_auto_centres_pinned_nodes_and_not_the_dbn_chain():
+def test_auto_centres_pinned_nodes_and_not_the_dbn_run():
     bn = examples.load("example:gaussian-hierarchy")
     observed, _ = _case(bn, jax.random.key(0), n=1)
     assert np.all(np.asarray(Reparam.auto(bn, observed, 1).weights) == 1)

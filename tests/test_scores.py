@@ -119,7 +119,7 @@ def test_linear_and_mlp_likelihoods_against_direct_formulas():
 def test_heldout_log_lik_is_in_the_original_units():
     """A joint linear particle evaluated on scaled data plus the log-Jacobian equals the
     Gaussian density of the raw data under the same model mapped back to raw units."""
-    from deepbn.data import column_scales
+    from deepbn.io.tables import column_scales
     from deepbn.structure.dibs import DiBSConfig
     from deepbn.structure.posterior import GraphPosterior, heldout_log_liks
 

@@ -9,9 +9,9 @@ from deepbn import examples, graph
 from deepbn.bn import BayesNet
 from deepbn.cli.app import main
 from deepbn.conditionals import LinearGaussian
-from deepbn.data import write_table
 from deepbn.errors import UsageError
-from deepbn.vae import siren
+from deepbn.io.tables import write_table
+from deepbn.siren import model as siren
 
 
 def _circuit():

@@ -6,8 +6,9 @@ import pytest
 
 from deepbn import train
 from deepbn.errors import UsageError
-from deepbn.vae import data, experiment
-from deepbn.vae import latent_dag as L
+from deepbn.graph_vae import experiment
+from deepbn.graph_vae import model as L
+from deepbn.io import datasets
 
 TINY = dict(nodes=3, node_dim=2, encoder_hidden=(32, 16), node_hidden=16, decoder_hidden=(16, 32))
 
@@ -20,8 +21,8 @@ def _prototypes(n, seed=0, width=20):
 
 
 def _data(n=640):
-    return data.VAEData(_prototypes(n), _prototypes(100, 1), _prototypes(100, 2), "bernoulli",
-                        "toy")
+    return datasets.VAEData(_prototypes(n), _prototypes(100, 1), _prototypes(100, 2),
+                            "bernoulli", "toy")
 
 
 def test_a_tiny_graph_vae_improves_its_elbo_clearly(tmp_path):
@@ -60,8 +61,9 @@ def test_a_non_finite_epoch_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     carry = (jnp.zeros(3), {}, opt.init(jnp.zeros(3)))
     x = jnp.ones((4, 3))
     scales = {0: 1.0, 1: 1.0, 2: float("nan")}
-    carry, hist, msg = train.fit(epoch, carry, x, jax.random.key(0), 5, tmp_path, {"m": 1},
-                                 scalars_for=lambda e: {"scale": jnp.float32(scales.get(e, 1))})
+    carry, hist, msg = train.run_epochs(
+        epoch, carry, x, jax.random.key(0), 5, tmp_path, {"m": 1},
+        scalars_for=lambda e: {"scale": jnp.float32(scales.get(e, 1))})
     assert msg is not None and "epoch 3" in msg and "after epoch 2" in msg
     assert hist.epochs_done == 2 and len(hist.records) == 2
     assert np.all(np.isfinite(np.asarray(carry[0])))

@@ -5,7 +5,7 @@ import pytest
 
 from deepbn.cli.app import main
 from deepbn.errors import DataError
-from deepbn.vae import data
+from deepbn.io import datasets
 
 
 def _npz(path, **arrays):
@@ -105,16 +105,16 @@ def test_mnist_download_is_checked_against_its_checksum(tmp_path, monkeypatch):
     for split in ("train", "valid", "test"):
         (tmp_path / f"binarized_mnist_{split}.amat").write_text("0 1 0 1\n1 1 0 0\n")
     monkeypatch.setenv("DEEPBN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(data, "MNIST_URL", tmp_path.as_uri() + "/binarized_mnist_{}.amat")
+    monkeypatch.setattr(datasets, "MNIST_URL", tmp_path.as_uri() + "/binarized_mnist_{}.amat")
     with pytest.raises(DataError, match="does not match its checksum"):
-        data.load("mnist")
+        datasets.load_images("mnist")
     assert not (tmp_path / "cache" / "binarized_mnist.npz").exists()
     # a parse of the right pixels passes: check the digest function on a known array
-    monkeypatch.setitem(data.MNIST_SHA256, "train", data.pixel_digest(
+    monkeypatch.setitem(datasets.MNIST_SHA256, "train", datasets.pixel_digest(
         np.array([[0, 1, 0, 1], [1, 1, 0, 0]], np.uint8)))
-    monkeypatch.setitem(data.MNIST_SHA256, "valid", data.MNIST_SHA256["train"])
-    monkeypatch.setitem(data.MNIST_SHA256, "test", data.MNIST_SHA256["train"])
-    d = data.load("mnist")
+    monkeypatch.setitem(datasets.MNIST_SHA256, "valid", datasets.MNIST_SHA256["train"])
+    monkeypatch.setitem(datasets.MNIST_SHA256, "test", datasets.MNIST_SHA256["train"])
+    d = datasets.load_images("mnist")
     assert d.train.shape == (2, 4) and d.likelihood == "bernoulli"
     assert (tmp_path / "cache" / "binarized_mnist.npz").exists()
 
@@ -122,5 +122,5 @@ def test_mnist_download_is_checked_against_its_checksum(tmp_path, monkeypatch):
 def test_real_valued_data_get_a_gaussian_likelihood(tmp_path):
     rng = np.random.default_rng(0)
     path = _npz(tmp_path / "r.npz", train=rng.normal(size=(20, 3)), test=rng.normal(size=(4, 3)))
-    d = data.load(path)
+    d = datasets.load_images(path)
     assert d.likelihood == "gaussian" and d.valid.shape == (2, 3) and d.train.shape == (18, 3)

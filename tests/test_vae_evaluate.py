@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from deepbn import nn
-from deepbn.vae import evaluate
-from deepbn.vae import latent_dag as L
+from deepbn.graph_vae import evaluate
+from deepbn.graph_vae import model as L
 
 TINY = dict(input_dim=4, nodes=1, node_dim=1, structure="none", encoder_hidden=(8,),
             node_hidden=4, decoder_hidden=(8,))

@@ -1,34 +1,42 @@
 """deepbn: Bayesian networks with continuous variables and neural conditionals.
 
-The public API, flat: ``from deepbn import learn_structure, sample_posterior, fit``.
-Everything beyond the network core is imported on first use, so ``import deepbn``
-stays cheap.
+The public API, flat: ``from deepbn import learn_structure, sample_posterior, fit``
+(README, section Library, lists every name). Everything beyond the network core is
+imported on first use, so ``import deepbn`` stays cheap.
 """
 
 from importlib import import_module
 
 from deepbn.bn import BayesNet
-from deepbn.bnfile import read_network, write_network
 from deepbn.errors import DeepBNError
 from deepbn.examples import load as load_network
+from deepbn.io.networks import read_network, write_network
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    # data tables and data sets
+    "read_table": "deepbn.io.tables",
+    "write_table": "deepbn.io.tables",
+    "load_sachs": "deepbn.io.datasets",
+    "load_images": "deepbn.io.datasets",
     # structure learning
     "DiBSConfig": "deepbn.structure.dibs",
     "learn_structure": "deepbn.structure.learn",
     "GraphPosterior": "deepbn.structure.posterior",
+    "expected_shd": "deepbn.structure.metrics",
+    "edge_auroc": "deepbn.structure.metrics",
     # inference and learning
     "Reparam": "deepbn.reparam",
     "sample_posterior": "deepbn.inference.hmc",
-    "FitConfig": "deepbn.inference.em",
-    "fit": "deepbn.inference.em",
-    # flows and the VAEs
+    "FitConfig": "deepbn.inference.mcmc_em",
+    "fit": "deepbn.inference.mcmc_em",
+    # neural pieces, flows and the VAEs
+    "MLP": "deepbn.nn",
     "FlowDensity": "deepbn.flows",
     "GraphicalResidualFlow": "deepbn.flows",
-    "GraphVAEConfig": "deepbn.vae.latent_dag",
-    "SirenSpec": "deepbn.vae.siren",
+    "GraphVAEConfig": "deepbn.graph_vae.model",
+    "SirenSpec": "deepbn.siren.model",
     # one way to run, one way to write results
     "run": "deepbn.run",
     "ResultsFolder": "deepbn.results",

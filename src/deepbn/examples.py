@@ -33,7 +33,6 @@ import numpy as np
 
 from deepbn import graph
 from deepbn.bn import BayesNet
-from deepbn.bnfile import network_from_json, read_network
 from deepbn.conditionals import (
     ActivationGaussian,
     Bernoulli,
@@ -42,6 +41,7 @@ from deepbn.conditionals import (
     ProductGaussian,
 )
 from deepbn.errors import NetworkFileError
+from deepbn.io.networks import network_from_json, read_network
 from deepbn.nn import MLP
 
 PREFIX = "example:"

@@ -9,7 +9,7 @@ as a temperature. An epoch shuffles the data with its own key and
 runs every full batch in one compiled scan; the data stay on the device as
 stored (uint8 MNIST is cast per batch).
 
-:func:`fit` runs the epochs through :func:`deepbn.run.run` (one epoch a
+:func:`run_epochs` runs the epochs through :func:`deepbn.run.run` (one epoch a
 step, a checkpoint after each: parameters, fixed state, optimiser state,
 history) and resumes from it; when an epoch leaves non-finite parameters it
 stops with a message and keeps the last good checkpoint.
@@ -115,13 +115,13 @@ def epoch_step(key, state, data: EpochData, epoch_fn):
 
 
 def load_state(path: str | Path, carry):
-    """The carry and per-epoch records saved in a checkpoint written by :func:`fit`."""
+    """The carry and per-epoch records saved in a checkpoint written by :func:`run_epochs`."""
     template = (carry, jnp.zeros((), jnp.int32))
     state, records = run_layer.read_checkpoint(path, template)
     return state[0], records
 
 
-def fit(
+def run_epochs(
     epoch_fn: Callable,
     carry: tuple,
     data,

@@ -10,8 +10,8 @@ import typer
 from deepbn import graph
 from deepbn.cli.common import JsonOption, SeedOption, report
 from deepbn.cli.discover import run_with_progress, write_results
-from deepbn.data import write_table
 from deepbn.examples import load
+from deepbn.io.tables import write_table
 from deepbn.results import ResultsFolder
 from deepbn.structure.dibs import DiBSConfig
 

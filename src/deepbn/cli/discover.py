@@ -9,16 +9,16 @@ import typer
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
 from deepbn.atomic import atomic_write
-from deepbn.bnfile import write_network
 from deepbn.cli.common import JsonOption, SeedOption, console, progress_bar, report
-from deepbn.data import match_columns, read_table
 from deepbn.errors import DataError
+from deepbn.io.networks import write_network
+from deepbn.io.tables import match_columns, read_table
 from deepbn.plots import edge_prob_heatmap, posterior_graph
 from deepbn.results import ResultsFolder
 from deepbn.structure.dibs import DiBSConfig
 from deepbn.structure.inputs import read_mask, read_truth
 from deepbn.structure.learn import StructureRun, check_scaling, learn_structure
-from deepbn.structure.report import edge_probs_csv, particles_json, summarize_run
+from deepbn.structure.report import edge_probs_csv, particles_json, summarize
 
 
 def write_results(folder: ResultsFolder, run: StructureRun, names: list[str],
@@ -29,7 +29,7 @@ def write_results(folder: ResultsFolder, run: StructureRun, names: list[str],
     with atomic_write(out / "edge_probs.csv") as f:
         f.write(edge_probs_csv(probs, names))
     folder.write_json("graphs.json", particles_json(run, names))
-    summary = {**summarize_run(run, truth, heldout), **extra}
+    summary = {**summarize(run, truth, heldout), **extra}
     if run.posterior.cyclic.all():
         summary["network"] = None
         console.print("[yellow]warning: every particle's graph is cyclic, so no network.json "

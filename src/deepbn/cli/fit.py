@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
-from deepbn.bnfile import write_network
 from deepbn.cli.common import (
     JsonOption,
     LatentOption,
@@ -17,7 +16,8 @@ from deepbn.cli.common import (
     report,
 )
 from deepbn.cli.posterior import network_for_run, read_observed
-from deepbn.inference import em
+from deepbn.inference import mcmc_em
+from deepbn.io.networks import write_network
 from deepbn.plots import training_curve
 from deepbn.results import ResultsFolder
 
@@ -43,8 +43,8 @@ def fit(
     as_json: bool = JsonOption,
 ) -> None:
     """Fit parameters by MCMC-EM (or VI; plain ML without latent nodes); resumable."""
-    cfg = em.FitConfig(method=method, iterations=iterations, form=form, optimizer=optimizer,
-                       learning_rate=learning_rate, hmc_transitions=hmc_transitions).check()
+    cfg = mcmc_em.FitConfig(method=method, iterations=iterations, form=form, optimizer=optimizer,
+                            learning_rate=learning_rate, hmc_transitions=hmc_transitions).check()
     net = network_for_run(bn, latent)
     observed = read_observed(net, bn, data, need_latent=False)
     nodes = node_list(learn)
@@ -60,8 +60,8 @@ def fit(
         def update(done, info):
             bar.update(task, completed=done, objective=info["objective"])
 
-        res = em.fit(net, observed, cfg, seed=seed, learn=nodes,
-                     checkpoint_path=folder.checkpoint, progress=update)
+        res = mcmc_em.fit(net, observed, cfg, seed=seed, learn=nodes,
+                          checkpoint_path=folder.checkpoint, progress=update)
     write_network(out / "network.json", res.network)
     training_curve(res.curve[:, 1], out / "learning_curve.png", res.objective_name,
                    title=f"{res.method} on {Path(str(data)).name}", xlabel="iteration",

@@ -18,10 +18,10 @@ from deepbn.cli.common import (
     progress_bar,
     report,
 )
-from deepbn.data import match_columns, read_table
 from deepbn.errors import DataError, UsageError
 from deepbn.examples import load
 from deepbn.inference import hmc
+from deepbn.io.tables import match_columns, read_table
 from deepbn.plots import traces
 from deepbn.reparam import LatentSpace
 from deepbn.results import ResultsFolder

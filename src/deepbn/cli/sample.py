@@ -10,9 +10,9 @@ import numpy as np
 import typer
 
 from deepbn.cli.common import JsonOption, SeedOption, report
-from deepbn.data import write_table
 from deepbn.errors import UsageError
 from deepbn.examples import load
+from deepbn.io.tables import write_table
 
 
 def sample(

@@ -10,11 +10,12 @@ from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
 from deepbn import graph, plots
 from deepbn.cli.common import JsonOption, SeedOption, node_list, progress_bar, report
-from deepbn.data import match_columns, read_table
 from deepbn.errors import DataError
 from deepbn.examples import load
+from deepbn.io.tables import match_columns, read_table
 from deepbn.results import ResultsFolder
-from deepbn.vae import siren, siren_experiment
+from deepbn.siren import experiment as siren_experiment
+from deepbn.siren import model as siren
 
 app = typer.Typer(help="SIReN-VAE: a known Bayesian network inside a VAE.", no_args_is_help=True)
 

@@ -14,9 +14,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from deepbn import plots
 from deepbn.cli.common import JsonOption, SeedOption, console, report
 from deepbn.errors import UsageError
+from deepbn.graph_vae import experiment, model
+from deepbn.io import datasets
 from deepbn.results import ResultsFolder
-from deepbn.vae import data as vae_data
-from deepbn.vae import experiment, latent_dag
 
 app = typer.Typer(help="Graph VAE (learned latent DAG), VAE, Ladder VAE and FC-VAE.",
                   no_args_is_help=True)
@@ -24,7 +24,7 @@ app = typer.Typer(help="Graph VAE (learned latent DAG), VAE, Ladder VAE and FC-V
 
 def _structure_plot(cfg, gate_probs, path: Path) -> None:
     probs = np.zeros((cfg.nodes, cfg.nodes))
-    for (i, j), p in zip(latent_dag.edges(cfg.nodes), gate_probs):
+    for (i, j), p in zip(model.edges(cfg.nodes), gate_probs):
         probs[i, j] = p
     plots.posterior_graph(probs, [f"z{k + 1}" for k in range(cfg.nodes)], path,
                           title=f"latent structure ({cfg.structure}; width = gate μ, "
@@ -33,11 +33,11 @@ def _structure_plot(cfg, gate_probs, path: Path) -> None:
 
 def _pictures(cfg, params, fixed, d, out: Path, seed: int) -> None:
     key = jax.random.key(seed + 1)
-    plots.image_grid(np.asarray(latent_dag.sample(cfg, params, fixed, key, 50)),
+    plots.image_grid(np.asarray(model.sample(cfg, params, fixed, key, 50)),
                      out / "samples.png", "samples from the model (decoder means)")
     x = d.test[:10].astype(np.float32)
-    res, _ = latent_dag.forward(cfg, params, fixed, key, jnp.asarray(x), 1.0, train=False,
-                                hard_gates=True)
+    res, _ = model.forward(cfg, params, fixed, key, jnp.asarray(x), 1.0, train=False,
+                           hard_gates=True)
     rec = jax.nn.sigmoid(res.logits) if cfg.likelihood == "bernoulli" else res.logits
     plots.image_grid(np.concatenate([x, np.asarray(rec)]), out / "reconstructions.png",
                      "test images (top) and their reconstructions (bottom)")
@@ -65,7 +65,7 @@ def train(
     experiment.make_config(1, structure, nodes, latent_dim)  # settings first, data after
     experiment.check_training(epochs, batch, lr, lr_decay, temperature_decay)
     folder = ResultsFolder(out, "vae train")
-    d = vae_data.load(data)
+    d = datasets.load_images(data)
     cfg = experiment.make_config(d.input_dim, structure, nodes, latent_dim, d.likelihood)
     experiment.check_folder(cfg, d, out, batch, lr, lr_decay, temperature_decay, seed)
     steps = d.train.shape[0] // max(batch, 1)
@@ -97,9 +97,9 @@ def train(
                      title=f"{structure}: ELBO per epoch")
         if structure == "learned":
             plots.gate_history(np.array([h["gates"] for h in history]),
-                               [f"z{i + 1}→z{j + 1}" for i, j in latent_dag.edges(nodes)],
+                               [f"z{i + 1}→z{j + 1}" for i, j in model.edges(nodes)],
                                out / "gates.png")
-        _structure_plot(cfg, latent_dag.gate_probabilities(cfg, params), out / "structure.png")
+        _structure_plot(cfg, model.gate_probabilities(cfg, params), out / "structure.png")
         _pictures(cfg, params, fixed, d, out, seed)
     epoch_seconds = [h["seconds"] for h in history]
     summary = {
@@ -138,7 +138,7 @@ def evaluate(
     """Test-set IWAE log-likelihood, ELBO and KL -> FOLDER/eval.json."""
     experiment.check_evaluation(iw, max_examples)
     cfg, settings = experiment.read_config(folder)
-    d = vae_data.load(settings["data"])
+    d = datasets.load_images(settings["data"])
     n = d.test.shape[0] if max_examples is None else min(max_examples, d.test.shape[0])
     columns = [TextColumn(f"IWAE k={iw}"), BarColumn(),
                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn()]

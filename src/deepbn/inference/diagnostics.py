@@ -9,7 +9,7 @@ version. A coordinate that never moves (zero variance in every chain) gets ESS
 Example:
     >>> import numpy as np
     >>> draws = np.random.default_rng(0).normal(size=(2, 500, 3))
-    >>> s = summarize(draws)
+    >>> s = convergence(draws)
     >>> s["rhat_max"] < 1.01
     True
 """
@@ -28,7 +28,7 @@ def _ess_and_rhat(draws):
     return ess_bulk(draws, chain_axis=0, sample_axis=1), rhat(draws, chain_axis=0, sample_axis=1)
 
 
-def summarize(draws: np.ndarray) -> dict:
+def convergence(draws: np.ndarray) -> dict:
     """ESS (min, median) and R-hat (max) over coordinates; ``draws`` is (chains, draws, coords)."""
     draws = np.asarray(draws, np.float64)
     stuck = np.all(np.var(draws, axis=1) < 1e-20, axis=0)

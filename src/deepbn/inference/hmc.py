@@ -164,7 +164,7 @@ def sample_posterior(
     warm_steps = out["n_steps"][:, :warmup]
     grads = stats["n_steps"]
     seconds = res.seconds
-    diag = diagnostics.summarize(z.reshape(chains, samples, -1))
+    diag = diagnostics.convergence(z.reshape(chains, samples, -1))
     ess_min = diag["ess_min"]
     summary = {
         **diag,

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from deepbn import graph
-from deepbn.data import Table, match_columns, read_table
 from deepbn.errors import DataError
 from deepbn.examples import PREFIX, load
+from deepbn.io.tables import Table, match_columns, read_table
 
 
 def read_truth(spec: str, names: list[str]) -> np.ndarray:

@@ -18,11 +18,11 @@ import jax
 import numpy as np
 
 from deepbn import run as run_layer
-from deepbn.data import SCALINGS, column_centers, column_scales, scale_columns
 from deepbn.errors import DataError, UsageError
+from deepbn.io.tables import SCALINGS, column_centers, column_scales, scale_columns
 from deepbn.structure import dibs
 from deepbn.structure.dibs import DiBSConfig
-from deepbn.structure.posterior import GraphPosterior, summarize
+from deepbn.structure.posterior import GraphPosterior, from_particles
 
 CHUNK = 50  # steps per jitted scan between progress updates and checkpoints
 
@@ -107,7 +107,7 @@ def learn_structure(
                         place=shard_particles if shard else None)
     if res.stopped:
         raise UsageError(f"DiBS {res.stopped}; try a smaller step size")
-    post = summarize(res.state, data, cfg)
+    post = from_particles(res.state, data, cfg)
     post = post._replace(names=tuple(names) if names is not None else None, model=cfg.model,
                          x_scaled=np.asarray(xs), keep=np.asarray(data.keep),
                          center=column_centers(x, scaling), scale=column_scales(x, scaling))

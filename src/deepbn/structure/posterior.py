@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from deepbn.bn import BayesNet
-from deepbn.data import column_scales, scale_columns
 from deepbn.errors import CycleError, UsageError
 from deepbn.graph import is_dag
+from deepbn.io.tables import column_scales, scale_columns
 from deepbn.structure import dibs, scores
 from deepbn.structure.network import network_from_graph
 
@@ -85,8 +85,10 @@ def mixture_weights(graphs: np.ndarray, log_joint: np.ndarray, cyclic: np.ndarra
     return unique_w[inverse] / counts[inverse]
 
 
-def summarize(state: dibs.DiBSState, data: dibs.DiBSData, cfg: dibs.DiBSConfig) -> GraphPosterior:
-    """Hard graphs (α → ∞), their log-joints and the DiBS / DiBS+ weights.
+def from_particles(state: dibs.DiBSState, data: dibs.DiBSData,
+                   cfg: dibs.DiBSConfig) -> GraphPosterior:
+    """The posterior of DiBS's particles: hard graphs (α → ∞), their log-joints and the
+    DiBS / DiBS+ weights.
 
     Cyclic particles keep their place in the empirical distribution (they are
     reported, never silently dropped) but get zero mixture weight, because

@@ -10,8 +10,8 @@ from deepbn.structure.learn import StructureRun
 from deepbn.structure.posterior import heldout_log_liks
 
 
-def summarize_run(run: StructureRun, truth: np.ndarray | None = None,
-                  heldout: np.ndarray | None = None) -> dict:
+def summarize(run: StructureRun, truth: np.ndarray | None = None,
+              heldout: np.ndarray | None = None) -> dict:
     """n, d, settings, timings, cyclic particles, and E-SHD / AUROC (truth) and
     held-out negative log-likelihood (heldout), with DiBS+ and plain DiBS weights."""
     post, cfg = run.posterior, run.config

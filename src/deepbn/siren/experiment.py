@@ -33,7 +33,7 @@ from deepbn import train as training
 from deepbn.bn import BayesNet
 from deepbn.errors import UsageError
 from deepbn.results import write_json
-from deepbn.vae import siren
+from deepbn.siren import model as siren
 
 
 def check_settings(epochs: int = 300, batch: int = 64, lr: float = 3e-3, blocks: int = 4,
@@ -93,7 +93,7 @@ def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray
 
     t0 = time.perf_counter()
     params, fixed = nn.split(model)
-    carry, history, message = training.fit(
+    carry, history, message = training.run_epochs(
         epoch_fn, (params, fixed, opt.init(params)), xs_train, k_train, epochs, out, fingerprint,
         on_epoch=on_epoch)
     seconds = time.perf_counter() - t0

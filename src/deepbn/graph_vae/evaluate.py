@@ -11,10 +11,10 @@ examples in batches, so memory stays bounded whatever k is.
 
 Example:
     >>> import jax, jax.numpy as jnp
-    >>> from deepbn.vae import latent_dag
-    >>> cfg = latent_dag.GraphVAEConfig(input_dim=6, nodes=2, node_dim=2, encoder_hidden=(8,),
-    ...                                 node_hidden=4, decoder_hidden=(8,))
-    >>> params, fixed = latent_dag.init(jax.random.key(0), cfg)
+    >>> from deepbn.graph_vae import model
+    >>> cfg = model.GraphVAEConfig(input_dim=6, nodes=2, node_dim=2, encoder_hidden=(8,),
+    ...                            node_hidden=4, decoder_hidden=(8,))
+    >>> params, fixed = model.init(jax.random.key(0), cfg)
     >>> ll = iwae_log_likelihood(cfg, params, fixed, jax.random.key(1), jnp.ones((3, 6)), k=10)
     >>> ll.shape
     (3,)
@@ -29,20 +29,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deepbn.vae import latent_dag
+from deepbn.graph_vae import model
 
 
 @partial(jax.jit, static_argnums=(0, 5, 6))
 def _iwae_batch(cfg, params, fixed, key, x, chunks: int, chunk: int):
     def body(acc, k):
-        w = latent_dag.importance_log_weights(cfg, params, fixed, k, x, chunk)
+        w = model.importance_log_weights(cfg, params, fixed, k, x, chunk)
         return jnp.logaddexp(acc, jax.nn.logsumexp(w, axis=0)), None
 
     acc, _ = jax.lax.scan(body, jnp.full(x.shape[0], -jnp.inf), jax.random.split(key, chunks))
     return acc - jnp.log(chunks * chunk)
 
 
-def iwae_log_likelihood(cfg: latent_dag.GraphVAEConfig, params, fixed, key, x, k: int = 5000,
+def iwae_log_likelihood(cfg: model.GraphVAEConfig, params, fixed, key, x, k: int = 5000,
                         chunk: int = 100, batch: int = 250,
                         progress: Callable[[int], None] | None = None) -> np.ndarray:
     """L_k per example of ``x`` (n, input_dim); ``k`` is rounded up to a multiple of ``chunk``."""
@@ -60,11 +60,11 @@ def iwae_log_likelihood(cfg: latent_dag.GraphVAEConfig, params, fixed, key, x, k
 
 @partial(jax.jit, static_argnums=(0,))
 def _elbo_batch(cfg, params, fixed, key, x):
-    out, _ = latent_dag.forward(cfg, params, fixed, key, x, 1.0, train=False, hard_gates=True)
+    out, _ = model.forward(cfg, params, fixed, key, x, 1.0, train=False, hard_gates=True)
     return out.elbo, out.kl, out.log_lik
 
 
-def elbo_terms(cfg: latent_dag.GraphVAEConfig, params, fixed, key, x,
+def elbo_terms(cfg: model.GraphVAEConfig, params, fixed, key, x,
                batch: int = 1000) -> dict[str, float]:
     """Mean single-sample ELBO, KL and reconstruction log-likelihood (evaluation mode)."""
     parts = [_elbo_batch(cfg, params, fixed, jax.random.fold_in(key, s),

@@ -9,12 +9,13 @@ Optimiser: Adam (lr 1e-3) with the learning rate multiplied by
 
 Example:
     >>> import numpy as np, tempfile
-    >>> from deepbn.vae import data, latent_dag
+    >>> from deepbn.graph_vae import model
+    >>> from deepbn.io.datasets import VAEData
     >>> rng = np.random.default_rng(0)
-    >>> d = data.VAEData(*(rng.integers(0, 2, (n, 6)).astype(np.uint8) for n in (64, 16, 16)),
-    ...                  "bernoulli", "toy")
-    >>> cfg = latent_dag.GraphVAEConfig(input_dim=6, nodes=2, node_dim=2, encoder_hidden=(8,),
-    ...                                 node_hidden=4, decoder_hidden=(8,))
+    >>> d = VAEData(*(rng.integers(0, 2, (n, 6)).astype(np.uint8) for n in (64, 16, 16)),
+    ...             "bernoulli", "toy")
+    >>> cfg = model.GraphVAEConfig(input_dim=6, nodes=2, node_dim=2, encoder_hidden=(8,),
+    ...                            node_hidden=4, decoder_hidden=(8,))
     >>> result = train(cfg, d, tempfile.mkdtemp(), epochs=2, batch=16)  # doctest: +SKIP
 """
 
@@ -33,23 +34,23 @@ import optax
 from deepbn import run as run_layer
 from deepbn import train as training
 from deepbn.errors import UsageError
+from deepbn.graph_vae import evaluate, model
+from deepbn.io.datasets import VAEData, load_images
 from deepbn.results import ResultsFolder, write_json
-from deepbn.vae import evaluate, latent_dag
-from deepbn.vae.data import VAEData, load
 
 CONFIG = ResultsFolder.CONFIG
 _NOT_SETTINGS = ("command", "deepbn_version", "epochs")  # config.json keys a resume may change
 
 
 def make_config(input_dim: int, structure: str = "learned", nodes: int = 5,
-                latent_dim: int = 80, likelihood: str = "bernoulli") -> latent_dag.GraphVAEConfig:
+                latent_dim: int = 80, likelihood: str = "bernoulli") -> model.GraphVAEConfig:
     """The model for ``latent_dim`` latent dimensions split evenly over ``nodes`` nodes."""
     if nodes < 1 or latent_dim < 1 or latent_dim % nodes:
         raise UsageError(f"the latent dimension ({latent_dim}) must be a positive multiple of "
                          f"the number of latent nodes ({nodes})")
-    return latent_dag.GraphVAEConfig(input_dim=input_dim, nodes=nodes,
-                                     node_dim=latent_dim // nodes, structure=structure,
-                                     likelihood=likelihood).check()
+    return model.GraphVAEConfig(input_dim=input_dim, nodes=nodes,
+                                node_dim=latent_dim // nodes, structure=structure,
+                                likelihood=likelihood).check()
 
 
 def check_training(epochs: int, batch: int, lr: float, lr_decay: float,
@@ -68,11 +69,11 @@ def check_training(epochs: int, batch: int, lr: float, lr_decay: float,
             raise UsageError(f"the {name} must be in (0, 1], got {value}")
 
 
-def loss_fn(cfg: latent_dag.GraphVAEConfig) -> Callable:
+def loss_fn(cfg: model.GraphVAEConfig) -> Callable:
     """Negative mean ELBO over the batch with fresh gate and latent samples (paper Eq. 8)."""
     def loss(params, fixed, key, x, scalars):
-        out, new_fixed = latent_dag.forward(cfg, params, fixed, key, x, scalars["temperature"],
-                                            train=True)
+        out, new_fixed = model.forward(cfg, params, fixed, key, x, scalars["temperature"],
+                                       train=True)
         elbo = jnp.mean(out.elbo)
         return -elbo, (new_fixed, {"elbo": elbo, "kl": jnp.mean(out.kl)})
     return loss
@@ -89,7 +90,7 @@ def _settings(cfg, d: VAEData, batch, lr, lr_decay, temperature_decay, seed) -> 
             "lr_decay": lr_decay, "temperature_decay": temperature_decay, "seed": seed}
 
 
-def train(cfg: latent_dag.GraphVAEConfig, d: VAEData, out: str | Path | ResultsFolder,
+def train(cfg: model.GraphVAEConfig, d: VAEData, out: str | Path | ResultsFolder,
           epochs: int,
           batch: int = 64, lr: float = 1e-3, lr_decay: float = 0.99,
           temperature_decay: float = 0.99, seed: int = 0, valid_examples: int = 1000,
@@ -109,7 +110,7 @@ def train(cfg: latent_dag.GraphVAEConfig, d: VAEData, out: str | Path | ResultsF
 
     key = jax.random.key(seed)
     k_init, k_train, k_valid = jax.random.split(key, 3)
-    params, fixed = latent_dag.init(k_init, cfg)
+    params, fixed = model.init(k_init, cfg)
     steps_per_epoch = d.train.shape[0] // batch
     opt = optimizer(steps_per_epoch, lr, lr_decay)
     epoch_fn = training.make_epoch(loss_fn(cfg), opt, batch, progress)
@@ -120,12 +121,12 @@ def train(cfg: latent_dag.GraphVAEConfig, d: VAEData, out: str | Path | ResultsF
         rec = {"temperature": temperature_decay ** e,
                "valid_elbo": evaluate.elbo_terms(cfg, p, s, k_valid, valid)["elbo"]}
         if cfg.structure == "learned":
-            rec["gates"] = [float(g) for g in latent_dag.gate_probabilities(cfg, p)]
+            rec["gates"] = [float(g) for g in model.gate_probabilities(cfg, p)]
         if on_epoch_end is not None:
             on_epoch_end({"epoch": e + 1, **metrics, **rec})
         return rec
 
-    carry, history, message = training.fit(
+    carry, history, message = training.run_epochs(
         epoch_fn, (params, fixed, opt.init(params)), d.train, k_train, epochs, out,
         fingerprint=json.loads(json.dumps(settings)),
         scalars_for=lambda e: {"temperature": jnp.float32(temperature_decay ** e)},
@@ -135,7 +136,7 @@ def train(cfg: latent_dag.GraphVAEConfig, d: VAEData, out: str | Path | ResultsF
             "fixed": carry[1], "config": cfg}
 
 
-def check_folder(cfg: latent_dag.GraphVAEConfig, d: VAEData, out: str | Path, batch: int = 64,
+def check_folder(cfg: model.GraphVAEConfig, d: VAEData, out: str | Path, batch: int = 64,
                  lr: float = 1e-3, lr_decay: float = 0.99, temperature_decay: float = 0.99,
                  seed: int = 0) -> dict:
     """The run's settings; a one-line error if ``out`` holds a run with other settings."""
@@ -162,7 +163,7 @@ def _difference(old: dict, new: dict) -> str:
     return "settings differ"
 
 
-def read_config(out: str | Path) -> tuple[latent_dag.GraphVAEConfig, dict]:
+def read_config(out: str | Path) -> tuple[model.GraphVAEConfig, dict]:
     """(config, settings) of a trained folder, without loading its checkpoint."""
     config_path = Path(out) / CONFIG
     if not config_path.exists():
@@ -171,8 +172,8 @@ def read_config(out: str | Path) -> tuple[latent_dag.GraphVAEConfig, dict]:
     settings = json.loads(config_path.read_text())
     if "model" not in settings:
         raise UsageError(f"{out}: {CONFIG} was not written by 'deepbn vae train'")
-    cfg = latent_dag.GraphVAEConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                       for k, v in settings["model"].items()})
+    cfg = model.GraphVAEConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in settings["model"].items()})
     return cfg, settings
 
 
@@ -180,7 +181,7 @@ def load_folder(out: str | Path) -> tuple:
     """(config, settings, params, fixed, history) of a trained folder."""
     out = Path(out)
     cfg, settings = read_config(out)
-    params, fixed = latent_dag.init(jax.random.key(0), cfg)
+    params, fixed = model.init(jax.random.key(0), cfg)
     opt = optimizer(1)
     if not (out / training.CHECKPOINT).exists():
         raise UsageError(f"{out}: no usable checkpoint; train at least one epoch first")
@@ -189,10 +190,10 @@ def load_folder(out: str | Path) -> tuple:
     return cfg, settings, params, fixed, records
 
 
-def structure_edges(cfg: latent_dag.GraphVAEConfig, params) -> list[list[int]]:
+def structure_edges(cfg: model.GraphVAEConfig, params) -> list[list[int]]:
     """The test-time structure: edges (parent, child) with gate μ > 1/2 (or fixed on)."""
-    probs = latent_dag.gate_probabilities(cfg, params)
-    return [[i, j] for (i, j), p in zip(latent_dag.edges(cfg.nodes), probs) if p > 0.5]
+    probs = model.gate_probabilities(cfg, params)
+    return [[i, j] for (i, j), p in zip(model.edges(cfg.nodes), probs) if p > 0.5]
 
 
 def check_evaluation(iw: int, max_examples: int | None = None) -> None:
@@ -209,7 +210,7 @@ def evaluate_folder(out: str | Path, iw: int = 5000, max_examples: int | None = 
     """IWAE log-likelihood (k = ``iw``), ELBO and KL on the test split; writes ``eval.json``."""
     check_evaluation(iw, max_examples)
     cfg, settings, params, fixed, records = load_folder(out)
-    d = data if data is not None else load(settings["data"])
+    d = data if data is not None else load_images(settings["data"])
     test = d.test[:max_examples] if max_examples else d.test
     if test.shape[1] != cfg.input_dim:
         raise UsageError(f"test data have {test.shape[1]} features, the model {cfg.input_dim}")
@@ -219,8 +220,7 @@ def evaluate_folder(out: str | Path, iw: int = 5000, max_examples: int | None = 
     result = {"ll": float(np.mean(ll)), "ll_stderr": float(np.std(ll) / np.sqrt(len(ll))),
               **terms, "iw": iw, "test_examples": int(test.shape[0]),
               "structure": structure_edges(cfg, params),
-              "gate_probabilities": [float(p) for p in latent_dag.gate_probabilities(cfg,
-                                                                                     params)],
+              "gate_probabilities": [float(p) for p in model.gate_probabilities(cfg, params)],
               "epochs": len(records), "structure_kind": cfg.structure}
     write_json(Path(out) / "eval.json", result)
     return result

@@ -7,7 +7,7 @@ from scipy.stats import multivariate_normal
 from deepbn.bn import BayesNet
 from deepbn.conditionals import LinearGaussian
 from deepbn.errors import UsageError
-from deepbn.inference import em
+from deepbn.inference import mcmc_em
 
 
 def _factor_model(loadings, noise, bias=(0.0, 0.0, 0.0)):
@@ -36,8 +36,8 @@ def test_mcmc_em_reaches_the_closed_form_mle():
     lam, psi, mu = _closed_form_mle(table)
     start = _factor_model([0.3, 0.3, 0.3], [1.0, 1.0, 1.0])
     data = {n: x[n] for n in ("x1", "x2", "x3")}
-    cfg = em.FitConfig(iterations=600, optimizer="adam", learning_rate=0.02)
-    res = em.fit(start, data, cfg, learn=["x1", "x2", "x3"])
+    cfg = mcmc_em.FitConfig(iterations=600, optimizer="adam", learning_rate=0.02)
+    res = mcmc_em.fit(start, data, cfg, learn=["x1", "x2", "x3"])
     got = [res.network.conditionals[k] for k in (1, 2, 3)]
     w = np.array([float(c.weight[0, 0]) for c in got])
     w = w * np.sign(w[0])  # the factor's sign is not identified
@@ -57,7 +57,7 @@ def test_monte_carlo_marginal_likelihood_matches_the_gaussian_marginal():
     table = np.concatenate([np.asarray(x[n]) for n in ("x1", "x2", "x3")], axis=1)
     lam = np.array([1.0, 0.8, -0.6])
     exact = multivariate_normal(np.zeros(3), np.outer(lam, lam) + np.diag([0.25, 0.36, 0.16]))
-    est = em.log_marginal_likelihood(bn, data, jax.random.key(2), 4096)
+    est = mcmc_em.log_marginal_likelihood(bn, data, jax.random.key(2), 4096)
     np.testing.assert_allclose(float(est), exact.logpdf(table).sum(), atol=0.5)
 
 
@@ -66,8 +66,8 @@ def test_vi_improves_the_fit_and_resume_continues(tmp_path):
     x = truth.sample(jax.random.key(3), 100)
     data = {n: x[n] for n in ("x1", "x2", "x3")}
     start = _factor_model([0.3, 0.3, 0.3], [1.0, 1.0, 1.0])
-    cfg = em.FitConfig(method="vi", iterations=100, optimizer="adam", learning_rate=0.05)
-    full = em.fit(start, data, cfg, learn=["x1", "x2", "x3"])
+    cfg = mcmc_em.FitConfig(method="vi", iterations=100, optimizer="adam", learning_rate=0.05)
+    full = mcmc_em.fit(start, data, cfg, learn=["x1", "x2", "x3"])
     assert full.curve[-1, 1] > full.curve[0, 1] + 20
     ck = tmp_path / "fit.npz"
 
@@ -76,11 +76,12 @@ def test_vi_improves_the_fit_and_resume_continues(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        em.fit(start, data, cfg, learn=["x1", "x2", "x3"], checkpoint_path=ck, progress=interrupt)
-    resumed = em.fit(start, data, cfg, learn=["x1", "x2", "x3"], checkpoint_path=ck)
+        mcmc_em.fit(start, data, cfg, learn=["x1", "x2", "x3"], checkpoint_path=ck,
+                    progress=interrupt)
+    resumed = mcmc_em.fit(start, data, cfg, learn=["x1", "x2", "x3"], checkpoint_path=ck)
     assert resumed.resumed_from == 50
     np.testing.assert_allclose(resumed.network.conditionals[1].weight,
                                full.network.conditionals[1].weight, rtol=1e-5)
     np.testing.assert_allclose(resumed.curve, full.curve, rtol=1e-5)
     with pytest.raises(UsageError):
-        em.fit(start, data, cfg._replace(method="nope"))
+        mcmc_em.fit(start, data, cfg._replace(method="nope"))

@@ -3,8 +3,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deepbn.data import match_columns, read_table, write_table
 from deepbn.errors import DataError
+from deepbn.io.tables import match_columns, read_table, write_table
 
 
 @settings(max_examples=30, deadline=None)

@@ -1,1 +1,0 @@
-"""Variational autoencoders whose latent space is a Bayesian network."""
