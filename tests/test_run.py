@@ -184,7 +184,7 @@ def test_particles_and_chains_shard_across_two_devices_with_the_same_results():
         b = learn_structure(x, cfg, steps=30, shard=False)
         assert np.allclose(a.posterior.log_joint, b.posterior.log_joint, rtol=1e-4)
         # MCMC-EM: the cases' chains
-        from deepbn.inference import em
+        from deepbn.inference import mcmc_em as em
         bn = examples.gaussian_hierarchy(groups=2, per_group=2)
         x = bn.sample(jax.random.key(1), 8)
         obs = {n: x[n] for n in bn.observed_names}
@@ -195,7 +195,8 @@ def test_particles_and_chains_shard_across_two_devices_with_the_same_results():
         # minibatch rows (Graph VAE): a batch of 8 rows split 4 + 4, batch norm included
         import optax
         from deepbn import train
-        from deepbn.vae import experiment, latent_dag
+        from deepbn.graph_vae import experiment
+        from deepbn.graph_vae import model as latent_dag
         gcfg = latent_dag.GraphVAEConfig(input_dim=6, nodes=2, node_dim=2, encoder_hidden=(8,),
                                          node_hidden=4, decoder_hidden=(8,))
         params, fixed = latent_dag.init(jax.random.key(0), gcfg)
