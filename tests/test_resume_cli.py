@@ -29,7 +29,8 @@ def env(tmp_path):
     return {**os.environ, "JAX_PLATFORMS": "cpu", "DEEPBN_CACHE": str(tmp_path / "cache")}
 
 
-def test_sigint_then_rerun_gives_the_uninterrupted_draws(tmp_path, env):
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_then_rerun_gives_the_uninterrupted_draws(tmp_path, env, sig, status):
     data = tmp_path / "seq.csv"
     assert _deepbn(["sample", "example:kingma-dbn", "-n", "1", "-o", str(data)], env
                    ).returncode == 0
@@ -45,9 +46,9 @@ def test_sigint_then_rerun_gives_the_uninterrupted_draws(tmp_path, env):
         assert time.time() < deadline
         time.sleep(0.05)
     assert proc.poll() is None, "finished before the interrupt could be sent"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130 and "Traceback" not in err
+    assert proc.returncode == status and "Traceback" not in err
     assert "interrupted; run the same command again" in err
     assert (part / "checkpoint.npz").exists() and not (part / "samples.npz").exists()
     again = _deepbn([*common, "--out", str(part)], env)

@@ -61,3 +61,23 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
         write_table(path, np.ones((2, 3)), ["a", "b"])
     assert path.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_name(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufeffx1,x2\n1,2\n3,4\n".encode("utf-8"))
+    table = read_table(path)
+    assert table.names == ["x1", "x2"]
+    np.testing.assert_array_equal(table.values, [[1, 2], [3, 4]])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a,b\n1,2\n3,4,5\n", "line 3 has 3 fields, the header 2"),  # not an index column
+    ("a,b\n1\n3,4\n", "line 2 has 1 fields, the header 2"),
+    ("a,b\n1,-4e38\n3,4\n", "beyond the float32 range"),
+])
+def test_row_widths_and_float32_range_are_checked(tmp_path, text, message):
+    path = tmp_path / "t.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        read_table(path)

@@ -1,14 +1,18 @@
 """The ``deepbn`` Typer app: command registration and error handling.
 
 User mistakes (:class:`~deepbn.errors.DeepBNError`) print one line and exit
-with status 2; Ctrl-C exits 130 without a traceback.
+with status 2, as does a file that cannot be read or written; Ctrl-C exits 130 and
+SIGTERM 143, each after one line saying how to resume, never with a traceback.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
 import typer
+from rich.text import Text
 
 from deepbn import __version__
 from deepbn.cli.common import console, enable_compilation_cache
@@ -22,6 +26,7 @@ from deepbn.cli.vae import app as vae_app
 from deepbn.errors import DeepBNError
 
 INTERRUPTED = 130
+TERMINATED = 143  # 128 + SIGTERM
 RESUME_HINT = "interrupted; run the same command again to resume from the last checkpoint"
 
 app = typer.Typer(
@@ -56,17 +61,33 @@ app.add_typer(vae_app, name="vae")
 app.add_typer(siren_app, name="siren")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the last checkpoint is kept."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _print_error(message: str) -> None:
+    # plain text: a message naming a file or a value in brackets is never read as markup
+    console.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``deepbn`` console script; returns the exit status."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         # not standalone: click would turn Ctrl-C into "Aborted!" before we could say more
         result = app(args=argv, prog_name="deepbn", standalone_mode=False)
     except DeepBNError as e:
-        console.print(f"[red]error:[/red] {e}", soft_wrap=True)
+        _print_error(str(e))
         return 2
-    except (KeyboardInterrupt, typer.Abort):
+    except (KeyboardInterrupt, typer.Abort) as e:
         console.print(RESUME_HINT)
-        return INTERRUPTED
+        terminated = isinstance(e, Terminated) or isinstance(e.__cause__, Terminated)
+        return TERMINATED if terminated else INTERRUPTED
     except typer.Exit as e:
         return e.exit_code
     except typer.exceptions.TyperException as e:  # usage errors: typer prints them
@@ -74,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except OSError as e:  # a file the command could not read or write: one line, no traceback
+        where = f"{e.filename}: " if e.filename else ""
+        _print_error(f"{where}{e.strerror or e}; check the path and its permissions")
+        return 2
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     if result == INTERRUPTED:  # typer turns Ctrl-C into this exit status
         console.print(RESUME_HINT)
     return result if isinstance(result, int) else 0

@@ -189,6 +189,9 @@ def _download_mnist() -> Path:
     return target
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def load_images(spec: str | os.PathLike) -> VAEData:
     """``mnist`` (downloaded and cached) or a path to an ``.npz`` with train[/valid]/test."""
     path = _download_mnist() if str(spec) == "mnist" else Path(spec)
@@ -226,6 +229,10 @@ def load_images(spec: str | os.PathLike) -> VAEData:
         width = a.shape[1]
         if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
             raise DataError(f"{path}: '{split}' holds NaN or infinite values")
+        if a.dtype != bool and a.size and float(np.max(np.abs(a))) > _FLOAT32_MAX:
+            row, col = np.unravel_index(int(np.argmax(np.abs(a))), a.shape)
+            raise DataError(f"{path}: '{split}' row {row}, feature {col} holds {a[row, col]}, "
+                            "beyond the float32 range; rescale the data")
     binary = all(np.all((arrays[s] == 0) | (arrays[s] == 1)) for s in SPLITS)
     cast = (lambda a: a.astype(np.uint8)) if binary else (lambda a: a.astype(np.float32))
     return VAEData(*(cast(arrays[s]) for s in SPLITS), "bernoulli" if binary else "gaussian",

@@ -21,6 +21,8 @@ import pandas as pd
 from deepbn.atomic import atomic_write
 from deepbn.errors import DataError
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 class Table(NamedTuple):
     """A numeric data table: ``values`` (n, d) float32 and the column ``names``."""
@@ -33,13 +35,23 @@ class Table(NamedTuple):
 def read_table(path: str | os.PathLike, allow_constant: bool = False) -> Table:
     """Read a CSV with a header into float32 values and column names.
 
-    Constant columns are rejected unless ``allow_constant`` (they carry no
-    information for structure learning and break standardisation).
+    Every row must have as many fields as the header (a row with one more is not
+    read as an index column); a UTF-8 byte-order mark is dropped; values beyond
+    float32's range are refused, naming the cell. Constant columns are rejected
+    unless ``allow_constant`` (they carry no information for structure learning
+    and break standardisation).
     """
     path = str(path)
     try:
-        with open(path, newline="") as f:
-            header = next(csv.reader(f), None)
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = csv.reader(f)
+            header = next(rows, None)
+            if header:
+                for line, row in enumerate(rows, start=2):
+                    if row and len(row) != len(header):
+                        raise DataError(
+                            f"{path}: line {line} has {len(row)} fields, the header "
+                            f"{len(header)}; every row needs one value per column")
     except FileNotFoundError:
         raise DataError(f"{path}: no such data file") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -55,7 +67,7 @@ def read_table(path: str | os.PathLike, allow_constant: bool = False) -> Table:
         raise DataError(f"{path}: duplicate column name(s) {', '.join(dup)}; rename them")
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
-                          header=0, names=names)
+                          header=0, names=names, index_col=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, ValueError) as e:
         raise DataError(f"{path}: malformed CSV ({str(e).splitlines()[0]})") from None
     if len(raw) == 0:
@@ -78,7 +90,14 @@ def read_table(path: str | os.PathLike, allow_constant: bool = False) -> Table:
                 f"{path}: non-numeric value {col.iloc[row]!r} in column '{n}' (line {row + 2}); "
                 "every cell must be a finite number"
             )
-        values[:, k] = num.to_numpy(dtype=np.float32)
+        wide = num.to_numpy(dtype=np.float64)
+        outside = np.abs(wide) > FLOAT32_MAX
+        if outside.any():
+            row = int(np.flatnonzero(outside)[0])
+            raise DataError(
+                f"{path}: value {col.iloc[row]} in column '{n}' (line {row + 2}) is beyond "
+                f"the float32 range (±{FLOAT32_MAX:.3g}); rescale the column")
+        values[:, k] = wide.astype(np.float32)
     if not allow_constant and len(values) > 1:
         const = [n for k, n in enumerate(names) if np.all(values[:, k] == values[0, k])]
         if const:
