@@ -59,3 +59,35 @@ def test_an_output_that_is_a_folder_is_one_line(tmp_path, env):
     _one_line_error(_run(["sample", "example:ecoli70", "-n", "2", "-o", str(target)], env),
                     "check the path and its permissions")
     assert not any(target.iterdir())
+
+
+NETWORKS = {
+    "arcs_not_a_list.json": ('{"nodes": ["a", "b"], "arcs": 5, "cpds": {}}',
+                             "'arcs' must be a list of [parent, child] pairs"),
+    "cpds_a_list.json": ('{"nodes": ["a"], "arcs": [], "cpds": [1, 2]}',
+                         "'cpds' must map each node name to its cpd"),
+    "observed_no.json": ('{"format": "deepbn", "version": 1, "nodes": [{"name": "a", "family": '
+                         '"linear-gaussian", "observed": "no", "params": {"weight": [[]], '
+                         '"bias": [0], "scale": [1]}}]}',
+                         "node 'a': 'observed' must be true or false, got 'no'"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_network_files_of_the_wrong_shape_are_one_line(tmp_path, env, name):
+    text, message = NETWORKS[name]
+    (tmp_path / name).write_text(text)
+    out = tmp_path / "a.csv"
+    _one_line_error(_run(["sample", str(tmp_path / name), "-n", "2", "-o", str(out)], env),
+                    message)
+    assert not out.exists()
+
+
+def test_a_cyclic_truth_is_refused_before_any_work(tmp_path, env):
+    (tmp_path / "d.csv").write_text("a,b\n1,2\n2,1\n3,5\n4,4\n")
+    (tmp_path / "truth.csv").write_text("cause,effect\na,b\nb,a\n")
+    out = tmp_path / "out"
+    _one_line_error(_run(["discover", str(tmp_path / "d.csv"), "--truth",
+                          str(tmp_path / "truth.csv"), "--out", str(out), "--steps", "3"], env),
+                    "the true graph has a cycle (a -> b -> a)")
+    assert not (out / "checkpoint.npz").exists()

@@ -87,7 +87,10 @@ def _from_bnlearn(doc: dict, source: str) -> BayesNet:
     names = [str(n) for n in nodes]
     known = set(names)
     arc_parents: dict[str, list[str]] = {n: [] for n in names}
-    for arc in doc.get("arcs", []):
+    arcs = doc.get("arcs", [])
+    if not isinstance(arcs, list):
+        raise NetworkFileError(f"{source}: 'arcs' must be a list of [parent, child] pairs")
+    for arc in arcs:
         if not (isinstance(arc, list) and len(arc) == 2):
             raise NetworkFileError(f"{source}: each arc must be a [parent, child] pair: {arc!r}")
         p, c = (str(a) for a in arc)
@@ -98,6 +101,8 @@ def _from_bnlearn(doc: dict, source: str) -> BayesNet:
                 )
         arc_parents[c].append(p)
     cpds = doc["cpds"]
+    if not isinstance(cpds, dict):
+        raise NetworkFileError(f"{source}: 'cpds' must map each node name to its cpd")
     conditionals: list[Conditional] = []
     parents: list[list[str]] = []
     for n in names:
@@ -231,7 +236,10 @@ def _from_deepbn(doc: dict, source: str) -> BayesNet:
         where = f"{source}: node '{node['name']}'"
         names.append(str(node["name"]))
         parents.append([str(p) for p in node.get("parents", [])])
-        observed.append(bool(node.get("observed", True)))
+        flag = node.get("observed", True)
+        if not isinstance(flag, bool):
+            raise NetworkFileError(f"{where}: 'observed' must be true or false, got {flag!r}")
+        observed.append(flag)
         conds.append(_decode(node.get("family", ""), node.get("params", {}), where))
     return BayesNet(names, parents, conds, observed, source=source)
 

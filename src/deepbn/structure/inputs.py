@@ -27,7 +27,12 @@ def read_truth(spec: str, names: list[str]) -> np.ndarray:
         A = net.adjacency()
         idx = [net.names.index(n) for n in names]
         return A[np.ix_(idx, idx)]
-    return graph.read_edge_list(spec, names)
+    A = graph.read_edge_list(spec, names)
+    cycle = graph.find_cycle(A)
+    if cycle is not None:
+        path = " -> ".join(names[k] for k in [*cycle, cycle[0]])
+        raise DataError(f"{spec}: the true graph has a cycle ({path}); a DAG is needed")
+    return A
 
 
 def read_mask(path: Path, table: Table) -> np.ndarray:
