@@ -91,3 +91,43 @@ def test_a_cyclic_truth_is_refused_before_any_work(tmp_path, env):
                           str(tmp_path / "truth.csv"), "--out", str(out), "--steps", "3"], env),
                     "the true graph has a cycle (a -> b -> a)")
     assert not (out / "checkpoint.npz").exists()
+
+
+@pytest.fixture(scope="module")
+def hierarchy_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "h.csv"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    assert _run(["sample", "example:gaussian-hierarchy", "-n", "5", "-o", str(path)],
+                env).returncode == 0
+    return str(path)
+
+
+NUMBERS = [
+    (["posterior", "example:gaussian-hierarchy", "{data}", "--integration-steps", "0"],
+     "leapfrog steps per HMC transition must be at least 1"),
+    (["posterior", "example:gaussian-hierarchy", "{data}", "--checkpoint-every", "0"],
+     "transitions between checkpoints must be at least 1"),
+    (["posterior", "example:gaussian-hierarchy", "{data}", "--chains", "0"],
+     "need at least 1 chain"),
+    (["fit", "example:gaussian-hierarchy", "{data}", "--hmc-transitions", "0"],
+     "must be at least 1"),
+    (["fit", "example:gaussian-hierarchy", "{data}", "--learning-rate", "nan"],
+     "learning rate"),
+    (["discover", "{data}", "--particles", "0"], "number of particles must be at least 1"),
+    (["discover", "{data}", "--edges-per-node", "inf"],
+     "expected edges per node must be a positive number"),
+    (["discover", "{data}", "--steps", "0"], "SVGD steps must be at least 1"),
+    (["demo", "-n", "0"], "number of samples must be at least 1"),
+]
+
+
+def _case_id(args):
+    return " ".join([args[0], next(a for a in args[1:] if a.startswith("-"))])
+
+
+@pytest.mark.parametrize("args, message", NUMBERS, ids=[_case_id(a) for a, _ in NUMBERS])
+def test_numeric_options_out_of_range_are_one_line(tmp_path, env, hierarchy_csv, args, message):
+    out = tmp_path / "out"
+    args = [a.format(data=hierarchy_csv) for a in args] + ["--out", str(out)]
+    _one_line_error(_run(args, env), message)
+    assert not (out / "summary.json").exists() and not (out / "checkpoint.npz").exists()

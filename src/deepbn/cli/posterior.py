@@ -86,7 +86,8 @@ def posterior(
     as_json: bool = JsonOption,
 ) -> None:
     """Sample the latent nodes' posterior; writes samples.npz, summary.json, trace.png."""
-    hmc.check_settings(sampler, form, chains, warmup, samples)
+    hmc.check_settings(sampler, form, chains, warmup, samples, integration_steps,
+                       checkpoint_every)
     if checkpoint_every < 1:
         raise UsageError(f"--checkpoint-every must be at least 1, got {checkpoint_every}")
     net = network_for_run(bn, latent)

@@ -78,7 +78,8 @@ def _check_finite(bn, reparam: Reparam, u0, observed):
                              "(e.g. a Bernoulli column holding something other than 0/1)")
 
 
-def check_settings(sampler: str, form: str, chains: int, warmup: int, samples: int) -> None:
+def check_settings(sampler: str, form: str, chains: int, warmup: int, samples: int,
+                   integration_steps: int = 16, chunk: int = 100) -> None:
     """One-line :class:`~deepbn.errors.UsageError` for sampler settings that cannot run."""
     if sampler not in SAMPLERS:
         raise UsageError(f"unknown sampler '{sampler}'; use one of {', '.join(SAMPLERS)}")
@@ -87,6 +88,11 @@ def check_settings(sampler: str, form: str, chains: int, warmup: int, samples: i
     if chains < 1 or warmup < 1 or samples < 4:
         raise UsageError(f"need at least 1 chain, 1 warmup step and 4 samples; got {chains} "
                          f"chain(s), {warmup} warmup step(s), {samples} sample(s)")
+    if integration_steps < 1:
+        raise UsageError(f"the leapfrog steps per HMC transition must be at least 1, got "
+                         f"{integration_steps}")
+    if chunk < 1:
+        raise UsageError(f"the transitions between checkpoints must be at least 1, got {chunk}")
 
 
 def sample_posterior(
@@ -116,7 +122,7 @@ def sample_posterior(
     chain's state, the draws so far) and a run of the same network, data and
     settings resumes from it, ending with the draws an uninterrupted run gives.
     """
-    check_settings(sampler, form, chains, warmup, samples)
+    check_settings(sampler, form, chains, warmup, samples, integration_steps, chunk)
     space = LatentSpace.from_network(bn)  # no latent nodes / discrete latents: say so first
     missing = [n for n in bn.observed_names if n not in observed]
     if missing:

@@ -31,6 +31,7 @@ several are present.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -78,8 +79,8 @@ class DiBSConfig(NamedTuple):
             if getattr(self, name) < 1:
                 raise UsageError(f"the number of {name[2:].replace('_', ' ')} must be at least "
                                  f"1, got {getattr(self, name)}")
-        if not self.edges_per_node > 0:
-            raise UsageError(f"the expected edges per node must be positive, got "
+        if not (math.isfinite(self.edges_per_node) and self.edges_per_node > 0):
+            raise UsageError(f"the expected edges per node must be a positive number, got "
                              f"{self.edges_per_node}")
         return self
 
