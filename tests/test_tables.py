@@ -81,3 +81,14 @@ def test_row_widths_and_float32_range_are_checked(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(DataError, match=message):
         read_table(path)
+
+
+def test_written_files_get_the_umask_mode_not_0600(tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        write_table(tmp_path / "t.csv", np.zeros((2, 2)), ["a", "b"])
+    finally:
+        os.umask(old)
+    assert (tmp_path / "t.csv").stat().st_mode & 0o777 == 0o640

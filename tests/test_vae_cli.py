@@ -124,3 +124,29 @@ def test_real_valued_data_get_a_gaussian_likelihood(tmp_path):
     path = _npz(tmp_path / "r.npz", train=rng.normal(size=(20, 3)), test=rng.normal(size=(4, 3)))
     d = datasets.load_images(path)
     assert d.likelihood == "gaussian" and d.valid.shape == (2, 3) and d.train.shape == (18, 3)
+
+
+def test_a_folder_remembers_its_data_by_content_and_a_resolvable_path(tmp_path, monkeypatch,
+                                                                        capsys):
+    work = tmp_path / "work"
+    work.mkdir()
+    _npz(work / "small.npz", train=_binary(64), valid=_binary(16, seed=1),
+         test=_binary(16, seed=2))
+    monkeypatch.chdir(work)
+    args = ["vae", "train", "--structure", "none", "--nodes", "1", "--latent-dim", "2",
+            "--batch", "32", "--out", "run"]
+    assert main([*args, "--data", "./small.npz", "--epochs", "1"]) == 0
+    # the same file under another spelling is the same run: it resumes
+    assert main([*args, "--data", "small.npz", "--epochs", "2"]) == 0
+    assert json.loads((work / "run" / "config.json").read_text())["epochs"] == 2
+    # evaluation from another directory finds the data
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["vae", "eval", "work/run", "--iw", "5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["test_examples"] == 16
+    # other data in the same folder are refused, whatever the path
+    _npz(work / "small.npz", train=_binary(64, seed=5), valid=_binary(16, seed=1),
+         test=_binary(16, seed=2))
+    monkeypatch.chdir(work)
+    assert main([*args, "--data", "small.npz", "--epochs", "3"]) == 2
+    assert "train_digest" in capsys.readouterr().err

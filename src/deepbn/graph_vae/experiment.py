@@ -39,7 +39,9 @@ from deepbn.io.datasets import VAEData, load_images
 from deepbn.results import ResultsFolder, write_json
 
 CONFIG = ResultsFolder.CONFIG
-_NOT_SETTINGS = ("command", "deepbn_version", "epochs")  # config.json keys a resume may change
+# config.json keys a resume may change; the data are identified by their digest, not by
+# the path they were read from
+_NOT_SETTINGS = ("command", "deepbn_version", "epochs", "data")
 
 
 def make_config(input_dim: int, structure: str = "learned", nodes: int = 5,
@@ -146,8 +148,10 @@ def check_folder(cfg: model.GraphVAEConfig, d: VAEData, out: str | Path, batch: 
     if config_path.exists():
         old = json.loads(config_path.read_text())
         old = {k: v for k, v in old.items() if k not in _NOT_SETTINGS}
-        if old != json.loads(json.dumps(settings)):
-            raise UsageError(f"{out} holds a different model or data ({_difference(old, settings)})"
+        new = {k: v for k, v in json.loads(json.dumps(settings)).items()
+               if k not in _NOT_SETTINGS}
+        if old != new:
+            raise UsageError(f"{out} holds a different model or data ({_difference(old, new)})"
                              "; use another --out folder")
     return settings
 

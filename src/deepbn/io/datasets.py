@@ -235,5 +235,7 @@ def load_images(spec: str | os.PathLike) -> VAEData:
                             "beyond the float32 range; rescale the data")
     binary = all(np.all((arrays[s] == 0) | (arrays[s] == 1)) for s in SPLITS)
     cast = (lambda a: a.astype(np.uint8)) if binary else (lambda a: a.astype(np.float32))
+    # the source as a path that resolves from any directory ("mnist" stays the name)
+    source = "mnist" if str(spec) == "mnist" else str(Path(spec).resolve())
     return VAEData(*(cast(arrays[s]) for s in SPLITS), "bernoulli" if binary else "gaussian",
-                   str(spec))
+                   source)
