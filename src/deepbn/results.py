@@ -9,7 +9,10 @@ Every command writes into its ``--out`` folder
 
 plus its own outputs. Every file is written atomically (a temporary file
 renamed into place), and the JSON is strict: NaN and infinities become
-``null``, numpy scalars plain numbers.
+``null``, numpy scalars plain numbers. A folder is locked while a command uses
+it (``flock`` on ``.deepbn.lock``, released by the system when the process ends,
+even when it is killed), so a second command writing into the same folder at
+the same time is refused instead of mixing two runs' files.
 
 Example:
     >>> folder = ResultsFolder("runs/d1", "discover")           # doctest: +SKIP
@@ -19,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -57,6 +61,33 @@ def write_json(path: str | os.PathLike, value: Any) -> None:
         json.dump(jsonable(value), f, indent=1, allow_nan=False)
 
 
+_LOCKS: dict[Path, int] = {}  # folders this process holds: path -> open lock file
+
+
+def _lock(folder: Path) -> None:
+    key = folder.resolve()
+    if key in _LOCKS:
+        return
+    fd = os.open(key / ".deepbn.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise UsageError(f"{folder}: in use by another running deepbn command (pid {holder}); "
+                         "wait for it to finish or choose another --out") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _LOCKS[key] = fd
+
+
+def release_locks() -> None:
+    """Give up every folder this process holds (the CLI does so when a command ends)."""
+    while _LOCKS:
+        _, fd = _LOCKS.popitem()
+        os.close(fd)  # closing the file releases its flock
+
+
 class ResultsFolder:
     """A command's output folder: created (or reused) up front, written atomically."""
 
@@ -77,6 +108,7 @@ class ResultsFolder:
         if not os.access(self.path, os.W_OK | os.X_OK):
             raise UsageError(f"{self.path}: the output folder is not writable; "
                              "choose another --out")
+        _lock(self.path)
 
     @property
     def checkpoint(self) -> Path:

@@ -24,6 +24,7 @@ from deepbn.cli.sample import sample
 from deepbn.cli.siren import app as siren_app
 from deepbn.cli.vae import app as vae_app
 from deepbn.errors import DeepBNError
+from deepbn.results import release_locks
 
 INTERRUPTED = 130
 TERMINATED = 143  # 128 + SIGTERM
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         _print_error(f"{where}{e.strerror or e}; check the path and its permissions")
         return 2
     finally:
+        release_locks()
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
     if result == INTERRUPTED:  # typer turns Ctrl-C into this exit status
