@@ -53,6 +53,7 @@ def test_a_signal_then_rerun_gives_the_uninterrupted_draws(tmp_path, env, sig, s
     assert (part / "checkpoint.npz").exists() and not (part / "samples.npz").exists()
     again = _deepbn([*common, "--out", str(part)], env)
     assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming from" in again.stderr and "steps already done" in again.stderr
     summary = json.loads(again.stdout)
     assert summary["resumed_from_step"] >= 20
     with np.load(tmp_path / "full" / "samples.npz") as a, np.load(part / "samples.npz") as b:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Hashable
 from functools import lru_cache
@@ -49,6 +50,8 @@ import numpy as np
 
 from deepbn.atomic import atomic_write
 from deepbn.errors import UsageError
+
+_log = logging.getLogger("deepbn")  # the CLI prints its INFO lines
 
 Step = Callable[[jax.Array, Any, Any, Any], tuple[Any, Any]]
 
@@ -239,6 +242,8 @@ def run(
         if done > steps:
             raise UsageError(f"{path.parent}: holds a run of {done} steps, more than the {steps} "
                              f"asked for; ask for at least {done} or use another output folder")
+        if done:
+            _log.info(f"resuming from {path}: {done} of {steps} steps already done")
     resumed_from = done
     if place is not None:
         state = place(state)

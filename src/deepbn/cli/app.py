@@ -7,6 +7,7 @@ SIGTERM 143, each after one line saying how to resume, never with a traceback.
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -75,8 +76,23 @@ def _print_error(message: str) -> None:
     console.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
 
 
+class _ConsoleHandler(logging.Handler):
+    """The library's INFO lines (e.g. "resuming from ...") on stderr, as plain text."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        console.print(Text(record.getMessage()), soft_wrap=True)
+
+
+def _show_library_messages() -> None:
+    log = logging.getLogger("deepbn")
+    if not any(isinstance(h, _ConsoleHandler) for h in log.handlers):
+        log.addHandler(_ConsoleHandler())
+        log.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``deepbn`` console script; returns the exit status."""
+    _show_library_messages()
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
