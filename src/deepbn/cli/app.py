@@ -67,7 +67,11 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: the last checkpoint is kept."""
 
 
+_signals_received: list[int] = []
+
+
 def _terminate(signum, frame):
+    _signals_received.append(signum)  # typer may turn the exception into exit status 130
     raise Terminated()
 
 
@@ -93,6 +97,7 @@ def _show_library_messages() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``deepbn`` console script; returns the exit status."""
     _show_library_messages()
+    _signals_received.clear()
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
@@ -101,10 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     except DeepBNError as e:
         _print_error(str(e))
         return 2
-    except (KeyboardInterrupt, typer.Abort) as e:
+    except (KeyboardInterrupt, typer.Abort):
         console.print(RESUME_HINT)
-        terminated = isinstance(e, Terminated) or isinstance(e.__cause__, Terminated)
-        return TERMINATED if terminated else INTERRUPTED
+        return TERMINATED if _signals_received else INTERRUPTED
     except typer.Exit as e:
         return e.exit_code
     except typer.exceptions.TyperException as e:  # usage errors: typer prints them
@@ -120,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         release_locks()
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
-    if result == INTERRUPTED:  # typer turns Ctrl-C into this exit status
+    if result == INTERRUPTED:  # typer turns Ctrl-C (and our SIGTERM) into this exit status
         console.print(RESUME_HINT)
+        return TERMINATED if _signals_received else INTERRUPTED
     return result if isinstance(result, int) else 0
 
 
