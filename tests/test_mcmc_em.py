@@ -83,5 +83,12 @@ def test_vi_improves_the_fit_and_resume_continues(tmp_path):
     np.testing.assert_allclose(resumed.network.conditionals[1].weight,
                                full.network.conditionals[1].weight, rtol=1e-5)
     np.testing.assert_allclose(resumed.curve, full.curve, rtol=1e-5)
+    # more iterations continue the same run (as more steps, epochs or draws do elsewhere)
+    longer = mcmc_em.fit(start, data, cfg._replace(iterations=120), learn=["x1", "x2", "x3"],
+                         checkpoint_path=ck)
+    assert longer.resumed_from == 100 and longer.curve[-1, 0] == 120
+    with pytest.raises(UsageError, match="more than the"):  # fewer: refused
+        mcmc_em.fit(start, data, cfg._replace(iterations=60), learn=["x1", "x2", "x3"],
+                    checkpoint_path=ck)
     with pytest.raises(UsageError):
         mcmc_em.fit(start, data, cfg._replace(method="nope"))

@@ -296,7 +296,9 @@ def fit(
         opt_state = _optimizer(cfg).init(params if cfg.method == "mcmc-em" else (params, u0, aux))
         method = cfg.method
     state = FitState(params, u0, aux, opt_state, jnp.zeros((), jnp.int32))
-    settings = {"method": method, "config": cfg._asdict(), "seed": seed, "names": bn.names,
+    # the iteration count is not part of a run's identity: more continues it (driver rule)
+    settings = {"method": method, "config": {**cfg._asdict(), "iterations": None},
+                "seed": seed, "names": bn.names,
                 "parents": bn.parents, "observed": bn.observed, "families":
                 [c.family for c in bn.conditionals],
                 "learn": None if learn is None else sorted(learn)}
