@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -125,9 +126,24 @@ def _case_id(args):
     return " ".join([args[0], next(a for a in args[1:] if a.startswith("-"))])
 
 
+@pytest.fixture(scope="module")
+def numeric_runs(tmp_path_factory, hierarchy_csv):
+    """Every NUMBERS case run at once, two at a time per core: most of each run is starting
+    Python and importing JAX, and the suite must stay short."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+
+    def one(case):
+        args, _ = case
+        out = tmp_path_factory.mktemp("out") / "out"
+        full = [a.format(data=hierarchy_csv) for a in args] + ["--out", str(out)]
+        return _run(full, env), out
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(zip((_case_id(a) for a, _ in NUMBERS), pool.map(one, NUMBERS)))
+
+
 @pytest.mark.parametrize("args, message", NUMBERS, ids=[_case_id(a) for a, _ in NUMBERS])
-def test_numeric_options_out_of_range_are_one_line(tmp_path, env, hierarchy_csv, args, message):
-    out = tmp_path / "out"
-    args = [a.format(data=hierarchy_csv) for a in args] + ["--out", str(out)]
-    _one_line_error(_run(args, env), message)
+def test_numeric_options_out_of_range_are_one_line(numeric_runs, args, message):
+    proc, out = numeric_runs[_case_id(args)]
+    _one_line_error(proc, message)
     assert not (out / "summary.json").exists() and not (out / "checkpoint.npz").exists()
