@@ -119,6 +119,9 @@ NUMBERS = [
      "expected edges per node must be a positive number"),
     (["discover", "{data}", "--steps", "0"], "SVGD steps must be at least 1"),
     (["demo", "-n", "0"], "number of samples must be at least 1"),
+    # a diverging fit is not silent: exit 2, and no network full of NaN is written
+    (["fit", "example:gaussian-hierarchy", "{data}", "--optimizer", "sgd", "--learning-rate",
+      "1e6", "--iterations", "50"], "produced non-finite values; stopped, nothing was"),
 ]
 
 
@@ -146,4 +149,5 @@ def numeric_runs(tmp_path_factory, hierarchy_csv):
 def test_numeric_options_out_of_range_are_one_line(numeric_runs, args, message):
     proc, out = numeric_runs[_case_id(args)]
     _one_line_error(proc, message)
-    assert not (out / "summary.json").exists() and not (out / "checkpoint.npz").exists()
+    for name in ("summary.json", "checkpoint.npz", "network.json"):
+        assert not (out / name).exists(), name

@@ -270,8 +270,9 @@ def run(
         seconds += chunk_seconds
         out = jax.tree_util.tree_map(lambda a, n=n: np.asarray(a)[:n], out)
         if not bool(finite):
-            stopped = (f"step {done + 1}-{done + n} produced non-finite values; stopped, keeping "
-                       f"the state after step {done}" + (" (checkpointed)" if path else ""))
+            kept = ("nothing was checkpointed" if not done else
+                    f"kept the state after step {done}" + (" (checkpointed)" if path else ""))
+            stopped = (f"step {done + 1}-{done + n} produced non-finite values; stopped, {kept}")
             break
         state = new_state
         done += n

@@ -161,6 +161,8 @@ def run_epochs(
                         after_chunk=record)
     message = None
     if res.stopped:
-        message = (f"epoch {res.steps + 1} produced non-finite values; stopped and kept the "
-                   f"checkpoint after epoch {res.steps}; try a smaller learning rate")
+        kept = ("nothing was checkpointed" if not res.steps else
+                f"kept the checkpoint after epoch {res.steps}")
+        message = (f"epoch {res.steps + 1} produced non-finite values; stopped, {kept}; try a "
+                   "smaller learning rate")
     return res.state[0], History(res.steps, res.records), message
