@@ -26,7 +26,7 @@ import numpy as np
 
 from deepbn import graph
 from deepbn.conditionals import Conditional, LinearGaussian, base_noise, check_conditional
-from deepbn.errors import CycleError, NetworkFileError, UsageError
+from deepbn.errors import CycleError, NetworkFileError, UsageError, require_count
 
 MAX_SAMPLE_VALUES = 2**28  # one draw of 2 GiB as a float64 table: more is refused up front
 
@@ -235,8 +235,7 @@ class BayesNet(eqx.Module):
     def sample(self, key, n: int | None = None) -> dict[str, jnp.ndarray]:
         """Ancestral sample of ``n`` joint draws (jitted); ``n=None`` gives one draw."""
         if n is not None:
-            if n < 1:
-                raise UsageError(f"the number of samples must be at least 1, got {n}")
+            require_count("the number of samples", n)
             values = n * sum(self.dims)
             if values > MAX_SAMPLE_VALUES:
                 raise UsageError(f"{n} samples of {sum(self.dims)} dimensions are {values:.3g} "

@@ -8,6 +8,8 @@ exits with status 2.
 
 from __future__ import annotations
 
+import math
+
 
 class DeepBNError(Exception):
     """Base class for errors caused by user input."""
@@ -27,3 +29,21 @@ class DataError(DeepBNError):
 
 class UsageError(DeepBNError):
     """An option or argument value that cannot be used."""
+
+
+def require_count(what: str, value: int, minimum: int = 1) -> None:
+    """:class:`UsageError` "``what`` must be at least ``minimum``, got ``value``"."""
+    if value < minimum:
+        raise UsageError(f"{what} must be at least {minimum}, got {value}")
+
+
+def require_positive(what: str, value: float) -> None:
+    """:class:`UsageError` unless ``value`` is a positive finite number."""
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{what} must be a positive number, got {value}")
+
+
+def require_choice(what: str, value: str, allowed) -> None:
+    """:class:`UsageError` unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        raise UsageError(f"{what} must be one of {', '.join(allowed)}, got '{value}'")

@@ -34,6 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deepbn.masks import mlp_masks
+
 LOG_2PI = float(np.log(2.0 * np.pi))
 BATCH_NORM_MOMENTUM = 0.1  # weight of the current batch in the running averages
 BATCH_NORM_EPS = 1e-5
@@ -115,8 +117,6 @@ class MLP(eqx.Module):
 
         ``allowed[j]``: the inputs output j may depend on (:func:`deepbn.masks.mlp_masks`).
         """
-        from deepbn.masks import mlp_masks
-
         layers = _dense_init(key, sizes, weight_std)
         masks = None if allowed is None else tuple(
             Fixed(jnp.asarray(m, jnp.float32))

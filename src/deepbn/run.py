@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deepbn.atomic import atomic_write
-from deepbn.errors import UsageError
+from deepbn.errors import UsageError, require_count
 
 _log = logging.getLogger("deepbn")  # the CLI prints its INFO lines
 
@@ -230,8 +230,7 @@ def run(
     checkpoint; ``place(state)`` puts the state on devices (e.g. shards its
     batch axis over a mesh).
     """
-    if steps < 0:
-        raise UsageError(f"the number of steps must be at least 0, got {steps}")
+    require_count("the number of steps", steps, minimum=0)
     chunk = max(1, int(chunk))
     key = raw_key(key)
     path = Path(checkpoint) if checkpoint is not None else None

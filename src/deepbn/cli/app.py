@@ -75,6 +75,12 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
+def _interrupted() -> int:
+    """Say how to resume; the exit status of the signal that stopped the command."""
+    console.print(RESUME_HINT)
+    return TERMINATED if _signals_received else INTERRUPTED
+
+
 def _print_error(message: str) -> None:
     # plain text: a message naming a file or a value in brackets is never read as markup
     console.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
@@ -107,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         _print_error(str(e))
         return 2
     except (KeyboardInterrupt, typer.Abort):
-        console.print(RESUME_HINT)
-        return TERMINATED if _signals_received else INTERRUPTED
+        return _interrupted()
     except typer.Exit as e:
         return e.exit_code
     except typer.exceptions.TyperException as e:  # usage errors: typer prints them
@@ -125,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
     if result == INTERRUPTED:  # typer turns Ctrl-C (and our SIGTERM) into this exit status
-        console.print(RESUME_HINT)
-        return TERMINATED if _signals_received else INTERRUPTED
+        return _interrupted()
     return result if isinstance(result, int) else 0
 
 

@@ -18,7 +18,7 @@ from deepbn.cli.common import (
     progress_bar,
     report,
 )
-from deepbn.errors import DataError, UsageError
+from deepbn.errors import DataError
 from deepbn.examples import load
 from deepbn.inference import hmc
 from deepbn.io.tables import match_columns, read_table
@@ -88,8 +88,6 @@ def posterior(
     """Sample the latent nodes' posterior; writes samples.npz, summary.json, trace.png."""
     hmc.check_settings(sampler, form, chains, warmup, samples, integration_steps,
                        checkpoint_every)
-    if checkpoint_every < 1:
-        raise UsageError(f"--checkpoint-every must be at least 1, got {checkpoint_every}")
     net = network_for_run(bn, latent)
     observed = read_observed(net, bn, data)
     folder = ResultsFolder(out, "posterior")

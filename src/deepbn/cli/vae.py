@@ -67,6 +67,7 @@ def train(
     folder = ResultsFolder(out, "vae train")
     d = datasets.load_images(data)
     cfg = experiment.make_config(d.input_dim, structure, nodes, latent_dim, d.likelihood)
+    # before the progress bar starts, so that a refusal is the only line printed
     experiment.check_folder(cfg, d, out, batch, lr, lr_decay, temperature_decay, seed)
     steps = d.train.shape[0] // max(batch, 1)
     columns = [TextColumn(f"{structure}"), BarColumn(), TextColumn("epoch {task.fields[epoch]}"),

@@ -33,7 +33,7 @@ import optax
 
 from deepbn import run as run_layer
 from deepbn import train as training
-from deepbn.errors import UsageError
+from deepbn.errors import UsageError, require_count, require_positive
 from deepbn.graph_vae import evaluate, model
 from deepbn.io.datasets import VAEData, load_images
 from deepbn.results import ResultsFolder, write_json
@@ -58,13 +58,11 @@ def make_config(input_dim: int, structure: str = "learned", nodes: int = 5,
 def check_training(epochs: int, batch: int, lr: float, lr_decay: float,
                    temperature_decay: float, n_train: int | None = None) -> None:
     """One-line errors for training settings no run can use."""
-    if epochs < 1:
-        raise UsageError(f"epochs must be at least 1, got {epochs}")
+    require_count("epochs", epochs)
     if batch < 1 or (n_train is not None and batch > n_train):
         raise UsageError(f"batch size {batch} must be between 1 and the "
                          f"{n_train if n_train is not None else 'number of'} training examples")
-    if not (math.isfinite(lr) and lr > 0):
-        raise UsageError(f"the learning rate must be a positive number, got {lr}")
+    require_positive("the learning rate", lr)
     for name, value in (("learning-rate decay", lr_decay),
                         ("temperature decay", temperature_decay)):
         if not (math.isfinite(value) and 0 < value <= 1):
@@ -202,10 +200,9 @@ def structure_edges(cfg: model.GraphVAEConfig, params) -> list[list[int]]:
 
 def check_evaluation(iw: int, max_examples: int | None = None) -> None:
     """One-line errors for evaluation settings no run can use."""
-    if iw < 1:
-        raise UsageError(f"the number of importance samples must be at least 1, got {iw}")
-    if max_examples is not None and max_examples < 1:
-        raise UsageError(f"the number of test examples must be at least 1, got {max_examples}")
+    require_count("the number of importance samples", iw)
+    if max_examples is not None:
+        require_count("the number of test examples", max_examples)
 
 
 def evaluate_folder(out: str | Path, iw: int = 5000, max_examples: int | None = None,

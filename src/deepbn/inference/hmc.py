@@ -36,7 +36,7 @@ import numpy as np
 
 from deepbn import run as run_layer
 from deepbn.bn import BayesNet
-from deepbn.errors import UsageError
+from deepbn.errors import UsageError, require_count
 from deepbn.inference import diagnostics, nuts
 from deepbn.inference.nuts import SAMPLERS
 from deepbn.reparam import FORMS, LatentSpace, Reparam, coordinates, prior_latents, values
@@ -88,11 +88,8 @@ def check_settings(sampler: str, form: str, chains: int, warmup: int, samples: i
     if chains < 1 or warmup < 1 or samples < 4:
         raise UsageError(f"need at least 1 chain, 1 warmup step and 4 samples; got {chains} "
                          f"chain(s), {warmup} warmup step(s), {samples} sample(s)")
-    if integration_steps < 1:
-        raise UsageError(f"the leapfrog steps per HMC transition must be at least 1, got "
-                         f"{integration_steps}")
-    if chunk < 1:
-        raise UsageError(f"the transitions between checkpoints must be at least 1, got {chunk}")
+    require_count("the leapfrog steps per HMC transition", integration_steps)
+    require_count("the transitions between checkpoints", chunk)
 
 
 def sample_posterior(

@@ -42,7 +42,7 @@ import optax
 
 from deepbn import run as run_layer
 from deepbn.bn import BayesNet
-from deepbn.errors import UsageError
+from deepbn.errors import UsageError, require_choice, require_count, require_positive
 from deepbn.reparam import Reparam, coordinates, log_density, prior_latents, values
 
 METHODS = ("mcmc-em", "vi")
@@ -66,17 +66,11 @@ class FitConfig(NamedTuple):
         choices = {"method": METHODS, "form": ("centred", "auxiliary"),
                    "optimizer": tuple(OPTIMIZERS)}
         for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise UsageError(f"{name} must be one of {', '.join(allowed)}, "
-                                 f"got '{getattr(self, name)}'")
+            require_choice(name, getattr(self, name), allowed)
         for name in ("iterations", "hmc_transitions", "integration_steps", "vi_samples",
                      "likelihood_samples", "monitor_every"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"{name.replace('_', ' ')} must be at least 1, "
-                                 f"got {getattr(self, name)}")
-        if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise UsageError(f"the learning rate must be a positive number, got "
-                             f"{self.learning_rate}")
+            require_count(name.replace("_", " "), getattr(self, name))
+        require_positive("the learning rate", self.learning_rate)
         return self
 
 

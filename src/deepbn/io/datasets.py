@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from deepbn.errors import DataError
+from deepbn.io.tables import FLOAT32_MAX
 
 SACHS_NAMES = ["Raf", "Mek", "Plcg", "PIP2", "PIP3", "Erk", "Akt", "PKA", "PKC", "P38", "Jnk"]
 
@@ -189,9 +190,6 @@ def _download_mnist() -> Path:
     return target
 
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
 def load_images(spec: str | os.PathLike) -> VAEData:
     """``mnist`` (downloaded and cached) or a path to an ``.npz`` with train[/valid]/test."""
     path = _download_mnist() if str(spec) == "mnist" else Path(spec)
@@ -229,7 +227,7 @@ def load_images(spec: str | os.PathLike) -> VAEData:
         width = a.shape[1]
         if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
             raise DataError(f"{path}: '{split}' holds NaN or infinite values")
-        if a.dtype != bool and a.size and float(np.max(np.abs(a))) > _FLOAT32_MAX:
+        if a.dtype != bool and a.size and float(np.max(np.abs(a))) > FLOAT32_MAX:
             row, col = np.unravel_index(int(np.argmax(np.abs(a))), a.shape)
             raise DataError(f"{path}: '{split}' row {row}, feature {col} holds {a[row, col]}, "
                             "beyond the float32 range; rescale the data")

@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,7 +30,7 @@ import optax
 from deepbn import nn
 from deepbn import train as training
 from deepbn.bn import BayesNet
-from deepbn.errors import UsageError
+from deepbn.errors import UsageError, require_count, require_positive
 from deepbn.results import write_json
 from deepbn.siren import model as siren
 
@@ -39,16 +38,13 @@ from deepbn.siren import model as siren
 def check_settings(epochs: int = 300, batch: int = 64, lr: float = 3e-3, blocks: int = 4,
                    hidden: Sequence[int] = (64,), iw: int = 1000) -> None:
     """One-line errors for training settings no run can use."""
-    for name, value in (("epochs", epochs), ("batch size", batch), ("flow blocks", blocks),
-                        ("importance samples", iw)):
-        if value < 1:
-            raise UsageError(f"the number of {name} must be at least 1, got {value}"
-                             if name != "batch size" else
-                             f"the batch size must be at least 1, got {value}")
+    require_count("the number of epochs", epochs)
+    require_count("the batch size", batch)
+    require_count("the number of flow blocks", blocks)
+    require_count("the number of importance samples", iw)
     if not hidden or min(hidden) < 1:
         raise UsageError(f"hidden layer widths must be at least 1, got {list(hidden)}")
-    if not (math.isfinite(lr) and lr > 0):
-        raise UsageError(f"the learning rate must be a positive number, got {lr}")
+    require_positive("the learning rate", lr)
 
 
 def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray,

@@ -31,7 +31,6 @@ several are present.
 
 from __future__ import annotations
 
-import math
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -40,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from deepbn.errors import UsageError
+from deepbn.errors import require_choice, require_count, require_positive
 from deepbn.graph import acyclicity_poly
 from deepbn.structure import priors, scores
 
@@ -72,16 +71,10 @@ class DiBSConfig(NamedTuple):
         choices = {"model": MODELS, "graph_prior": priors.PRIORS,
                    "estimator": ("auto", "score", "reparam")}
         for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise UsageError(f"{name.replace('_', ' ')} must be one of "
-                                 f"{', '.join(allowed)}, got '{getattr(self, name)}'")
+            require_choice(name.replace("_", " "), getattr(self, name), allowed)
         for name in ("n_particles", "n_graph_samples", "n_acyclicity_samples"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"the number of {name[2:].replace('_', ' ')} must be at least "
-                                 f"1, got {getattr(self, name)}")
-        if not (math.isfinite(self.edges_per_node) and self.edges_per_node > 0):
-            raise UsageError(f"the expected edges per node must be a positive number, got "
-                             f"{self.edges_per_node}")
+            require_count(f"the number of {name[2:].replace('_', ' ')}", getattr(self, name))
+        require_positive("the expected edges per node", self.edges_per_node)
         return self
 
     def resolved(self, d: int) -> DiBSConfig:

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from deepbn import run as run_layer
-from deepbn.errors import DataError, UsageError
+from deepbn.errors import DataError, UsageError, require_choice, require_count
 from deepbn.io.tables import SCALINGS, column_centers, column_scales, scale_columns
 from deepbn.structure import dibs
 from deepbn.structure.dibs import DiBSConfig
@@ -41,8 +41,7 @@ class StructureRun(NamedTuple):
 
 
 def check_scaling(scaling: str) -> str:
-    if scaling not in SCALINGS:
-        raise UsageError(f"scaling must be one of {', '.join(SCALINGS)}, got '{scaling}'")
+    require_choice("scaling", scaling, SCALINGS)
     return scaling
 
 
@@ -82,8 +81,7 @@ def learn_structure(
         raise DataError(f"structure learning needs at least 2 variables, got shape {x.shape}")
     if x.shape[0] < 2:
         raise DataError("structure learning needs at least 2 samples")
-    if steps < 1:
-        raise UsageError(f"the number of SVGD steps must be at least 1, got {steps}")
+    require_count("the number of SVGD steps", steps)
     config.check()
     check_scaling(scaling)
     d = x.shape[1]
