@@ -18,20 +18,22 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def test_the_flat_public_api_resolves_every_name():
     for name in deepbn.__all__:
         assert getattr(deepbn, name) is not None, name
-    for name, module in deepbn._LAZY.items():
+    for name, where in deepbn._LAZY.items():
+        module, _, attribute = where.partition(":")
         value = getattr(deepbn, name)
         if getattr(value, "__name__", None) != module:  # a module itself (``run``)
-            assert value is getattr(importlib.import_module(module), name), name
+            assert value is getattr(importlib.import_module(module), attribute or name), name
+    assert deepbn.load_network.__module__ == "deepbn.examples"
     assert deepbn.run.run is run.run and deepbn.learn_structure.__name__ == "learn_structure"
     assert deepbn.fit.__module__ == "deepbn.inference.mcmc_em"
     with pytest.raises(AttributeError):
         deepbn.no_such_thing  # noqa: B018
 
 
-def test_import_deepbn_imports_only_the_network_core():
-    core = {"deepbn.nn"}  # MLP: the conditionals are built on it
-    heavy = sorted(set(deepbn._LAZY.values()) - core
-                   | {"optax", "blackjax", "pandas", "matplotlib", "deepbn.cli",
+def test_import_deepbn_loads_no_heavy_package():
+    heavy = sorted({where.partition(":")[0] for where in deepbn._LAZY.values()}
+                   | {"jax", "equinox", "optax", "blackjax", "pandas", "matplotlib", "sklearn",
+                      "deepbn.cli",
                       "deepbn.structure", "deepbn.inference", "deepbn.graph_vae", "deepbn.siren"})
     code = ("import sys, deepbn\n"
             f"print(' '.join(m for m in {heavy!r} if m in sys.modules))")

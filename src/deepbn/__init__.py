@@ -2,19 +2,22 @@
 
 The public API, flat: ``from deepbn import learn_structure, sample_posterior, fit``
 (README, section Library, lists every name). Everything beyond the network core is
-imported on first use, so ``import deepbn`` stays cheap.
+imported on first use, so ``import deepbn`` (and the ``deepbn`` command's ``--help``)
+loads neither JAX nor any other heavy package.
 """
 
 from importlib import import_module
 
-from deepbn.bn import BayesNet
 from deepbn.errors import DeepBNError
-from deepbn.examples import load as load_network
-from deepbn.io.networks import read_network, write_network
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    # the network
+    "BayesNet": "deepbn.bn",
+    "load_network": "deepbn.examples:load",  # module:attribute where the names differ
+    "read_network": "deepbn.io.networks",
+    "write_network": "deepbn.io.networks",
     # data tables and data sets
     "read_table": "deepbn.io.tables",
     "write_table": "deepbn.io.tables",
@@ -45,10 +48,12 @@ _LAZY = {
 
 def __getattr__(name: str):
     if name in _LAZY:
-        module = import_module(_LAZY[name])
-        return module if module.__name__.endswith("." + name) else getattr(module, name)
+        module_name, _, attribute = _LAZY[name].partition(":")
+        module = import_module(module_name)
+        if module.__name__.endswith("." + name):
+            return module
+        return getattr(module, attribute or name)
     raise AttributeError(f"module 'deepbn' has no attribute '{name}'")
 
 
-__all__ = ["BayesNet", "DeepBNError", "load_network", "read_network", "write_network",
-           *_LAZY]
+__all__ = ["DeepBNError", *_LAZY]

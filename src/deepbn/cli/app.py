@@ -25,7 +25,6 @@ from deepbn.cli.sample import sample
 from deepbn.cli.siren import app as siren_app
 from deepbn.cli.vae import app as vae_app
 from deepbn.errors import DeepBNError
-from deepbn.results import release_locks
 
 INTERRUPTED = 130
 TERMINATED = 143  # 128 + SIGTERM
@@ -126,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         _print_error(f"{where}{e.strerror or e}; check the path and its permissions")
         return 2
     finally:
-        release_locks()
+        if "deepbn.results" in sys.modules:  # a command took a folder's lock
+            sys.modules["deepbn.results"].release_locks()
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
     if result == INTERRUPTED:  # typer turns Ctrl-C (and our SIGTERM) into this exit status

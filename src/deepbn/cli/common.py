@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,15 +24,19 @@ console = Console(stderr=True, highlight=False)
 
 def enable_compilation_cache() -> None:
     """Keep compiled XLA programs across runs so repeated commands start fast."""
-    import jax
-
     cache = Path(os.environ.get("DEEPBN_CACHE", Path.home() / ".cache" / "deepbn")) / "jax"
     try:
         cache.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # a read-only home only costs compile time
+    if "jax" in sys.modules:
+        import jax
+
         jax.config.update("jax_compilation_cache_dir", str(cache))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    except OSError:
-        pass  # a read-only home only costs compile time
+    else:  # JAX reads these when (and only if) a command imports it: --help stays fast
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = str(cache)
+        os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "1.0"
 
 
 @contextlib.contextmanager

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jax
 import typer
 
-from deepbn import graph
 from deepbn.cli.common import JsonOption, SeedOption, report
 from deepbn.cli.discover import run_with_progress, write_results
-from deepbn.examples import load
-from deepbn.io.tables import write_table
-from deepbn.results import ResultsFolder
-from deepbn.structure.dibs import DiBSConfig
 
 NETWORK = "example:gaussian-er10"
 
@@ -26,6 +20,14 @@ def demo(
     as_json: bool = JsonOption,
 ) -> None:
     """Sample a built-in 10-variable network, learn its structure with DiBS (BGe), score it."""
+    import jax
+
+    from deepbn import graph
+    from deepbn.examples import load
+    from deepbn.io.tables import write_table
+    from deepbn.results import ResultsFolder
+    from deepbn.structure.dibs import DiBSConfig
+
     net = load(NETWORK)
     key_train, key_test = jax.random.split(jax.random.key(seed))
     names = list(net.names)

@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import typer
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
-from deepbn.atomic import atomic_write
 from deepbn.cli.common import JsonOption, SeedOption, console, progress_bar, report
 from deepbn.errors import DataError
-from deepbn.io.networks import write_network
-from deepbn.io.tables import match_columns, read_table
-from deepbn.plots import edge_prob_heatmap, posterior_graph
-from deepbn.results import ResultsFolder
-from deepbn.structure.dibs import DiBSConfig
-from deepbn.structure.inputs import read_mask, read_truth
-from deepbn.structure.learn import StructureRun, check_scaling, learn_structure
-from deepbn.structure.report import edge_probs_csv, particles_json, summarize
+
+if TYPE_CHECKING:  # the library is imported inside the commands: --help stays fast
+    from deepbn.results import ResultsFolder
+    from deepbn.structure.dibs import DiBSConfig
+    from deepbn.structure.learn import StructureRun
 
 
 def write_results(folder: ResultsFolder, run: StructureRun, names: list[str],
                   truth: np.ndarray | None, heldout: np.ndarray | None, extra: dict) -> dict:
     """Write every output of a structure run into ``folder``; return the summary."""
+    from deepbn.atomic import atomic_write
+    from deepbn.io.networks import write_network
+    from deepbn.plots import edge_prob_heatmap, posterior_graph
+    from deepbn.structure.report import edge_probs_csv, particles_json, summarize
+
     out = folder.path
     probs = run.posterior.edge_probs(mixture=True)
     with atomic_write(out / "edge_probs.csv") as f:
@@ -52,6 +54,8 @@ def run_with_progress(x, cfg: DiBSConfig, steps: int, seed: int, mask, scaling: 
     columns = [TextColumn("DiBS"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                TextColumn("edges {task.fields[edges]:.1f}"),
                TextColumn("cyclic {task.fields[cyclic]}"), TimeElapsedColumn()]
+    from deepbn.structure.learn import learn_structure
+
     with progress_bar(*columns) as bar:
         task = bar.add_task("dibs", total=steps, edges=0.0, cyclic=cfg.n_particles)
 
@@ -85,6 +89,12 @@ def discover(
     as_json: bool = JsonOption,
 ) -> None:
     """Learn a posterior over DAGs with DiBS; resumes from DIR when run again."""
+    from deepbn.io.tables import match_columns, read_table
+    from deepbn.results import ResultsFolder
+    from deepbn.structure.dibs import DiBSConfig
+    from deepbn.structure.inputs import read_mask, read_truth
+    from deepbn.structure.learn import check_scaling
+
     cfg = DiBSConfig(model=model, graph_prior=graph_prior, edges_per_node=edges_per_node,
                      n_particles=particles, n_graph_samples=graph_samples).check()
     check_scaling(standardize)
@@ -117,6 +127,7 @@ def discover(
         lines.append(f"held-out neg. log-likelihood {summary['neg_ll']:.2f}")
     if run.resumed_from:
         lines.insert(0, f"resumed from step {run.resumed_from} in {out}/checkpoint.npz")
-    lines.append(f"results in {out}/ (edge_probs.csv, graphs.json, network.json, summary.json, "
+    network = "network.json, " if summary["network"] else ""
+    lines.append(f"results in {out}/ (edge_probs.csv, graphs.json, {network}summary.json, "
                  "edge_probs.png, graph.png)")
     report(summary, as_json, lines)

@@ -16,10 +16,6 @@ from deepbn.cli.common import (
     report,
 )
 from deepbn.cli.posterior import network_for_run, read_observed
-from deepbn.inference import mcmc_em
-from deepbn.io.networks import write_network
-from deepbn.plots import training_curve
-from deepbn.results import ResultsFolder
 
 
 def fit(
@@ -43,6 +39,11 @@ def fit(
     as_json: bool = JsonOption,
 ) -> None:
     """Fit parameters by MCMC-EM (or VI; plain ML without latent nodes); resumable."""
+    from deepbn.inference import mcmc_em
+    from deepbn.io.networks import write_network
+    from deepbn.plots import training_curve
+    from deepbn.results import ResultsFolder
+
     cfg = mcmc_em.FitConfig(method=method, iterations=iterations, form=form, optimizer=optimizer,
                             learning_rate=learning_rate, hmc_transitions=hmc_transitions).check()
     net = network_for_run(bn, latent)

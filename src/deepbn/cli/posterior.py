@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import typer
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
-from deepbn.atomic import atomic_write
-from deepbn.bn import BayesNet
 from deepbn.cli.common import (
     JsonOption,
     LatentOption,
@@ -19,16 +18,16 @@ from deepbn.cli.common import (
     report,
 )
 from deepbn.errors import DataError
-from deepbn.examples import load
-from deepbn.inference import hmc
-from deepbn.io.tables import match_columns, read_table
-from deepbn.plots import traces
-from deepbn.reparam import LatentSpace
-from deepbn.results import ResultsFolder
+
+if TYPE_CHECKING:  # the library is imported inside the commands: --help stays fast
+    from deepbn.bn import BayesNet
+    from deepbn.inference.hmc import PosteriorSamples
 
 
 def network_for_run(spec: str, latent: str | None) -> BayesNet:
     """The network ``spec`` with ``--latent`` applied (exactly those nodes hidden)."""
+    from deepbn.examples import load
+
     net = load(spec)
     names = node_list(latent)
     return net if names is None else net.with_latent(names)
@@ -40,6 +39,10 @@ def read_observed(bn: BayesNet, spec: str, data: Path, need_latent: bool = True)
     Columns of latent nodes, if present, are left out: the same table serves
     every choice of ``--latent``.
     """
+    from deepbn.inference import hmc
+    from deepbn.io.tables import match_columns, read_table
+    from deepbn.reparam import LatentSpace
+
     if need_latent:
         LatentSpace.from_network(bn)  # no latent nodes / discrete latents: say so first
     table = read_table(data, allow_constant=True)
@@ -61,7 +64,9 @@ def read_observed(bn: BayesNet, spec: str, data: Path, need_latent: bool = True)
     return hmc.observed_values(bn, values)
 
 
-def _write_samples(out: Path, post: hmc.PosteriorSamples) -> None:
+def _write_samples(out: Path, post: PosteriorSamples) -> None:
+    from deepbn.atomic import atomic_write
+
     with atomic_write(out / "samples.npz", "wb") as f:
         np.savez(f, **post.samples, centring=post.centring)
 
@@ -86,6 +91,10 @@ def posterior(
     as_json: bool = JsonOption,
 ) -> None:
     """Sample the latent nodes' posterior; writes samples.npz, summary.json, trace.png."""
+    from deepbn.inference import hmc
+    from deepbn.plots import traces
+    from deepbn.results import ResultsFolder
+
     hmc.check_settings(sampler, form, chains, warmup, samples, integration_steps,
                        checkpoint_every)
     net = network_for_run(bn, latent)

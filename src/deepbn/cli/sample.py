@@ -5,14 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 import typer
 
 from deepbn.cli.common import JsonOption, SeedOption, report
 from deepbn.errors import UsageError
-from deepbn.examples import load
-from deepbn.io.tables import write_table
 
 
 def sample(
@@ -24,6 +21,11 @@ def sample(
     as_json: bool = JsonOption,
 ) -> None:
     """Draw N joint samples (ancestral sampling) and write the observed nodes as CSV."""
+    import jax
+
+    from deepbn.examples import load
+    from deepbn.io.tables import write_table
+
     net = load(bn)
     start = time.perf_counter()
     values = net.sample(jax.random.key(seed), n)

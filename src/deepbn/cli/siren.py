@@ -8,14 +8,8 @@ import numpy as np
 import typer
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
-from deepbn import graph, plots
 from deepbn.cli.common import JsonOption, SeedOption, node_list, progress_bar, report
 from deepbn.errors import DataError
-from deepbn.examples import load
-from deepbn.io.tables import match_columns, read_table
-from deepbn.results import ResultsFolder
-from deepbn.siren import experiment as siren_experiment
-from deepbn.siren import model as siren
 
 app = typer.Typer(help="SIReN-VAE: a known Bayesian network inside a VAE.", no_args_is_help=True)
 
@@ -49,6 +43,13 @@ def train(
     as_json: bool = JsonOption,
 ) -> None:
     """Fit one variant; writes eval.json (nll, re, seconds) and plots."""
+    from deepbn import plots
+    from deepbn.examples import load
+    from deepbn.io.tables import match_columns, read_table
+    from deepbn.results import ResultsFolder
+    from deepbn.siren import experiment as siren_experiment
+    from deepbn.siren import model as siren
+
     net = load(bn)
     names = default_latent(net) if latent is None else node_list(latent)
     spec = siren.SirenSpec.from_network(net, names, variant)
@@ -95,6 +96,8 @@ def train(
 
 
 def _inverse_plot(net, latent, path: Path) -> None:
+    from deepbn import graph, plots
+
     is_latent = np.array([n in set(latent) for n in net.names])
     H = graph.faithful_inverse(net.adjacency(), ~is_latent)
     plots.posterior_graph(H.astype(float), list(net.names), path,

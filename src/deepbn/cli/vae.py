@@ -5,24 +5,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from deepbn import plots
 from deepbn.cli.common import JsonOption, SeedOption, console, report
 from deepbn.errors import UsageError
-from deepbn.graph_vae import experiment, model
-from deepbn.io import datasets
-from deepbn.results import ResultsFolder
 
 app = typer.Typer(help="Graph VAE (learned latent DAG), VAE, Ladder VAE and FC-VAE.",
                   no_args_is_help=True)
 
 
 def _structure_plot(cfg, gate_probs, path: Path) -> None:
+    from deepbn import plots
+    from deepbn.graph_vae import model
+
     probs = np.zeros((cfg.nodes, cfg.nodes))
     for (i, j), p in zip(model.edges(cfg.nodes), gate_probs):
         probs[i, j] = p
@@ -32,6 +29,12 @@ def _structure_plot(cfg, gate_probs, path: Path) -> None:
 
 
 def _pictures(cfg, params, fixed, d, out: Path, seed: int) -> None:
+    import jax
+    import jax.numpy as jnp
+
+    from deepbn import plots
+    from deepbn.graph_vae import model
+
     key = jax.random.key(seed + 1)
     plots.image_grid(np.asarray(model.sample(cfg, params, fixed, key, 50)),
                      out / "samples.png", "samples from the model (decoder means)")
@@ -62,6 +65,11 @@ def train(
     as_json: bool = JsonOption,
 ) -> None:
     """Train a latent-DAG VAE; a progress bar shows the running ELBO."""
+    from deepbn import plots
+    from deepbn.graph_vae import experiment, model
+    from deepbn.io import datasets
+    from deepbn.results import ResultsFolder
+
     experiment.make_config(1, structure, nodes, latent_dim)  # settings first, data after
     experiment.check_training(epochs, batch, lr, lr_decay, temperature_decay)
     folder = ResultsFolder(out, "vae train")
@@ -137,6 +145,9 @@ def evaluate(
     as_json: bool = JsonOption,
 ) -> None:
     """Test-set IWAE log-likelihood, ELBO and KL -> FOLDER/eval.json."""
+    from deepbn.graph_vae import experiment
+    from deepbn.io import datasets
+
     experiment.check_evaluation(iw, max_examples)
     cfg, settings = experiment.read_config(folder)
     d = datasets.load_images(settings["data"])

@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import logsumexp
-from sklearn.metrics import roc_auc_score
 
 from deepbn.graph import shd
 
@@ -27,6 +25,8 @@ def edge_auroc(edge_probs: np.ndarray, truth: np.ndarray) -> float | None:
     labels = np.asarray(truth, bool)[off]
     if labels.all() or not labels.any():
         return None
+    from sklearn.metrics import roc_auc_score  # scikit-learn takes seconds to import
+
     return float(roc_auc_score(labels, np.asarray(edge_probs)[off]))
 
 
@@ -34,4 +34,6 @@ def neg_log_likelihood(log_liks: np.ndarray, weights: np.ndarray) -> float:
     """-log Σ_k w_k exp(log p(D_test | particle k)); zero-weight particles drop out."""
     w = np.asarray(weights, np.float64)
     keep = w > 0
+    from scipy.special import logsumexp
+
     return float(-logsumexp(np.asarray(log_liks, np.float64)[keep] + np.log(w[keep])))
