@@ -10,7 +10,7 @@ from conftest import run_on_two_host_devices
 from deepbn import examples, run
 from deepbn.errors import UsageError
 from deepbn.inference import hmc, mcmc_em
-from deepbn.results import ResultsFolder, jsonable
+from deepbn.results import ResultsFolder, jsonable, release_locks
 
 
 def _walk(key, state, data, config):
@@ -143,14 +143,36 @@ def test_em_refuses_a_foreign_checkpoint_and_stops_on_divergence(tmp_path):
 
 def test_results_folder_writes_strict_json_and_refuses_a_file(tmp_path):
     folder = ResultsFolder(tmp_path / "r", "test")
-    summary = folder.write_summary({"a": float("nan"), "b": np.float32(2.5), "c": [np.inf]})
-    assert summary == {"a": None, "b": 2.5, "c": [None]}
+    summary = folder.write_summary({"a": float("nan"), "b": np.float32(2.5), "c": [np.inf],
+                                    "d": None, "e": None}, reasons={"d": "no truth", "b": "x"})
+    assert summary == {"a": None, "b": 2.5, "c": [None], "d": None, "e": None,
+                       "null_reasons": {"a": "not a finite number: nan", "d": "no truth"}}
     text = (tmp_path / "r" / "summary.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
     (tmp_path / "f").write_text("x")
     with pytest.raises(UsageError, match="not a folder"):
         ResultsFolder(tmp_path / "f", "test")
     assert jsonable({"k": (np.int64(3), True)}) == {"k": [3, True]}
+
+
+def test_a_failed_command_leaves_no_folder_and_no_settings_behind(tmp_path):
+    fresh = ResultsFolder(tmp_path / "new" / "run", "test")
+    fresh.write_config({"steps": 5})
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "notes.txt").write_text("mine")
+    kept = ResultsFolder(tmp_path / "old", "test")
+    kept.write_config({"steps": 5})
+    done = ResultsFolder(tmp_path / "done", "test")
+    done.write_config({"steps": 5})
+    done.checkpoint.write_bytes(b"state")
+    release_locks(failed=True)
+    assert not (tmp_path / "new" / "run").exists()
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == ["notes.txt"]
+    assert (tmp_path / "done" / "config.json").exists()
+    ok = ResultsFolder(tmp_path / "ok", "test")
+    ok.write_config({"steps": 5})
+    release_locks(failed=False)
+    assert (tmp_path / "ok" / "config.json").exists()
 
 
 def test_particles_and_chains_shard_across_two_devices_with_the_same_results():

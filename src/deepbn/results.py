@@ -5,14 +5,18 @@ Every command writes into its ``--out`` folder
 - ``config.json``: the command and every setting it ran with,
 - ``checkpoint.npz``: the run's state (:mod:`deepbn.run`), for resuming,
 - ``history.json``: one record per chunk, epoch or iteration,
-- ``summary.json``: the numbers the command prints,
+- ``summary.json``: the numbers the command prints (a number that could not be
+  computed is ``null``, and ``null_reasons`` says why),
 
 plus its own outputs. Every file is written atomically (a temporary file
 renamed into place), and the JSON is strict: NaN and infinities become
 ``null``, numpy scalars plain numbers. A folder is locked while a command uses
 it (``flock`` on ``.deepbn.lock``, released by the system when the process ends,
 even when it is killed), so a second command writing into the same folder at
-the same time is refused instead of mixing two runs' files.
+the same time is refused instead of mixing two runs' files. A command that fails
+or is stopped before its first checkpoint leaves no trace: it removes the
+``config.json`` it wrote and the folder it created, so that running it again
+with corrected settings is a fresh start, not "a run with other settings".
 
 Example:
     >>> folder = ResultsFolder("runs/d1", "discover")           # doctest: +SKIP
@@ -55,6 +59,15 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def explain_nulls(record: dict, reasons: dict[str, str] | None = None) -> dict:
+    """``record`` plus ``null_reasons``: why each number that strict JSON writes as ``null``
+    is missing (``reasons`` for the known cases; a non-finite value is named as such)."""
+    why = {k: f"not a finite number: {v}" for k, v in record.items()
+           if isinstance(v, (float, np.floating)) and not math.isfinite(v)}
+    why.update({k: r for k, r in (reasons or {}).items() if record.get(k) is None})
+    return {**record, "null_reasons": why} if why else dict(record)
+
+
 def write_json(path: str | os.PathLike, value: Any) -> None:
     """Write strict JSON atomically."""
     with atomic_write(path) as f:
@@ -62,6 +75,7 @@ def write_json(path: str | os.PathLike, value: Any) -> None:
 
 
 _LOCKS: dict[Path, int] = {}  # folders this process holds: path -> open lock file
+_UNFINISHED: list[ResultsFolder] = []  # folders this process opened, in order
 
 
 def _lock(folder: Path) -> None:
@@ -81,10 +95,18 @@ def _lock(folder: Path) -> None:
     _LOCKS[key] = fd
 
 
-def release_locks() -> None:
-    """Give up every folder this process holds (the CLI does so when a command ends)."""
+def release_locks(failed: bool = False) -> None:
+    """Give up every folder this process holds (the CLI does so when a command ends).
+
+    ``failed``: the command stopped with an error or a signal; folders it opened that
+    hold no checkpoint and no summary yet are returned to how they were before it ran.
+    """
+    while _UNFINISHED:
+        folder = _UNFINISHED.pop()
+        if failed:
+            folder._undo()
     while _LOCKS:
-        _, fd = _LOCKS.popitem()
+        path, fd = _LOCKS.popitem()
         os.close(fd)  # closing the file releases its flock
 
 
@@ -98,6 +120,8 @@ class ResultsFolder:
         self.path = Path(path)
         self.command = command
         self._config = None  # held back while a checkpoint may still be refused
+        self._created = not self.path.exists()
+        self._wrote_config = False
         if self.path.exists() and not self.path.is_dir():
             raise UsageError(f"{self.path}: exists and is not a folder; choose another --out")
         try:
@@ -108,7 +132,24 @@ class ResultsFolder:
         if not os.access(self.path, os.W_OK | os.X_OK):
             raise UsageError(f"{self.path}: the output folder is not writable; "
                              "choose another --out")
+        self._before = {p.name for p in self.path.iterdir()}
         _lock(self.path)
+        _UNFINISHED.append(self)
+
+    def _undo(self) -> None:
+        """Remove what this command wrote if it got no further than its settings."""
+        new = {p.name for p in self.path.iterdir()} - self._before
+        if new - {self.CONFIG, ".deepbn.lock"}:  # a checkpoint or outputs: keep everything
+            return
+        if self._wrote_config:
+            (self.path / self.CONFIG).unlink(missing_ok=True)
+        if ".deepbn.lock" in new:
+            (self.path / ".deepbn.lock").unlink(missing_ok=True)
+        if self._created:
+            try:
+                self.path.rmdir()
+            except OSError:
+                pass  # something else appeared meanwhile: keep the folder
 
     @property
     def checkpoint(self) -> Path:
@@ -123,13 +164,19 @@ class ResultsFolder:
         if not self.checkpoint.exists():
             write_json(self.path / self.CONFIG, self._config)
             self._config = None
+            self._wrote_config = True
 
     def write_history(self, records: list) -> None:
         write_json(self.path / self.HISTORY, records)
 
-    def write_summary(self, summary: dict) -> dict:
-        """Write summary.json; returns the summary as written (strict JSON values)."""
-        clean = jsonable(summary)
+    def write_summary(self, summary: dict, reasons: dict[str, str] | None = None) -> dict:
+        """Write summary.json; returns the summary as written (strict JSON values).
+
+        A number that is missing is ``null``, and ``null_reasons`` says why: ``reasons``
+        for those the command knows (e.g. an AUROC without true edges), and for every
+        non-finite value the value itself (``"not a finite number: nan"``).
+        """
+        clean = jsonable(explain_nulls(summary, reasons))
         if self._config is not None:
             write_json(self.path / self.CONFIG, self._config)
             self._config = None

@@ -105,6 +105,18 @@ def main(argv: list[str] | None = None) -> int:
     _signals_received.clear()
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    status = 1  # an unexpected exception: a bug, shown with its traceback
+    try:
+        status = _dispatch(argv)
+    finally:
+        if "deepbn.results" in sys.modules:  # a command took a folder's lock
+            sys.modules["deepbn.results"].release_locks(failed=status != 0)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+    return status
+
+
+def _dispatch(argv: list[str] | None) -> int:
     try:
         # not standalone: click would turn Ctrl-C into "Aborted!" before we could say more
         result = app(args=argv, prog_name="deepbn", standalone_mode=False)
@@ -124,11 +136,6 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{e.filename}: " if e.filename else ""
         _print_error(f"{where}{e.strerror or e}; check the path and its permissions")
         return 2
-    finally:
-        if "deepbn.results" in sys.modules:  # a command took a folder's lock
-            sys.modules["deepbn.results"].release_locks()
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
     if result == INTERRUPTED:  # typer turns Ctrl-C (and our SIGTERM) into this exit status
         return _interrupted()
     return result if isinstance(result, int) else 0

@@ -52,6 +52,21 @@ def progress_bar(*columns) -> Iterator[Progress]:
             raise
 
 
+def check_output_file(path: Path) -> None:
+    """Refuse an output file that cannot be written, before any work is done."""
+    from deepbn.errors import UsageError
+
+    if path.is_dir():
+        raise UsageError(f"{path}: is a folder; give a file name")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{path}: {parent} is a file, not a folder; choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{path}: the folder {parent} is not writable; choose another path")
+
+
 def node_list(text: str | None) -> list[str] | None:
     """``"a, b,c"`` -> ``["a", "b", "c"]``; ``None`` stays ``None``."""
     if text is None:

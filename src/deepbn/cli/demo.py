@@ -8,6 +8,7 @@ import typer
 
 from deepbn.cli.common import JsonOption, SeedOption, report
 from deepbn.cli.discover import run_with_progress, write_results
+from deepbn.errors import require_count
 
 NETWORK = "example:gaussian-er10"
 
@@ -20,6 +21,8 @@ def demo(
     as_json: bool = JsonOption,
 ) -> None:
     """Sample a built-in 10-variable network, learn its structure with DiBS (BGe), score it."""
+    require_count("the number of samples", n)  # before the data files are written
+    require_count("the number of SVGD steps", steps)
     import jax
 
     from deepbn import graph

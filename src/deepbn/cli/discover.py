@@ -43,7 +43,10 @@ def write_results(folder: ResultsFolder, run: StructureRun, names: list[str],
         summary["network_particle"] = k
     folder.write_history([{"step": i + 1, "mean_edges": float(e), "cyclic_particles": int(c)}
                           for i, (e, c) in enumerate(zip(run.edges, run.cyclic))])
-    summary = folder.write_summary(summary)
+    summary = folder.write_summary(summary, reasons={
+        "network": "every particle's graph is cyclic",
+        "auroc": "the true graph has no edges or every edge: AUROC needs both classes",
+        "auroc_dibs": "the true graph has no edges or every edge: AUROC needs both classes"})
     edge_prob_heatmap(probs, names, out / "edge_probs.png", truth)
     posterior_graph(probs, names, out / "graph.png")
     return summary

@@ -118,7 +118,9 @@ def posterior(
                                     warmup=warmup, samples=samples, seed=seed,
                                     integration_steps=integration_steps, progress=update,
                                     checkpoint_path=folder.checkpoint, chunk=checkpoint_every)
-    s = folder.write_summary({"network": bn, "data": str(data), "seed": seed, **post.summary})
+    no_time = "no sampling in this call (it resumed a finished run)"
+    s = folder.write_summary({"network": bn, "data": str(data), "seed": seed, **post.summary},
+                             reasons={"ess_min_per_s": no_time, "ess_median_per_s": no_time})
     _write_samples(out, post)
     folder.write_history([{"draw": int(k + 1), **{n: float(np.mean(v[:, k])) for n, v in
                                                   post.stats.items()}}

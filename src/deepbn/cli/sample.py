@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from deepbn.cli.common import JsonOption, SeedOption, report
+from deepbn.cli.common import JsonOption, SeedOption, check_output_file, report
 from deepbn.errors import UsageError
 
 
@@ -21,6 +21,7 @@ def sample(
     as_json: bool = JsonOption,
 ) -> None:
     """Draw N joint samples (ancestral sampling) and write the observed nodes as CSV."""
+    check_output_file(output)
     import jax
 
     from deepbn.examples import load

@@ -36,7 +36,7 @@ from deepbn import train as training
 from deepbn.errors import UsageError, require_count, require_positive
 from deepbn.graph_vae import evaluate, model
 from deepbn.io.datasets import VAEData, load_images
-from deepbn.results import ResultsFolder, write_json
+from deepbn.results import ResultsFolder, explain_nulls, write_json
 
 CONFIG = ResultsFolder.CONFIG
 # config.json keys a resume may change; the data are identified by their digest, not by
@@ -223,5 +223,5 @@ def evaluate_folder(out: str | Path, iw: int = 5000, max_examples: int | None = 
               "structure": structure_edges(cfg, params),
               "gate_probabilities": [float(p) for p in model.gate_probabilities(cfg, params)],
               "epochs": len(records), "structure_kind": cfg.structure}
-    write_json(Path(out) / "eval.json", result)
+    write_json(Path(out) / "eval.json", explain_nulls(result))
     return result

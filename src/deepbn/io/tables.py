@@ -54,8 +54,13 @@ def read_table(path: str | os.PathLike, allow_constant: bool = False) -> Table:
                             f"{len(header)}; every row needs one value per column")
     except FileNotFoundError:
         raise DataError(f"{path}: no such data file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read data file ({e})") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder; give a CSV file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read data file ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start}); "
+                        "save it as UTF-8 CSV") from None
     if not header or all(not h.strip() for h in header):
         raise DataError(f"{path}: the file is empty; expected a header row of variable names")
     names = [h.strip() for h in header]

@@ -31,7 +31,7 @@ from deepbn import nn
 from deepbn import train as training
 from deepbn.bn import BayesNet
 from deepbn.errors import UsageError, require_count, require_positive
-from deepbn.results import write_json
+from deepbn.results import explain_nulls, write_json
 from deepbn.siren import model as siren
 
 
@@ -105,8 +105,8 @@ def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray
               "latent": list(spec.latent), "observed": list(spec.observed),
               "elbo_curve": [r["elbo"] for r in history.records]}
     if out is not None:
-        write_json(Path(out) / "eval.json", {k: v for k, v in result.items()
-                                             if k != "elbo_curve"})
+        write_json(Path(out) / "eval.json",
+                   explain_nulls({k: v for k, v in result.items() if k != "elbo_curve"}))
     return {**result, "model": model, "spec": spec}
 
 

@@ -1,0 +1,153 @@
+"""Interruptions as a user meets them: the installed ``deepbn`` executable, real signals.
+
+For every long command (discover, fit, posterior, vae train, siren train): a run is killed
+(SIGKILL) right after its first checkpoint; the same command run again resumes, saying so,
+and is stopped with Ctrl-C (SIGINT; for ``posterior`` also SIGTERM) after its next
+checkpoint: exit 130 (143), one line saying how to resume, no results yet; run a last time it
+finishes with exactly the results of an uninterrupted run. The uninterrupted run goes on
+beside the interrupted ones.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXE = shutil.which("deepbn") or str(Path(sys.executable).parent / "deepbn")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Data for every command, written in-process: {name: path}."""
+    import jax
+
+    from deepbn.examples import load
+    from deepbn.io.tables import write_table
+
+    d = tmp_path_factory.mktemp("inputs")
+    paths = {}
+    for spec, name, n in [("example:gaussian-er10", "er.csv", 60),
+                          ("example:gaussian-hierarchy", "h.csv", 4),
+                          ("example:kingma-dbn", "dbn.csv", 1),
+                          ("example:gaussian-binary-tree", "tree.csv", 300)]:
+        net = load(spec)
+        names = list(net.observed_names)
+        write_table(d / name, net.to_table(net.sample(jax.random.key(1), n), names),
+                    net.columns(names))
+        paths[name] = str(d / name)
+    rng = np.random.default_rng(0)
+    images = {k: (rng.random((n, 64)) < 0.3).astype(np.uint8)
+              for k, n in [("train", 1024), ("valid", 64), ("test", 16)]}
+    np.savez(d / "images.npz", **images)
+    paths["images.npz"] = str(d / "images.npz")
+    return paths
+
+
+def _posterior_draws(folder):
+    with np.load(folder / "samples.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+def _json(name, drop=()):
+    def read(folder):
+        value = json.loads((folder / name).read_text())
+        if isinstance(value, list):
+            return [{k: v for k, v in r.items() if k not in drop} for r in value]
+        return {k: v for k, v in value.items() if k not in drop}
+    return read
+
+
+def _text(name):
+    return lambda folder: (folder / name).read_text()
+
+
+TIMING = ("seconds", "compile_seconds", "steps_per_second", "resumed_from_step",
+          "resumed_from", "resumed_from_iteration", "ess_min_per_s", "ess_median_per_s")
+
+# command -> (arguments with {name} for an input, signals after the first kill, what must
+# equal the uninterrupted run's)
+COMMANDS = {
+    "discover": (["discover", "{er.csv}", "--steps", "400", "--particles", "8"],
+                 [signal.SIGINT], [_text("edge_probs.csv"), _json("graphs.json")]),
+    "fit": (["fit", "example:gaussian-hierarchy", "{h.csv}", "--iterations", "150"],
+            [signal.SIGINT], [_text("network.json"), _json("summary.json", TIMING)]),
+    "posterior": (["posterior", "example:kingma-dbn", "{dbn.csv}", "--warmup", "100",
+                   "--samples", "100", "--checkpoint-every", "20", "--form", "auxiliary",
+                   "--seed", "1"],
+                  [signal.SIGTERM, signal.SIGINT], [_posterior_draws]),
+    "vae train": (["vae", "train", "--data", "{images.npz}", "--epochs", "6", "--nodes", "2",
+                   "--latent-dim", "4", "--batch", "16"],
+                  [signal.SIGINT], [_json("history.json", TIMING), _json("summary.json", TIMING)]),
+    "siren train": (["siren", "train", "example:gaussian-binary-tree", "{tree.csv}",
+                     "--epochs", "8", "--batch", "16", "--blocks", "1", "--iw", "8"],
+                    [signal.SIGINT], [_json("history.json"), _json("eval.json", TIMING)]),
+}
+STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def _start(args, out, env):
+    return subprocess.Popen([EXE, *args, "--out", str(out)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _stamp(path):
+    return path.stat().st_mtime_ns if path.exists() else None
+
+
+def _signal_after_next_checkpoint(proc, checkpoint, sig):
+    """Wait until ``proc`` writes a checkpoint newer than the present one, then signal it."""
+    before = _stamp(checkpoint)
+    deadline = time.time() + 300
+    while _stamp(checkpoint) == before:
+        assert proc.poll() is None, f"ended before a new checkpoint: {proc.stderr.read()[-2000:]}"
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=300)
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_killed_and_interrupted_runs_resume_to_the_uninterrupted_result(tmp_path, inputs,
+                                                                        command):
+    template, signals, same = COMMANDS[command]
+    args = [inputs[a[1:-1]] if a.startswith("{") else a for a in template]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "DEEPBN_CACHE": str(tmp_path / "cache")}
+    full, part = tmp_path / "full", tmp_path / "part"
+    uninterrupted = _start(args, full, env)
+    try:
+        _signal_after_next_checkpoint(_start(args, part, env), part / "checkpoint.npz",
+                                      signal.SIGKILL)
+        for sig in signals:
+            status, err = _signal_after_next_checkpoint(_start(args, part, env),
+                                                        part / "checkpoint.npz", sig)
+            lines = err.strip().splitlines()
+            assert "Traceback" not in err, err[-2000:]
+            assert (status, lines[0][:14], lines[-1]) == (
+                STATUS[sig], "resuming from ",
+                "interrupted; run the same command again to resume from the last checkpoint")
+            assert not any((part / name).exists() for name in ("summary.json", "eval.json"))
+        last = subprocess.run([EXE, *args, "--out", str(part)], env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert last.returncode == 0, last.stderr[-2000:]
+        assert last.stderr.startswith("resuming from "), last.stderr[:500]
+        _, err = uninterrupted.communicate(timeout=600)
+        assert uninterrupted.returncode == 0, err[-2000:]
+    finally:
+        if uninterrupted.poll() is None:
+            uninterrupted.kill()
+    for read in same:
+        a, b = read(full), read(part)
+        if isinstance(a, dict) and a and isinstance(next(iter(a.values())), np.ndarray):
+            assert a.keys() == b.keys()
+            for k in a:
+                np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        else:
+            assert a == b
