@@ -72,6 +72,16 @@ def test_a_signal_then_rerun_gives_the_uninterrupted_draws(tmp_path, env, uninte
         assert set(a.files) == set(b.files)
         for name in a.files:
             np.testing.assert_array_equal(a[name], b[name])
+    if (full / "posterior.nc").exists():  # ArviZ installed (deepbn[arviz]): the same tree
+        import xarray as xr
+
+        with xr.open_datatree(full / "posterior.nc") as a, \
+                xr.open_datatree(part / "posterior.nc") as b:
+            assert set(a.children) == set(b.children) == {"posterior", "sample_stats",
+                                                          "observed_data"}
+            for group in a.children:  # values exactly, dims, coordinates (not created_at)
+                xr.testing.assert_equal(a[group].to_dataset(), b[group].to_dataset())
+            assert a.attrs == b.attrs
 
 
 

@@ -126,13 +126,15 @@ def posterior(
     else:
         (out / "posterior.nc").unlink(missing_ok=True)  # an earlier run's draws, not these
     centred = [n for n, c in s["form"].items() if c >= 0.5]
+    # infinite (a chain that never moved, or too few draws) is null in strict JSON
+    rhat = "inf" if s["rhat_max"] is None else f"{s['rhat_max']:.3f}"
     lines = [
         f"{sampler.upper()} on {len(post.space.names)} latent nodes ({post.space.size} "
         f"coordinates x {s['cases']} case(s)), {chains} chains x {samples} draws",
         f"form {post.form}: {len(centred)} node(s) centred, "
         f"{len(post.space.names) - len(centred)} auxiliary",
         f"ESS min {s['ess_min']:.0f} / median {s['ess_median']:.0f}, R-hat max "
-        f"{s['rhat_max']:.3f}, divergences {s['divergences']}",
+        f"{rhat}, divergences {s['divergences']}",
         f"{s['seconds']:.1f} s sampling + {s['compile_seconds']:.1f} s compile: "
         f"ESS_min/s {s['ess_min_per_s'] or 0:.1f}",
         f"results in {out}/ (samples.npz{'' if no_arviz else ', posterior.nc'}, "
@@ -141,7 +143,7 @@ def posterior(
     if s["resumed_from_step"]:
         lines.insert(0, f"resumed from step {s['resumed_from_step']} of {warmup + samples} "
                         f"({s['resumed_from']} draws) in {out}/checkpoint.npz")
-    if s["rhat_max"] is not None and s["rhat_max"] > 1.01:
+    if s["rhat_max"] is None or s["rhat_max"] > 1.01:
         lines.insert(3, "[yellow]warning: R-hat > 1.01, the chains have not mixed; "
                         "run longer or try another --form[/yellow]")
     report(s, as_json, lines)
