@@ -31,7 +31,8 @@ def test_the_flat_public_api_resolves_every_name():
 def test_import_deepbn_imports_only_the_network_core():
     core = {"deepbn.nn"}  # MLP: the conditionals are built on it
     heavy = sorted(set(deepbn._LAZY.values()) - core
-                   | {"optax", "blackjax", "pandas", "matplotlib", "deepbn.cli",
+                   | {"optax", "blackjax", "pandas", "matplotlib", "xarray", "arviz_base",
+                      "deepbn.cli",
                       "deepbn.structure", "deepbn.inference", "deepbn.graph_vae", "deepbn.siren"})
     code = ("import sys, deepbn\n"
             f"print(' '.join(m for m in {heavy!r} if m in sys.modules))")
