@@ -35,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Mapping
@@ -51,24 +52,19 @@ if TYPE_CHECKING:
 
 INSTALL = 'pip install "deepbn[arviz]"'
 ENGINE = "h5netcdf"  # writes to an open file, so that the file appears whole or not at all
-
-
-def _import_arviz():
-    import arviz_base
-    import h5netcdf  # noqa: F401  (the netCDF engine; arviz_base does not require one)
-
-    return arviz_base
+NEEDS = ("arviz_base", "h5netcdf")  # ArviZ's DataTree builder and the netCDF engine
 
 
 def arviz_missing() -> str | None:
     """``None`` if posterior.nc can be written here, else one line saying how to get ArviZ."""
-    try:
-        _import_arviz()
-    except ImportError as e:
-        if sys.version_info < (3, 11):
-            return ("posterior.nc not written: ArviZ >= 1.0 needs Python >= 3.11 "
-                    f"(this is {sys.version_info.major}.{sys.version_info.minor})")
-        return f"posterior.nc not written: it needs ArviZ ({e.name} is missing); {INSTALL}"
+    for module in NEEDS:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            if sys.version_info < (3, 11):
+                return ("posterior.nc not written: ArviZ >= 1.0 needs Python >= 3.11 "
+                        f"(this is {sys.version_info.major}.{sys.version_info.minor})")
+            return f"posterior.nc not written: it needs ArviZ ({module} is missing); {INSTALL}"
     return None
 
 
@@ -90,10 +86,11 @@ def to_arviz(post: PosteriorSamples, observed: Mapping[str, Any] | None = None):
     ``observed`` (node -> (cases, dim)) defaults to the data ``post`` was
     conditioned on. Groups, dims and attributes: this module's docstring.
     """
-    try:
-        arviz_base = _import_arviz()
-    except ImportError:
-        raise MissingExtra(arviz_missing()) from None
+    missing = arviz_missing()
+    if missing:
+        raise MissingExtra(missing)
+    import arviz_base
+
     import deepbn
 
     observed = post.observed if observed is None else observed
@@ -120,8 +117,9 @@ def to_arviz(post: PosteriorSamples, observed: Mapping[str, Any] | None = None):
             "chains": summary.get("chains"), "warmup": summary.get("warmup"),
             "samples": summary.get("samples")}
     library = {"inference_library": "deepbn", "inference_library_version": deepbn.__version__}
-    groups = {"posterior": {var[n]: np.asarray(v) for n, v in post.samples.items()},
-              "sample_stats": _stats_group(post)}
+    groups = {"posterior": {var[n]: np.asarray(v) for n, v in post.samples.items()}}
+    if post.stats:
+        groups["sample_stats"] = _stats_group(post)
     if observed:
         groups["observed_data"] = {var[n]: v for n, v in observed.items()}
     tree = arviz_base.from_dict(
