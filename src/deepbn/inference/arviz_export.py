@@ -48,6 +48,8 @@ from deepbn.bn import column_names
 from deepbn.errors import MissingExtra, UsageError
 
 if TYPE_CHECKING:
+    from xarray import DataTree
+
     from deepbn.inference.hmc import PosteriorSamples
 
 INSTALL = 'pip install "deepbn[arviz]"'
@@ -80,7 +82,7 @@ def _stats_group(post: PosteriorSamples) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in stats.items()}
 
 
-def to_arviz(post: PosteriorSamples, observed: Mapping[str, Any] | None = None):
+def to_arviz(post: PosteriorSamples, observed: Mapping[str, Any] | None = None) -> DataTree:
     """``post`` (from :func:`deepbn.sample_posterior`) as an ArviZ ``DataTree``.
 
     ``observed`` (node -> (cases, dim)) defaults to the data ``post`` was
@@ -135,7 +137,7 @@ def to_arviz(post: PosteriorSamples, observed: Mapping[str, Any] | None = None):
     return tree
 
 
-def write_netcdf(tree, path: str | os.PathLike) -> None:
+def write_netcdf(tree: DataTree, path: str | os.PathLike) -> None:
     """Write an ArviZ ``DataTree`` to ``path`` (netCDF-4, one HDF5 group per ArviZ group),
     atomically: a crash leaves the old file or the new one."""
     with atomic_write(path, "w+b") as f:  # h5py reads back what it writes
