@@ -33,6 +33,7 @@ def test_the_flat_public_api_resolves_every_name():
 def test_import_deepbn_loads_no_heavy_package():
     heavy = sorted({where.partition(":")[0] for where in deepbn._LAZY.values()}
                    | {"jax", "equinox", "optax", "blackjax", "pandas", "matplotlib", "sklearn",
+                      "xarray", "arviz_base",
                       "deepbn.cli",
                       "deepbn.structure", "deepbn.inference", "deepbn.graph_vae", "deepbn.siren"})
     code = ("import sys, deepbn\n"

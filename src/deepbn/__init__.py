@@ -32,6 +32,7 @@ _LAZY = {
     # inference and learning
     "Reparam": "deepbn.reparam",
     "sample_posterior": "deepbn.inference.hmc",
+    "to_arviz": "deepbn.inference.arviz_export",
     "FitConfig": "deepbn.inference.mcmc_em",
     "fit": "deepbn.inference.mcmc_em",
     # neural pieces, flows and the VAEs

@@ -31,6 +31,11 @@ from deepbn.errors import CycleError, NetworkFileError, UsageError, require_coun
 MAX_SAMPLE_VALUES = 2**28  # one draw of 2 GiB as a float64 table: more is refused up front
 
 
+def column_names(name: str, dim: int) -> list[str]:
+    """A node's table columns: ``x`` for a scalar node, ``z[0]``, ``z[1]``, ... for a vector."""
+    return [name] if dim == 1 else [f"{name}[{k}]" for k in range(dim)]
+
+
 class BayesNet(eqx.Module):
     """A DAG of named nodes, each with a conditional distribution given its parents.
 
@@ -278,8 +283,7 @@ class BayesNet(eqx.Module):
         """Table column names of ``names`` (default all nodes): ``x`` or ``z[0]``, ``z[1]``."""
         cols = []
         for n in names if names is not None else self.names:
-            dim = self.dims[self.index(n)]
-            cols += [n] if dim == 1 else [f"{n}[{k}]" for k in range(dim)]
+            cols += column_names(n, self.dims[self.index(n)])
         return cols
 
     def to_table(self, values: Mapping[str, jnp.ndarray],

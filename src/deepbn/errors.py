@@ -31,6 +31,10 @@ class UsageError(DeepBNError):
     """An option or argument value that cannot be used."""
 
 
+class MissingExtra(DeepBNError, ImportError):
+    """A feature needs an optional extra that is not installed (the message says how to get it)."""
+
+
 def require_count(what: str, value: int, minimum: int = 1) -> None:
     """:class:`UsageError` "``what`` must be at least ``minimum``, got ``value``"."""
     if value < minimum:

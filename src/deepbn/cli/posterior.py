@@ -90,8 +90,9 @@ def posterior(
     seed: int = SeedOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Sample the latent nodes' posterior; writes samples.npz, summary.json, trace.png."""
-    from deepbn.inference import hmc
+    """Sample the latent nodes' posterior; writes samples.npz, posterior.nc (ArviZ),
+    summary.json, trace.png."""
+    from deepbn.inference import arviz_export, hmc
     from deepbn.plots import traces
     from deepbn.results import ResultsFolder
 
@@ -128,22 +129,32 @@ def posterior(
     first = post.space.names[: min(3, len(post.space.names))]
     draws = np.concatenate([post.samples[n][:, :, 0, :1] for n in first], axis=-1)
     traces({post.form: draws}, [net.columns([n])[0] for n in first], out / "trace.png")
+    no_arviz = arviz_export.arviz_missing()
+    if no_arviz is None:
+        arviz_export.write_netcdf(arviz_export.to_arviz(post), out / "posterior.nc")
+    else:
+        (out / "posterior.nc").unlink(missing_ok=True)  # an earlier run's draws, not these
     centred = [n for n, c in s["form"].items() if c >= 0.5]
+    # infinite (a chain that never moved, or too few draws) is null in strict JSON
+    rhat = "inf" if s["rhat_max"] is None else f"{s['rhat_max']:.3f}"
     lines = [
         f"{sampler.upper()} on {len(post.space.names)} latent nodes ({post.space.size} "
         f"coordinates x {s['cases']} case(s)), {chains} chains x {samples} draws",
         f"form {post.form}: {len(centred)} node(s) centred, "
         f"{len(post.space.names) - len(centred)} auxiliary",
         f"ESS min {s['ess_min']:.0f} / median {s['ess_median']:.0f}, R-hat max "
-        f"{s['rhat_max']:.3f}, divergences {s['divergences']}",
+        f"{rhat}, divergences {s['divergences']}",
         f"{s['seconds']:.1f} s sampling + {s['compile_seconds']:.1f} s compile: "
         f"ESS_min/s {s['ess_min_per_s'] or 0:.1f}",
-        f"results in {out}/ (samples.npz, summary.json, trace.png)",
+        f"results in {out}/ (samples.npz{'' if no_arviz else ', posterior.nc'}, "
+        "summary.json, trace.png)",
     ]
     if s["resumed_from_step"]:
         lines.insert(0, f"resumed from step {s['resumed_from_step']} of {warmup + samples} "
                         f"({s['resumed_from']} draws) in {out}/checkpoint.npz")
-    if s["rhat_max"] is not None and s["rhat_max"] > 1.01:
+    if s["rhat_max"] is None or s["rhat_max"] > 1.01:
         lines.insert(3, "[yellow]warning: R-hat > 1.01, the chains have not mixed; "
                         "run longer or try another --form[/yellow]")
     report(s, as_json, lines)
+    if no_arviz:
+        typer.echo(no_arviz, err=True)

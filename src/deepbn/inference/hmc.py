@@ -49,6 +49,7 @@ class PosteriorSamples(NamedTuple):
     form: str
     summary: dict  # diagnostics, timings, centring per node
     stats: dict | None = None  # name -> (chains, draws): lp, energy, diverging, step_size, ...
+    observed: dict | None = None  # observed node -> (cases, dim), the data conditioned on
 
 
 def observed_values(bn: BayesNet, table: np.ndarray) -> dict[str, jnp.ndarray]:
@@ -183,6 +184,7 @@ def sample_posterior(
         "ess_min_per_1000_grads": 1000.0 * ess_min / max(int(np.sum(grads)), 1),
         "step_size": [float(s) for s in np.asarray(res.state.step_size)],
         "sampler": sampler,
+        "seed": seed,
         "chains": chains,
         "warmup": warmup,
         "samples": samples,
@@ -192,4 +194,5 @@ def sample_posterior(
         "resumed_from": max(0, res.resumed_from - warmup),
         "resumed_from_step": res.resumed_from,
     }
-    return PosteriorSamples(space.split(z), space, c_np, summary["form_name"], summary, stats)
+    return PosteriorSamples(space.split(z), space, c_np, summary["form_name"], summary, stats,
+                            {n: np.asarray(v) for n, v in observed.items()})
