@@ -162,3 +162,28 @@ def image_grid(images: np.ndarray, path: str | os.PathLike, title: str = "",
                       aspect="auto" if shape[0] == 1 else "equal")
     fig.suptitle(title)
     _save(fig, path)
+
+
+def sweep_lines(lines: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]],
+                path: str | os.PathLike, xlabel: str, ylabel: str,
+                ticks: Sequence[str] | None = None, logx: bool = False, title: str = "") -> None:
+    """A metric against a setting, one line per variant: ``lines`` maps a label to
+    (x, mean, standard error); ``ticks`` names the positions 0, 1, ... of a setting
+    whose values are not numbers."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, (x, mean, se) in lines.items():
+        order = np.argsort(np.asarray(x, dtype=float))
+        ax.errorbar(np.asarray(x, dtype=float)[order], np.asarray(mean)[order],
+                    yerr=np.asarray(se)[order], marker="o", capsize=3, label=label)
+    if ticks is not None:
+        ax.set_xticks(range(len(ticks)), ticks)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if len(lines) > 1:
+        ax.legend(fontsize=7)
+    _save(fig, path)
