@@ -31,7 +31,7 @@ EXE = shutil.which("deepbn") or str(Path(sys.executable).parent / "deepbn")
 REPO = Path(__file__).resolve().parents[1]
 
 # A stand-in for deepbn: `train --lr X --seed S --out DIR` writes summary.json,
-# `eval DIR --seed S` eval.json, `fail` exits 2 with an error line, `wait` waits for SIGINT.
+# `eval DIR --seed S` eval.json, `fail` exits 2 with an error line, `wait` waits for SIGTERM.
 FAKE = r'''
 import json, os, signal, sys, time
 from pathlib import Path
@@ -57,9 +57,9 @@ elif command == "fail":
 elif command == "wait":
     out = Path(opts["out"])
     def stop(signum, frame):
-        (out / "got_sigint").write_text("1")
-        sys.exit(130)
-    signal.signal(signal.SIGINT, stop)
+        (out / "stopped").write_text(str(signum))
+        sys.exit(143)
+    signal.signal(signal.SIGTERM, stop)
     (out / "started").write_text("1")
     time.sleep(60)
 '''
@@ -241,7 +241,7 @@ def test_a_sweep_pools_every_run_and_a_rerun_runs_only_what_is_not_done(tmp_path
     assert other.name == first.name and not execute.finished(other, execute.run_folder(out, other))
 
 
-def test_an_interrupted_sweep_interrupts_its_commands_and_resumes_them(tmp_path, fake):
+def test_an_interrupted_sweep_stops_its_commands_and_leaves_their_runs_to_resume(tmp_path, fake):
     program, calls = fake
     spec = _spec(tmp_path, "command = 'wait'\nseeds = 2\n")
     runs, out = spec.runs(), tmp_path / "out"
@@ -253,12 +253,17 @@ def test_an_interrupted_sweep_interrupts_its_commands_and_resumes_them(tmp_path,
             time.sleep(0.02)
         os.kill(os.getpid(), signal.SIGINT)
 
-    threading.Thread(target=interrupt_when_both_wait, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        execute.run_local(runs, out, spec, jobs=2, program=program)
-    for run in runs:  # each command got SIGINT, the run is left to resume
+    # Ctrl-C, also where this process was started with SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=interrupt_when_both_wait, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            execute.run_local(runs, out, spec, jobs=2, program=program)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    for run in runs:  # each command was stopped with SIGTERM, the run is left to resume
         folder = execute.run_folder(out, run)
-        assert (folder / "got_sigint").exists()
+        assert (folder / "stopped").read_text() == str(int(signal.SIGTERM))
         assert execute.read_record(folder) is None and not execute.finished(run, folder)
 
 
@@ -269,13 +274,22 @@ def test_missing_ray_is_a_one_line_hint(monkeypatch):
 
 
 def test_ray_executor_on_a_local_ray_with_two_cpus(tmp_path, fake):
-    pytest.importorskip("ray")
+    ray = pytest.importorskip("ray")
     program, calls = fake
     spec = _spec(tmp_path, "command = ['train --lr {lr}']\n[grid]\nlr = [1.0, 2.0]\n"
                            "[resources]\ncpus = 1\n")
+    greedy = _spec(tmp_path, "command = 'train --lr 1'\n[resources]\ncpus = 3\n")
     runs, out = spec.runs(), tmp_path / "out"
     ended = []
-    outcomes = execute.run_ray(runs, out, spec, jobs=2, on_end=ended.append, program=program)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # the sweep's own
+    try:                                                                 # starts the same way
+        with pytest.raises(UsageError, match="resources.cpus: each run asks for 3 but the Ray "
+                                             "cluster has 2 in all"):
+            execute.run_ray(greedy.runs(), out, greedy, program=program)
+        outcomes = execute.run_ray(runs, out, spec, jobs=2, on_end=ended.append,
+                                   program=program)
+    finally:
+        ray.shutdown()
     assert sorted(o.status for o in outcomes) == ["done", "done"] and len(ended) == 2
     for run in runs:
         summary = json.loads((execute.run_folder(out, run) / "summary.json").read_text())

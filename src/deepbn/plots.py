@@ -55,7 +55,8 @@ def posterior_graph(probs: np.ndarray, names: Sequence[str], path: str | os.Path
     d = len(names)
     G = nx.DiGraph()
     G.add_nodes_from(range(d))
-    edges = [(i, j, probs[i, j]) for i, j in zip(*np.nonzero(probs > threshold))]
+    # a mixture's probabilities can sum to 1 + rounding; matplotlib refuses an alpha above 1
+    edges = [(i, j, min(float(probs[i, j]), 1.0)) for i, j in zip(*np.nonzero(probs > threshold))]
     G.add_weighted_edges_from(edges)
     pos = nx.kamada_kawai_layout(G.to_undirected()) if d > 2 else nx.circular_layout(G)
     size = min(max(5.0, 0.3 * d + 3.0), 14.0)

@@ -25,8 +25,8 @@ def _number(value) -> str:
 
 
 def sweep(
-    spec_file: Path = typer.Argument(..., metavar="SPEC.toml", help="The sweep: a TOML file "
-                                     "with command, seeds, [grid], [resources], [[plot]]."),
+    spec_file: Path = typer.Argument(..., metavar="SPEC", help="The sweep: a TOML file with "
+                                     "command, seeds and the tables grid, resources, plot."),
     out: Path = typer.Option(..., "--out", help="Folder for the runs and the pooled results "
                                                 "(created); run again to resume."),
     executor: str = typer.Option("local", "--executor", help="local (here, one run after "
@@ -102,8 +102,9 @@ def sweep(
              f"results in {out}/ (results.csv, results.md{', ' + plots if plots else ''}; "
              "one folder per run in runs/)"]
     if failed:
-        lines.append(f"{len(failed)} runs failed (results.csv, column error; each run's "
-                     f"output in {out}/runs/NAME/sweep.log); run the sweep again to retry them")
+        lines.append(f"{len(failed)} of {len(runs)} runs failed (results.csv, column error; "
+                     f"each run's output in {out}/runs/NAME/sweep.log); run the sweep again "
+                     "to retry them")
     report(summary, as_json, lines)
     if failed:
         raise typer.Exit(1)

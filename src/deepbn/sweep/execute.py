@@ -11,8 +11,10 @@ already done are skipped.
 Two executors: :func:`run_local` (threads, each waiting on one subprocess, at
 most ``jobs`` at once) and :func:`run_ray` (one Ray task per run with the spec's
 CPUs and GPUs, on an existing cluster or a local Ray). On Ctrl-C or SIGTERM both
-send SIGINT to the running commands, which checkpoint and exit, wait for them,
-and raise ``KeyboardInterrupt``: their runs resume when the sweep is run again.
+send SIGTERM to the running commands, which handle it as Ctrl-C (checkpoint and
+exit; SIGTERM because a command started in the background ignores SIGINT), wait
+for them, and raise ``KeyboardInterrupt``: their runs resume when the sweep is run
+again.
 """
 
 from __future__ import annotations
@@ -116,19 +118,29 @@ class Processes:
         with self._lock:
             self._running.add(proc)
             if self.stopping:  # started while the sweep was being stopped
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(signal.SIGTERM)
 
     def discard(self, proc: subprocess.Popen) -> None:
         with self._lock:
             self._running.discard(proc)
 
-    def stop(self, sig: int = signal.SIGINT) -> None:
+    def stop(self, sig: int = signal.SIGTERM) -> None:
         """Start no more steps; send ``sig`` to every running one."""
         with self._lock:
             self.stopping = True
             for proc in self._running:
                 if proc.poll() is None:
                     proc.send_signal(sig)
+
+
+def _wait(proc: subprocess.Popen) -> int:
+    # in steps, so that an interrupt raised from another thread (Ray's cancel) is seen:
+    # a plain wait blocks in waitpid until the command ends
+    while True:
+        try:
+            return proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def execute_run(run: Run, folder: Path, cwd: Path, env: dict[str, str] | None = None,
@@ -167,9 +179,9 @@ def execute_run(run: Run, folder: Path, cwd: Path, env: dict[str, str] | None = 
             if processes is not None:
                 processes.add(proc)
             try:
-                code = proc.wait()
+                code = _wait(proc)
             except KeyboardInterrupt:  # a Ray task being cancelled
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(signal.SIGTERM)
                 proc.wait()
                 raise
             finally:
@@ -220,7 +232,7 @@ def run_local(runs: Sequence[Run], out: Path, spec: SweepSpec, jobs: int = 1,
 def _stop_local(processes: Processes, pending) -> None:
     for future in pending:
         future.cancel()
-    processes.stop(signal.SIGINT)
+    processes.stop(signal.SIGTERM)
     try:
         wait(pending)
     except KeyboardInterrupt:  # a second Ctrl-C: do not wait for checkpoints
@@ -264,16 +276,18 @@ def run_ray(runs: Sequence[Run], out: Path, spec: SweepSpec, jobs: int | None = 
     """
     ray = _import_ray()
     import logging
+    import warnings
 
     started = not ray.is_initialized()
     if started:
         options = {"include_dashboard": False, "logging_level": logging.ERROR,
                    "log_to_driver": False}
-        if address:
+        if not address:
+            options["num_cpus"] = math.ceil(jobs * spec.cpus) if jobs else None
+        with warnings.catch_warnings():
+            # Ray starts its processes by fork + exec, which JAX (imported by the CLI) warns of
+            warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
             ray.init(address=address, **options)
-        else:
-            cpus = math.ceil(jobs * spec.cpus) if jobs else None
-            ray.init(num_cpus=cpus, **options)
     try:
         _check_capacity(ray, spec)
         task = ray.remote(num_cpus=spec.cpus, num_gpus=spec.gpus, max_retries=0)(_ray_task)

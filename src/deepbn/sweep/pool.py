@@ -129,7 +129,7 @@ def markdown(spec: SweepSpec, columns: Sequence[str], rows: Sequence[dict]) -> s
              f"{len(rows)} runs: {done} done, {failed} failed, "
              f"{len(rows) - done - failed} not finished. Each cell is the mean ± standard "
              "error (sample standard deviation / √k) over the k seeds that reported the "
-             "number; `seeds` counts the seeds done of those run.", ""]
+             "number; `seeds`: the seeds done of those in the grid.", ""]
     header = [*spec.grid, "seeds", *metrics]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key, group in variants(spec, rows).items():
