@@ -177,10 +177,16 @@ def sweep_lines(lines: dict[str, tuple[Sequence[float], Sequence[float], Sequenc
         order = np.argsort(np.asarray(x, dtype=float))
         ax.errorbar(np.asarray(x, dtype=float)[order], np.asarray(mean)[order],
                     yerr=np.asarray(se)[order], marker="o", capsize=3, label=label)
-    if ticks is not None:
-        ax.set_xticks(range(len(ticks)), ticks)
     if logx:
         ax.set_xscale("log")
+    if ticks is None:  # a tick at each value of the setting, where they are few
+        values = sorted({float(v) for x, _, _ in lines.values() for v in x})
+        ticks = [f"{v:g}" for v in values] if len(values) <= 12 else None
+    else:
+        values = range(len(ticks))
+    if ticks is not None:
+        ax.set_xticks(values, ticks)
+        ax.minorticks_off()
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

@@ -320,6 +320,8 @@ def run_ray(runs: Sequence[Run], out: Path, spec: SweepSpec, jobs: int | None = 
 
 
 def _stop_ray(ray, refs: list) -> None:
+    if not refs:
+        return
     for ref in refs:
         ray.cancel(ref)  # a KeyboardInterrupt in the task, which passes it to its step
     try:

@@ -5,7 +5,8 @@ settings, ``seed``, ``exit_code``, ``error``, ``wall_seconds``, then every numbe
 of the run's ``summary.json`` and ``eval.json`` (top-level numbers; ``null`` is an
 empty cell). A number's column is its key, prefixed ``summary.`` where the key is a
 setting's name or one of the sweep's own columns, and ``eval.`` where
-``summary.json`` has a number of the same name. Failed runs keep no numbers.
+``summary.json`` has a number of the same name and a different value in some run
+(one column where the two files agree). Failed runs keep no numbers.
 
 ``results.md`` has one row per setting (grid point): how many of its seeds are
 done, then mean ± standard error over those seeds of each metric (the spec's
@@ -62,11 +63,19 @@ def collect(spec: SweepSpec, runs: Sequence[Run], out: str | Path
         files = {f: (_numbers(folder / f) if status == "done" else None) or {} for f in FILES}
         found.append((row, files))
     summary_keys = {k for _, files in found for k in files["summary.json"]}
+    # a number both files hold: one column where they agree in every run (siren writes its
+    # evaluation into both), eval.KEY beside KEY where they differ (vae's train and test ELBO)
+    differ = {k for _, f in found for k, v in f["eval.json"].items()
+              if k in summary_keys and f["summary.json"].get(k, v) != v}
     metrics: list[str] = []
     for row, files in found:
         for file, numbers in files.items():
             stem = file.removesuffix(".json")
             for key, value in numbers.items():
+                if stem == "eval" and key in summary_keys and key not in differ:
+                    if key not in files["summary.json"]:
+                        row[key] = value
+                    continue
                 clash = key in taken or (stem == "eval" and key in summary_keys)
                 column = f"{stem}.{key}" if clash else key
                 row[column] = value
