@@ -91,6 +91,7 @@ def sweep(
     for warning in pool.write_plots(spec, rows, out):
         console.print(Text(f"warning: {warning}", style="yellow"), soft_wrap=True)
     failed = [r for r in rows if r["status"] == "failed"]
+    unfinished = [r for r in rows if r["status"] not in ("done", "failed")]
     summary = folder.write_summary({
         "spec": str(spec_file), "runs": len(runs), "ran": len(outcomes), "skipped": skipped,
         "done": sum(r["status"] == "done" for r in rows), "failed": len(failed),
@@ -105,6 +106,9 @@ def sweep(
         lines.append(f"{len(failed)} of {len(runs)} runs failed (results.csv, column error; "
                      f"each run's output in {out}/runs/NAME/sweep.log); run the sweep again "
                      "to retry them")
+    if unfinished:  # a command stopped by a signal that was not the sweep's
+        lines.append(f"{len(unfinished)} of {len(runs)} runs did not finish; run the sweep "
+                     "again to resume them")
     report(summary, as_json, lines)
-    if failed:
+    if failed or unfinished:
         raise typer.Exit(1)

@@ -133,6 +133,13 @@ class Processes:
                     proc.send_signal(sig)
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
 def _wait(proc: subprocess.Popen) -> int:
     # in steps, so that an interrupt raised from another thread (Ray's cancel) is seen:
     # a plain wait blocks in waitpid until the command ends
@@ -168,7 +175,7 @@ def execute_run(run: Run, folder: Path, cwd: Path, env: dict[str, str] | None = 
                 continue
             if processes is not None and processes.stopping:
                 return Outcome(run.name, "interrupted", seconds=time.perf_counter() - start)
-            offset = log.tell()
+            offset = os.fstat(log.fileno()).st_size  # where this step's output starts
             log.write(f"$ deepbn {shlex.join(argv)}\n".encode())
             log.flush()
             # a session of its own: a Ctrl-C at the terminal reaches only the sweep, which
@@ -192,7 +199,7 @@ def execute_run(run: Run, folder: Path, cwd: Path, env: dict[str, str] | None = 
                 if code in INTERRUPTED_CODES and (processes is None or processes.stopping):
                     return Outcome(run.name, "interrupted", code, seconds=seconds)
                 error = (_last_error(folder / LOG, offset) if code > 0 else
-                         f"killed by signal {signal.Signals(-code).name}")
+                         f"killed by signal {_signal_name(-code)}")
                 write_json(folder / RECORD, {**base, "status": "failed", "steps_done": k,
                                              "exit_code": code, "error": error,
                                              "seconds": seconds})
