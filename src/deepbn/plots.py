@@ -55,7 +55,8 @@ def posterior_graph(probs: np.ndarray, names: Sequence[str], path: str | os.Path
     d = len(names)
     G = nx.DiGraph()
     G.add_nodes_from(range(d))
-    edges = [(i, j, probs[i, j]) for i, j in zip(*np.nonzero(probs > threshold))]
+    # a mixture's probabilities can sum to 1 + rounding; matplotlib refuses an alpha above 1
+    edges = [(i, j, min(float(probs[i, j]), 1.0)) for i, j in zip(*np.nonzero(probs > threshold))]
     G.add_weighted_edges_from(edges)
     pos = nx.kamada_kawai_layout(G.to_undirected()) if d > 2 else nx.circular_layout(G)
     size = min(max(5.0, 0.3 * d + 3.0), 14.0)
@@ -161,4 +162,35 @@ def image_grid(images: np.ndarray, path: str | os.PathLike, title: str = "",
             ax.imshow(images[k].reshape(shape), cmap="gray_r", vmin=0, vmax=1,
                       aspect="auto" if shape[0] == 1 else "equal")
     fig.suptitle(title)
+    _save(fig, path)
+
+
+def sweep_lines(lines: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]],
+                path: str | os.PathLike, xlabel: str, ylabel: str,
+                ticks: Sequence[str] | None = None, logx: bool = False, title: str = "") -> None:
+    """A metric against a setting, one line per variant: ``lines`` maps a label to
+    (x, mean, standard error); ``ticks`` names the positions 0, 1, ... of a setting
+    whose values are not numbers."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, (x, mean, se) in lines.items():
+        order = np.argsort(np.asarray(x, dtype=float))
+        ax.errorbar(np.asarray(x, dtype=float)[order], np.asarray(mean)[order],
+                    yerr=np.asarray(se)[order], marker="o", capsize=3, label=label)
+    if logx:
+        ax.set_xscale("log")
+    if ticks is None:  # a tick at each value of the setting, where they are few
+        values = sorted({float(v) for x, _, _ in lines.values() for v in x})
+        ticks = [f"{v:g}" for v in values] if len(values) <= 12 else None
+    else:
+        values = range(len(ticks))
+    if ticks is not None:
+        ax.set_xticks(values, ticks)
+        ax.minorticks_off()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if len(lines) > 1:
+        ax.legend(fontsize=7)
     _save(fig, path)

@@ -23,6 +23,7 @@ from deepbn.cli.fit import fit
 from deepbn.cli.posterior import posterior
 from deepbn.cli.sample import sample
 from deepbn.cli.siren import app as siren_app
+from deepbn.cli.sweep import sweep
 from deepbn.cli.vae import app as vae_app
 from deepbn.errors import DeepBNError
 
@@ -60,6 +61,7 @@ app.command("posterior")(posterior)
 app.command("fit")(fit)
 app.add_typer(vae_app, name="vae")
 app.add_typer(siren_app, name="siren")
+app.command("sweep")(sweep)
 
 
 class Terminated(KeyboardInterrupt):
