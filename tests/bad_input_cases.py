@@ -47,6 +47,8 @@ FILES = {
                             '{"weight": [[1.0]], "bias": [0], "scale": [1]}}]}'),
     "json_list.json": "[1, 2, 3]",
     "a_file": "not a folder\n",
+    "empty_grid.toml": "command = 'discover d.csv'\n[grid]\nsteps = []\n",
+    "not_toml.toml": "command = [\n",
 }
 
 
@@ -257,6 +259,17 @@ CASES: list[tuple[str, list[str], str]] = [
      "columns do not match the observed nodes"),
     ("siren heldout other columns", _siren("--heldout", "{d}/ab.csv"),
      "columns do not match the observed nodes"),
+    # sweep
+    ("sweep spec missing", ["sweep", "{d}/no_such.toml", "--out", "{out}"],
+     "no_such.toml: no such sweep spec"),
+    ("sweep empty grid", ["sweep", "{d}/empty_grid.toml", "--out", "{out}"],
+     "grid.steps: an empty list; give at least one value"),
+    ("sweep not toml", ["sweep", "{d}/not_toml.toml", "--out", "{out}"],
+     "not_toml.toml: not valid TOML"),
+    ("sweep jobs 0", ["sweep", "{d}/empty_grid.toml", "--out", "{out}", "--jobs", "0"],
+     "--jobs must be at least 1, got 0"),
+    ("sweep executor", ["sweep", "{d}/empty_grid.toml", "--out", "{out}", "--executor", "slurm"],
+     "slurm"),
     ("siren out is a file", ["siren", "train", TREE, "{d}/tree.csv", "--out", "{d}/a_file"],
      "a_file: exists and is not a folder"),
 ]

@@ -51,7 +51,7 @@ def test_the_cases_cover_every_command():
     commands = {" ".join(args[:2]) if args[0] in ("vae", "siren") else args[0]
                 for _, args, _ in CASES}
     assert commands == {"demo", "sample", "discover", "posterior", "fit", "vae train",
-                        "vae eval", "siren train"}
+                        "vae eval", "siren train", "sweep"}
     assert len(CASES) >= 60 and len({c[0] for c in CASES}) == len(CASES)
 
 
