@@ -31,6 +31,11 @@ class UsageError(DeepBNError):
     """An option or argument value that cannot be used."""
 
 
+class KnowledgeError(DeepBNError):
+    """Prior knowledge about a graph (required, forbidden edges, tiers, edge priors) that
+    contradicts itself or cannot hold in any DAG."""
+
+
 def require_count(what: str, value: int, minimum: int = 1) -> None:
     """:class:`UsageError` "``what`` must be at least ``minimum``, got ``value``"."""
     if value < minimum:

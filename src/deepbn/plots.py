@@ -27,22 +27,124 @@ def _save(fig, path) -> None:
 
 def edge_prob_heatmap(probs: np.ndarray, names: Sequence[str], path: str | os.PathLike,
                       truth: np.ndarray | None = None, title: str = "") -> None:
-    """Heatmap of P(i -> j) (rows: cause, columns: effect); true edges outlined."""
+    """Two heatmaps of a posterior over DAGs whose ``probs[i, j]`` = P(i -> j).
+
+    Left: P(cause -> effect). Right: for each unordered pair (upper triangle),
+    P(adjacent) = P(i -> j) + P(j -> i) as colour and, written in the cell, the
+    orientation: P(row -> column | adjacent), with an arrow where one direction
+    holds at least 90% of the adjacency (→ row causes column, ← the reverse) and
+    "—" where the data leave the direction open (as for the undirected edges of
+    an equivalence class). True edges / adjacencies are outlined in red.
+    """
     plt = _pyplot()
     d = len(names)
+    probs = np.asarray(probs, float)
+    adjacent = np.minimum(probs + probs.T, 1.0)  # exact for weights on DAGs only (DiBS+)
+    upper = np.triu(np.ones((d, d), bool), k=1)
     size = min(max(4.0, 0.35 * d + 2.0), 16.0)
-    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    fig, (ax, ax_adj) = plt.subplots(1, 2, figsize=(2 * size + 2.4, size))
     im = ax.imshow(probs, vmin=0.0, vmax=1.0, cmap="viridis")
-    ax.set_xticks(range(d), names, rotation=90, fontsize=max(5, 10 - d // 8))
-    ax.set_yticks(range(d), names, fontsize=max(5, 10 - d // 8))
+    ax_adj.imshow(np.where(upper, adjacent, np.nan), vmin=0.0, vmax=1.0, cmap="viridis")
+    fontsize = max(5, 10 - d // 8)
+    for axis in (ax, ax_adj):
+        axis.set_xticks(range(d), names, rotation=90, fontsize=fontsize)
+        axis.set_yticks(range(d), names, fontsize=fontsize)
     ax.set_xlabel("effect")
     ax.set_ylabel("cause")
+    if d <= 30:  # the text would not fit in smaller cells
+        for i, j in zip(*np.nonzero(upper & (adjacent >= 0.05))):
+            forward = probs[i, j] / adjacent[i, j]
+            mark = "→" if forward >= 0.9 else "←" if forward <= 0.1 else "—"
+            ax_adj.text(j, i, f"{mark}\n{forward:.2f}", ha="center", va="center",
+                        fontsize=max(4, fontsize - 2),
+                        color="black" if adjacent[i, j] > 0.6 else "white")
     if truth is not None:
+        truth = np.asarray(truth, bool)
         for i, j in zip(*np.nonzero(truth)):
             ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=1.2))
+            a, b = min(i, j), max(i, j)
+            ax_adj.add_patch(plt.Rectangle((b - 0.5, a - 0.5), 1, 1, fill=False, ec="red",
+                                           lw=1.2))
     ax.set_title(title or "posterior edge probabilities" +
                  (" (red: true edges)" if truth is not None else ""))
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="P(cause -> effect)")
+    ax_adj.set_title("P(adjacent); text: P(row → column | adjacent)\n"
+                     "→ / ← oriented (≥ 0.9 one way), — direction open")
+    fig.colorbar(im, ax=[ax, ax_adj], fraction=0.046, pad=0.04, label="probability")
+    _save(fig, path)
+
+
+def structure_graph(probs: np.ndarray, names: Sequence[str], path: str | os.PathLike,
+                    truth: np.ndarray | None = None, threshold: float = 0.1,
+                    oriented: float = 0.9, title: str = "") -> None:
+    """A posterior over DAGs drawn pair by pair (``probs[i, j]`` = P(i -> j)).
+
+    Every pair with P(adjacent) > ``threshold`` is a line whose width and
+    opacity grow with P(adjacent); it is an arrow when one direction holds at
+    least ``oriented`` of that probability and a plain line when the direction
+    is open. With ``truth``: green = a true adjacency (orange when drawn against
+    the true direction), red = an extra edge, grey dashed = a true edge that is
+    missing (drawn in its true direction); a legend says so.
+    """
+    import networkx as nx
+    from matplotlib.lines import Line2D
+
+    plt = _pyplot()
+    d = len(names)
+    probs = np.asarray(probs, float)
+    adjacent = np.minimum(probs + probs.T, 1.0)
+    truth = None if truth is None else np.asarray(truth, bool)
+    true_adj = None if truth is None else truth | truth.T
+    drawn = [(i, j) for i in range(d) for j in range(i + 1, d) if adjacent[i, j] > threshold]
+    missing = [] if truth is None else [
+        (i, j) for i, j in zip(*np.nonzero(truth)) if adjacent[i, j] <= threshold]
+    G = nx.DiGraph()
+    G.add_nodes_from(range(d))
+    G.add_edges_from(drawn + missing)
+    pos = nx.kamada_kawai_layout(G.to_undirected()) if d > 2 else nx.circular_layout(G)
+    size = min(max(5.0, 0.3 * d + 3.0), 14.0)
+    fig, ax = plt.subplots(figsize=(size, size))
+    nx.draw_networkx_nodes(G, pos, ax=ax, node_color="#dde8f4", edgecolors="#335", node_size=600)
+    nx.draw_networkx_labels(G, pos, {k: names[k] for k in range(d)}, ax=ax, font_size=8)
+    colours = {"true": "#1a9850", "reversed": "#f46d43", "extra": "#d73027",
+               "missing": "#888888", "edge": "#334"}
+    used = set()
+    for i, j in drawn:
+        p = adjacent[i, j]
+        forward = probs[i, j] / p
+        u, v = (j, i) if forward <= 1 - oriented else (i, j)
+        is_oriented = forward >= oriented or forward <= 1 - oriented
+        if truth is None:
+            kind = "edge"
+        elif not true_adj[i, j]:
+            kind = "extra"
+        else:
+            kind = "reversed" if is_oriented and truth[v, u] else "true"
+        used.add(kind)
+        used.add("oriented" if is_oriented else "open")
+        nx.draw_networkx_edges(G, pos, [(u, v)], ax=ax, width=0.5 + 3.5 * p,
+                               alpha=0.35 + 0.65 * p, edge_color=colours[kind],
+                               arrowstyle="-|>" if is_oriented else "-", arrowsize=14,
+                               node_size=600)
+    for i, j in missing:
+        used.add("missing")
+        nx.draw_networkx_edges(G, pos, [(i, j)], ax=ax, width=1.2, style="dashed",
+                               edge_color=colours["missing"], arrowsize=12, node_size=600)
+    labels = {"edge": "edge (width = P(adjacent))", "true": "true adjacency",
+              "reversed": "true adjacency, oriented against the truth",
+              "extra": "extra edge (not in the truth)", "missing": "missing true edge",
+              "oriented": f"arrow: oriented (≥ {oriented:g} of P(adjacent) one way)",
+              "open": "plain line: adjacent, direction open"}
+    handles = [Line2D([], [], color=colours.get(k, "black"), lw=2,
+                      ls="--" if k == "missing" else "-", label=labels[k])
+               for k in ("edge", "true", "reversed", "extra", "missing") if k in used]
+    handles += [Line2D([], [], color="black", lw=0 if k == "oriented" else 2,
+                       marker=">" if k == "oriented" else None, label=labels[k])
+                for k in ("oriented", "open") if k in used]
+    if handles:
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2,
+                  fontsize=7, frameon=False)
+    ax.set_title(title or f"posterior graph (pairs with P(adjacent) > {threshold:g})")
+    ax.axis("off")
     _save(fig, path)
 
 

@@ -13,7 +13,7 @@ from deepbn.cli.common import JsonOption, SeedOption, console, progress_bar, rep
 from deepbn.errors import DataError
 from deepbn.io.networks import write_network
 from deepbn.io.tables import match_columns, read_table
-from deepbn.plots import edge_prob_heatmap, posterior_graph
+from deepbn.plots import edge_prob_heatmap
 from deepbn.results import ResultsFolder
 from deepbn.structure.dibs import DiBSConfig
 from deepbn.structure.inputs import read_mask, read_truth
@@ -24,10 +24,15 @@ from deepbn.structure.report import edge_probs_csv, particles_json, summarize
 def write_results(folder: ResultsFolder, run: StructureRun, names: list[str],
                   truth: np.ndarray | None, heldout: np.ndarray | None, extra: dict) -> dict:
     """Write every output of a structure run into ``folder``; return the summary."""
+    from deepbn.plots import structure_graph
+    from deepbn.structure.report import cpdag_csv, edge_summary_csv
+
     out = folder.path
     probs = run.posterior.edge_probs(mixture=True)
     with atomic_write(out / "edge_probs.csv") as f:
         f.write(edge_probs_csv(probs, names))
+    with atomic_write(out / "edge_summary.csv") as f:
+        f.write(edge_summary_csv(run.posterior, names))
     folder.write_json("graphs.json", particles_json(run, names))
     summary = {**summarize(run, truth, heldout), **extra}
     if run.posterior.cyclic.all():
@@ -37,18 +42,21 @@ def write_results(folder: ResultsFolder, run: StructureRun, names: list[str],
     else:
         k = run.posterior.most_probable()
         write_network(out / "network.json", run.posterior.network(k))
+        with atomic_write(out / "cpdag.csv") as f:
+            f.write(cpdag_csv(run.posterior.graphs[k], names))
         summary["network"] = "network.json"
         summary["network_particle"] = k
     folder.write_history([{"step": i + 1, "mean_edges": float(e), "cyclic_particles": int(c)}
                           for i, (e, c) in enumerate(zip(run.edges, run.cyclic))])
     summary = folder.write_summary(summary)
     edge_prob_heatmap(probs, names, out / "edge_probs.png", truth)
-    posterior_graph(probs, names, out / "graph.png")
+    structure_graph(probs, names, out / "graph.png", truth)
     return summary
 
 
 def run_with_progress(x, cfg: DiBSConfig, steps: int, seed: int, mask, scaling: str,
-                      out: Path, names: list[str] | None = None) -> StructureRun:
+                      out: Path, names: list[str] | None = None,
+                      knowledge=None) -> StructureRun:
     columns = [TextColumn("DiBS"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                TextColumn("edges {task.fields[edges]:.1f}"),
                TextColumn("cyclic {task.fields[cyclic]}"), TimeElapsedColumn()]
@@ -60,7 +68,7 @@ def run_with_progress(x, cfg: DiBSConfig, steps: int, seed: int, mask, scaling: 
 
         run = learn_structure(x, cfg, steps=steps, seed=seed, mask=mask, scaling=scaling,
                               checkpoint_path=out / "checkpoint.npz", progress=update,
-                              names=names)
+                              names=names, knowledge=knowledge)
     return run
 
 
@@ -79,6 +87,12 @@ def discover(
     truth: str = typer.Option(None, help="True graph: cause,effect CSV, network JSON or "
                                          "example:NAME (adds eshd, auroc)."),
     heldout: Path = typer.Option(None, help="Held-out data CSV (adds neg_ll)."),
+    forbid: Path = typer.Option(None, help="cause,effect CSV of edges that must be absent."),
+    require: Path = typer.Option(None, help="cause,effect CSV of edges that must be present."),
+    tiers: Path = typer.Option(None, help="variable,tier CSV: no edge from a later tier into "
+                                          "an earlier one."),
+    edge_prior: Path = typer.Option(None, help="Prior edge probabilities, a table like "
+                                               "edge_probs.csv (blank = no opinion)."),
     standardize: str = typer.Option("auto", help="auto (column for bge, global for joint "
                                                  "models), column, global or none."),
     seed: int = SeedOption,
@@ -97,13 +111,21 @@ def discover(
     if heldout is not None:
         held = match_columns(read_table(heldout, allow_constant=True), table.names,
                              f"the data {data}")
+    from deepbn.structure.knowledge import read_knowledge
+
+    knowledge = read_knowledge(table.names, forbid, require, tiers, edge_prior)
     folder = ResultsFolder(out, "discover")
     folder.write_config({"data": str(data), "model": model, "graph_prior": graph_prior,
                          "edges_per_node": edges_per_node, "particles": particles,
                          "steps": steps, "graph_samples": graph_samples,
                          "interventions": interventions, "truth": truth, "heldout": heldout,
-                         "standardize": standardize, "seed": seed})
-    run = run_with_progress(table.values, cfg, steps, seed, mask, standardize, out, table.names)
+                         "standardize": standardize, "seed": seed,
+                         "forbid": forbid, "require": require, "tiers": tiers,
+                         "edge_prior": edge_prior,
+                         "knowledge": None if knowledge is None
+                         else knowledge.describe(table.names)})
+    run = run_with_progress(table.values, cfg, steps, seed, mask, standardize, out, table.names,
+                            knowledge)
     summary = write_results(folder, run, table.names, true_A, held, {"seed": seed})
     lines = [f"DiBS ({model}, {graph_prior} prior): {summary['d']} variables, n={summary['n']}, "
              f"{particles} particles x {steps} steps in {summary['seconds']:.1f} s"]
@@ -111,12 +133,17 @@ def discover(
                  f"cyclic particles {summary['cyclic_particles']}")
     if true_A is not None:
         auroc = summary["auroc"]
-        lines.append(f"E-SHD {summary['eshd']:.2f}   AUROC "
+        lines.append(f"E-SHD {summary['eshd']:.2f}   E-SHD of the CPDAGs "
+                     f"{summary['eshd_cpdag']:.2f}   AUROC "
                      f"{'n/a' if auroc is None else f'{auroc:.3f}'}   (DiBS+ weights)")
     if held is not None:
         lines.append(f"held-out neg. log-likelihood {summary['neg_ll']:.2f}")
     if run.resumed_from:
         lines.insert(0, f"resumed from step {run.resumed_from} in {out}/checkpoint.npz")
-    lines.append(f"results in {out}/ (edge_probs.csv, graphs.json, network.json, summary.json, "
-                 "edge_probs.png, graph.png)")
+    if knowledge is not None:
+        lines.append(f"prior knowledge: {int(knowledge.required.sum())} required and "
+                     f"{int(knowledge.forbidden.sum())} forbidden edges, "
+                     f"{int((~np.isnan(knowledge.prior)).sum())} soft edge priors")
+    lines.append(f"results in {out}/ (edge_probs.csv, edge_summary.csv, graphs.json, "
+                 "network.json, cpdag.csv, summary.json, edge_probs.png, graph.png)")
     report(summary, as_json, lines)

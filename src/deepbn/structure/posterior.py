@@ -41,6 +41,12 @@ class GraphPosterior(NamedTuple):
         w = self.weights_mixture if mixture else self.weights_empirical
         return np.einsum("p,pij->ij", w, self.graphs)
 
+    def adjacency_probs(self, mixture: bool = True) -> np.ndarray:
+        """P(i and j adjacent), symmetric: the weight of the graphs with i -> j or j -> i."""
+        w = self.weights_mixture if mixture else self.weights_empirical
+        g = np.asarray(self.graphs, bool)
+        return np.einsum("p,pij->ij", w, g | np.swapaxes(g, 1, 2))
+
     def most_probable(self) -> int:
         """Index of the particle with the highest DiBS+ weight (an acyclic one if any)."""
         return int(np.argmax(np.where(self.cyclic, -np.inf, self.weights_mixture)))
@@ -107,7 +113,7 @@ def from_particles(state: dibs.DiBSState, data: dibs.DiBSData,
 
 @partial(jax.jit, static_argnums=(3,))
 def _hard_graphs_and_log_joints(z, theta, data, cfg):
-    G = dibs.hard_graphs(z)
+    G = dibs.hard_graphs(z, data)
     lj = jax.vmap(lambda g, th: dibs.log_joint(g, th, data, cfg),
                   in_axes=(0, 0 if theta is not None else None))(G, theta)
     return G, lj
