@@ -228,6 +228,13 @@ def column_score_grad(logits, noise, log_terms, data: DiBSData | None = None):
     return grad, G, w
 
 
+def expected_acyclicity(z, noise, alpha, tau, data: DiBSData | None = None):
+    """E_ε[h(G_soft)] over Gumbel-softmax graphs G_soft = σ(τ(ε + α u_i·v_j)) (``noise``:
+    (S, d, d) standard logistic), with the entries the knowledge fixes held at 0 or 1."""
+    Gs = with_knowledge(jax.nn.sigmoid(tau * (noise + edge_logits(z, alpha))), data)
+    return jnp.mean(acyclicity_poly(Gs))
+
+
 def _particle_grads(z, theta, key, t, data: DiBSData, cfg: DiBSConfig):
     """∇_Z log p(Z, [Θ,] D) and ∇_Θ for one particle (before SVGD's kernel)."""
     d, k = z.shape[0], z.shape[1]
@@ -268,12 +275,7 @@ def _particle_grads(z, theta, key, t, data: DiBSData, cfg: DiBSConfig):
 
     # acyclicity prior: -β E_ε[h(G_soft(Z, ε))] by Gumbel-softmax samples
     eps_h = noise[:cfg.n_acyclicity_samples]
-
-    def expected_h(zz):
-        Gs = with_knowledge(jax.nn.sigmoid(cfg.tau * (eps_h + edge_logits(zz, alpha))), data)
-        return jnp.mean(acyclicity_poly(Gs))
-
-    gz_acyc = -beta * jax.grad(expected_h)(z)
+    gz_acyc = -beta * jax.grad(expected_acyclicity)(z, eps_h, alpha, cfg.tau, data)
     gz_prior = -z * k  # N(0, 1/k) prior on every entry of Z
     return gz_lik + gz_acyc + gz_prior, gtheta
 

@@ -94,7 +94,8 @@ def learn_structure(
     if names is not None and len(names) != d:
         raise DataError(f"{len(names)} names for {d} variables")
     if knowledge is not None:
-        knowledge = knowledge.check(names if names is not None else None)
+        knowledge = knowledge.check(names if names is not None else
+                                    [f"x{i}" for i in range(d)])
         if knowledge.is_empty():
             knowledge = None  # no knowledge: the same run as without
     cfg = config.resolved(d)

@@ -38,14 +38,15 @@ class GraphPosterior(NamedTuple):
     scale: np.ndarray | None = None
 
     def edge_probs(self, mixture: bool = True) -> np.ndarray:
+        """P(i -> j): the weight of the graphs holding the edge."""
         w = self.weights_mixture if mixture else self.weights_empirical
-        return np.einsum("p,pij->ij", w, self.graphs)
+        return _weighted_share(w, np.asarray(self.graphs, bool))
 
     def adjacency_probs(self, mixture: bool = True) -> np.ndarray:
         """P(i and j adjacent), symmetric: the weight of the graphs with i -> j or j -> i."""
         w = self.weights_mixture if mixture else self.weights_empirical
         g = np.asarray(self.graphs, bool)
-        return np.einsum("p,pij->ij", w, g | np.swapaxes(g, 1, 2))
+        return _weighted_share(w, g | np.swapaxes(g, 1, 2))
 
     def most_probable(self) -> int:
         """Index of the particle with the highest DiBS+ weight (an acyclic one if any)."""
@@ -66,6 +67,15 @@ class GraphPosterior(NamedTuple):
         names = self.names or tuple(f"x{i}" for i in range(self.graphs.shape[1]))
         return network_from_graph(self.graphs[k], names, self.model, self.x_scaled, self.keep,
                                   self.center, self.scale, theta)
+
+
+def _weighted_share(w: np.ndarray, indicators: np.ndarray) -> np.ndarray:
+    """Σ_k w_k 1[k holds it], exactly 1 where every weighted graph holds it (a required
+    edge), not a rounded sum of weights."""
+    share = np.einsum("p,pij->ij", w, indicators)
+    if not np.any(w > 0):
+        return share
+    return np.where(np.all(indicators[w > 0], axis=0), 1.0, share)
 
 
 def _softmax_dags(log_joint: np.ndarray, cyclic: np.ndarray) -> np.ndarray:
