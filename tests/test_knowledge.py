@@ -58,7 +58,7 @@ def test_hard_knowledge_is_exact_in_every_particle_and_output(chain, plain):
     net = post.network()
     assert "a" in net.parents[NAMES.index("d")] and "b" not in net.parents[NAMES.index("c")]
     # the latent model itself: edge probabilities at any α and the particles' hard graphs
-    z = jax.random.normal(jax.random.key(1), (5, 4, 4, 2))
+    z = np.random.default_rng(1).normal(size=(5, 4, 4, 2)).astype(np.float32)
     for G in (dibs.edge_probs(z, 3.0, run.data), dibs.hard_graphs(z, run.data)):
         assert np.all(np.asarray(G)[:, 0, 3] == 1) and np.all(np.asarray(G)[:, 1, 2] == 0)
 
@@ -83,13 +83,15 @@ def test_fixed_entries_carry_no_gradient(chain, plain):
 
     np.testing.assert_array_equal(particles(x, fixed), particles(other, fixed))
     assert not np.allclose(particles(x, None), particles(other, None), atol=1e-3)
-    # the acyclicity penalty (which does not see the data) holds the fixed entries too
-    z = jax.random.normal(jax.random.key(3), (4, 4, 2))
-    noise = jax.random.logistic(jax.random.key(4), (8, 4, 4))
-    penalty = jax.jit(jax.grad(dibs.expected_acyclicity), static_argnums=(2, 3))
-    fixed_data = dibs.make_data(x, None, cfg, fixed)
-    assert not np.any(np.asarray(penalty(z, noise, 2.0, 1.0, fixed_data)))
-    assert np.any(np.asarray(penalty(z, noise, 2.0, 1.0, dibs.make_data(x, None, cfg))))
+    # the acyclicity penalty (which does not see the data) holds the fixed entries too: its
+    # value does not depend on Z (numpy draws and no jit: compiling costs seconds here)
+    rng = np.random.default_rng(3)
+    z1, z2 = rng.normal(size=(2, 4, 4, 2)).astype(np.float32)
+    noise = rng.logistic(size=(8, 4, 4)).astype(np.float32)
+    for knowledge, same in ((fixed, True), (None, False)):
+        data = dibs.make_data(x, None, cfg, knowledge)
+        h1, h2 = (float(dibs.expected_acyclicity(z, noise, 2.0, 1.0, data)) for z in (z1, z2))
+        assert (h1 == h2) == same, (h1, h2)
 
 
 def test_soft_prior_adds_its_log_probability_and_shifts_the_edge(chain, plain):
