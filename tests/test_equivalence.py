@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from deepbn import cpdag, graph
-from deepbn.structure.equivalence import edge_list, expected_shd_cpdag, shd_cpdag
+from deepbn.structure.equivalence import class_marks, edge_list, expected_shd_cpdag, shd_cpdag
 from deepbn.structure.posterior import GraphPosterior
 from deepbn.structure.report import cpdag_csv, edge_summary, edge_summary_csv
 
@@ -84,7 +84,7 @@ def test_shd_between_cpdags_counts_each_differing_pair_once():
         assert shd_cpdag(A, B) == graph.shd(A, B)
 
 
-def test_expected_shd_of_cpdags_is_zero_within_a_class_and_weighted_otherwise():
+def test_expected_shd_and_marks_over_the_classes_of_weighted_graphs():
     chain = np.zeros((3, 3), bool)
     chain[0, 1] = chain[1, 2] = True  # 0 -> 1 -> 2, equivalent to 0 <- 1 <- 2 and 0 <- 1 -> 2
     collider = np.zeros((3, 3), bool)
@@ -93,6 +93,10 @@ def test_expected_shd_of_cpdags_is_zero_within_a_class_and_weighted_otherwise():
     assert expected_shd_cpdag(graphs[:2], np.array([0.5, 0.5]), chain) == 0.0
     # the collider's CPDAG differs from the chain's in the marks of both pairs
     assert expected_shd_cpdag(graphs, np.array([0.25, 0.25, 0.5]), chain) == 1.0
+    compelled, reversible = class_marks(graphs, np.array([0.25, 0.25, 0.5]))
+    assert compelled[0, 1] == compelled[2, 1] == 0.5 and compelled.sum() == 1.0
+    assert reversible[0, 1] == reversible[1, 0] == reversible[1, 2] == 0.5
+    assert reversible[0, 2] == 0 and np.all(np.diag(reversible) == 0)
     cyclic = np.zeros((3, 3), bool)
     cyclic[0, 1] = cyclic[1, 2] = cyclic[2, 0] = True  # compared as it is: 3 pairs differ
     assert expected_shd_cpdag(np.array([cyclic]), np.array([1.0]), chain,

@@ -25,21 +25,39 @@ def _save(fig, path) -> None:
     _pyplot().close(fig)
 
 
+def _pair_marks(probs: np.ndarray, classes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """P(adjacent), and per pair the most probable mark with its probability given adjacent:
+    mark 1 = row -> column, -1 = column -> row (compelled), 0 = reversible (no orientation).
+
+    ``classes`` = (compelled, reversible) over the particles' equivalence classes; without
+    it every edge of the DAGs counts as oriented."""
+    probs = np.asarray(probs, float)
+    compelled, reversible = (probs, np.zeros_like(probs)) if classes is None else classes
+    options = np.stack([reversible, compelled, compelled.T])  # marks 0, 1, -1
+    adjacent = np.minimum(options.sum(0), 1.0)
+    best = options.argmax(0)
+    mark = np.array([0, 1, -1])[best]
+    share = np.take_along_axis(options, best[None], 0)[0] / np.where(adjacent > 0, adjacent, 1)
+    return adjacent, mark, share
+
+
 def edge_prob_heatmap(probs: np.ndarray, names: Sequence[str], path: str | os.PathLike,
-                      truth: np.ndarray | None = None, title: str = "") -> None:
+                      truth: np.ndarray | None = None, title: str = "",
+                      classes: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     """Two heatmaps of a posterior over DAGs whose ``probs[i, j]`` = P(i -> j).
 
     Left: P(cause -> effect). Right: for each unordered pair (upper triangle),
-    P(adjacent) = P(i -> j) + P(j -> i) as colour and, written in the cell, the
-    orientation: P(row -> column | adjacent), with an arrow where one direction
-    holds at least 90% of the adjacency (→ row causes column, ← the reverse) and
-    "—" where the data leave the direction open (as for the undirected edges of
-    an equivalence class). True edges / adjacencies are outlined in red.
+    P(adjacent) as colour and, written in the cell, what the pair most probably
+    is in the particles' Markov equivalence classes (``classes``, see
+    :meth:`GraphPosterior.class_marks`): → row causes column or ← the reverse
+    (oriented: compelled in the class), — adjacent but reversible (no data of
+    this kind can orient it), with that mark's probability given adjacent.
+    True edges / adjacencies are outlined in red.
     """
     plt = _pyplot()
     d = len(names)
     probs = np.asarray(probs, float)
-    adjacent = np.minimum(probs + probs.T, 1.0)  # exact for weights on DAGs only (DiBS+)
+    adjacent, mark, share = _pair_marks(probs, classes)
     upper = np.triu(np.ones((d, d), bool), k=1)
     size = min(max(4.0, 0.35 * d + 2.0), 16.0)
     fig, (ax, ax_adj) = plt.subplots(1, 2, figsize=(2 * size + 2.4, size))
@@ -52,11 +70,10 @@ def edge_prob_heatmap(probs: np.ndarray, names: Sequence[str], path: str | os.Pa
     ax.set_xlabel("effect")
     ax.set_ylabel("cause")
     if d <= 30:  # the text would not fit in smaller cells
+        symbol = {1: "→", -1: "←", 0: "—"}
         for i, j in zip(*np.nonzero(upper & (adjacent >= 0.05))):
-            forward = probs[i, j] / adjacent[i, j]
-            mark = "→" if forward >= 0.9 else "←" if forward <= 0.1 else "—"
-            ax_adj.text(j, i, f"{mark}\n{forward:.2f}", ha="center", va="center",
-                        fontsize=max(4, fontsize - 2),
+            ax_adj.text(j, i, f"{symbol[int(mark[i, j])]}\n{share[i, j]:.2f}", ha="center",
+                        va="center", fontsize=max(4, fontsize - 2),
                         color="black" if adjacent[i, j] > 0.6 else "white")
     if truth is not None:
         truth = np.asarray(truth, bool)
@@ -67,31 +84,32 @@ def edge_prob_heatmap(probs: np.ndarray, names: Sequence[str], path: str | os.Pa
                                            lw=1.2))
     ax.set_title(title or "posterior edge probabilities" +
                  (" (red: true edges)" if truth is not None else ""))
-    ax_adj.set_title("P(adjacent); text: P(row → column | adjacent)\n"
-                     "→ / ← oriented (≥ 0.9 one way), — direction open")
+    ax_adj.set_title("P(adjacent); text: → / ← oriented, — reversible\n"
+                     "(in the equivalence class), with its probability given adjacent")
     fig.colorbar(im, ax=[ax, ax_adj], fraction=0.046, pad=0.04, label="probability")
     _save(fig, path)
 
 
 def structure_graph(probs: np.ndarray, names: Sequence[str], path: str | os.PathLike,
                     truth: np.ndarray | None = None, threshold: float = 0.1,
-                    oriented: float = 0.9, title: str = "") -> None:
+                    classes: tuple[np.ndarray, np.ndarray] | None = None,
+                    title: str = "") -> None:
     """A posterior over DAGs drawn pair by pair (``probs[i, j]`` = P(i -> j)).
 
     Every pair with P(adjacent) > ``threshold`` is a line whose width and
-    opacity grow with P(adjacent); it is an arrow when one direction holds at
-    least ``oriented`` of that probability and a plain line when the direction
-    is open. With ``truth``: green = a true adjacency (orange when drawn against
-    the true direction), red = an extra edge, grey dashed = a true edge that is
-    missing (drawn in its true direction); a legend says so.
+    opacity grow with P(adjacent): an arrow where the pair's most probable mark
+    in the particles' equivalence classes (``classes``, as in
+    :func:`edge_prob_heatmap`) is an orientation, a plain line where it is
+    reversible (adjacent only). With ``truth``: green = a true adjacency (orange
+    when oriented against the true direction), red = an extra edge, grey dashed
+    = a true edge that is missing (drawn in its true direction); a legend says so.
     """
     import networkx as nx
     from matplotlib.lines import Line2D
 
     plt = _pyplot()
     d = len(names)
-    probs = np.asarray(probs, float)
-    adjacent = np.minimum(probs + probs.T, 1.0)
+    adjacent, mark, _ = _pair_marks(probs, classes)
     truth = None if truth is None else np.asarray(truth, bool)
     true_adj = None if truth is None else truth | truth.T
     drawn = [(i, j) for i in range(d) for j in range(i + 1, d) if adjacent[i, j] > threshold]
@@ -110,20 +128,18 @@ def structure_graph(probs: np.ndarray, names: Sequence[str], path: str | os.Path
     used = set()
     for i, j in drawn:
         p = adjacent[i, j]
-        forward = probs[i, j] / p
-        u, v = (j, i) if forward <= 1 - oriented else (i, j)
-        is_oriented = forward >= oriented or forward <= 1 - oriented
+        u, v = (j, i) if mark[i, j] == -1 else (i, j)
+        oriented = mark[i, j] != 0
         if truth is None:
             kind = "edge"
         elif not true_adj[i, j]:
             kind = "extra"
         else:
-            kind = "reversed" if is_oriented and truth[v, u] else "true"
-        used.add(kind)
-        used.add("oriented" if is_oriented else "open")
+            kind = "reversed" if oriented and truth[v, u] else "true"
+        used.update((kind, "oriented" if oriented else "open"))
         nx.draw_networkx_edges(G, pos, [(u, v)], ax=ax, width=0.5 + 3.5 * p,
                                alpha=0.35 + 0.65 * p, edge_color=colours[kind],
-                               arrowstyle="-|>" if is_oriented else "-", arrowsize=14,
+                               arrowstyle="-|>" if oriented else "-", arrowsize=14,
                                node_size=600)
     for i, j in missing:
         used.add("missing")
@@ -132,8 +148,8 @@ def structure_graph(probs: np.ndarray, names: Sequence[str], path: str | os.Path
     labels = {"edge": "edge (width = P(adjacent))", "true": "true adjacency",
               "reversed": "true adjacency, oriented against the truth",
               "extra": "extra edge (not in the truth)", "missing": "missing true edge",
-              "oriented": f"arrow: oriented (≥ {oriented:g} of P(adjacent) one way)",
-              "open": "plain line: adjacent, direction open"}
+              "oriented": "arrow: oriented (compelled in its equivalence class)",
+              "open": "plain line: adjacent, reversible in its class"}
     handles = [Line2D([], [], color=colours.get(k, "black"), lw=2,
                       ls="--" if k == "missing" else "-", label=labels[k])
                for k in ("edge", "true", "reversed", "extra", "missing") if k in used]

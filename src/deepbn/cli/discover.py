@@ -36,21 +36,23 @@ def write_results(folder: ResultsFolder, run: StructureRun, names: list[str],
     folder.write_json("graphs.json", particles_json(run, names))
     summary = {**summarize(run, truth, heldout), **extra}
     if run.posterior.cyclic.all():
-        summary["network"] = None
+        summary["network"] = summary["cpdag"] = None
         console.print("[yellow]warning: every particle's graph is cyclic, so no network.json "
-                      "was written; run more --steps[/yellow]")
+                      "or cpdag.csv was written; run more --steps[/yellow]")
     else:
         k = run.posterior.most_probable()
         write_network(out / "network.json", run.posterior.network(k))
         with atomic_write(out / "cpdag.csv") as f:
             f.write(cpdag_csv(run.posterior.graphs[k], names))
         summary["network"] = "network.json"
+        summary["cpdag"] = "cpdag.csv"
         summary["network_particle"] = k
     folder.write_history([{"step": i + 1, "mean_edges": float(e), "cyclic_particles": int(c)}
                           for i, (e, c) in enumerate(zip(run.edges, run.cyclic))])
     summary = folder.write_summary(summary)
-    edge_prob_heatmap(probs, names, out / "edge_probs.png", truth)
-    structure_graph(probs, names, out / "graph.png", truth)
+    classes = run.posterior.class_marks()
+    edge_prob_heatmap(probs, names, out / "edge_probs.png", truth, classes=classes)
+    structure_graph(probs, names, out / "graph.png", truth, classes=classes)
     return summary
 
 

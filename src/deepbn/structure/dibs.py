@@ -120,12 +120,13 @@ class DiBSState(NamedTuple):
 
 def make_data(x, mask=None, config: DiBSConfig = DiBSConfig(),
               knowledge: Knowledge | None = None) -> DiBSData:
-    """``knowledge`` must be checked (:meth:`Knowledge.check`); ``None``: no knowledge."""
+    """The arrays DiBS runs on; ``knowledge`` (:class:`Knowledge`, ``None``: none) is checked
+    here too, with names x0, x1, ... (:func:`~deepbn.structure.learn.learn_structure` checks it
+    first with the variables' names)."""
     x = jnp.asarray(x, jnp.float32)
     keep = jnp.ones_like(x) if mask is None else 1.0 - jnp.asarray(mask, jnp.float32)
     bge = scores.bge_stats(x, None if mask is None else mask) if config.model == "bge" else None
-    if knowledge is None:
-        knowledge = Knowledge.none(x.shape[1])
+    knowledge = Knowledge.none(x.shape[1]) if knowledge is None else knowledge.check()
     on, off = knowledge.log_prior_terms()
     f32 = partial(jnp.asarray, dtype=jnp.float32)
     return DiBSData(x, keep, bge, f32(knowledge.free()), f32(knowledge.required), f32(on),

@@ -63,24 +63,20 @@ def cpdag(A) -> np.ndarray:
 
 def _apply_meek_rules(C: np.ndarray, skeleton: np.ndarray) -> bool:
     """One pass of R1–R3 over every undirected edge, orienting in place; True if any fired."""
-    d = C.shape[0]
     directed = C & ~C.T  # directed[i, j]: i -> j
     changed = False
-    for x in range(d):
-        for y in range(d):
-            if x == y or not (C[x, y] and C[y, x]):
-                continue
-            # may x - y become x -> y?
-            into_x = np.flatnonzero(directed[:, x])
-            r1 = any(not skeleton[a, y] for a in into_x)
-            r2 = bool(np.any(directed[x] & directed[:, y]))
-            undirected_x = np.flatnonzero(C[x] & C[:, x])
-            into_y = [c for c in undirected_x if directed[c, y]]
-            r3 = any(not skeleton[c, e] for k, c in enumerate(into_y) for e in into_y[k + 1:])
-            if r1 or r2 or r3:
-                C[y, x] = False
-                directed[x, y] = True
-                changed = True
+    for x, y in np.argwhere(C & C.T):
+        if not (C[x, y] and C[y, x]):  # oriented earlier in this pass
+            continue
+        # may x - y become x -> y?
+        r1 = bool(np.any(directed[:, x] & ~skeleton[:, y]))
+        r2 = bool(np.any(directed[x] & directed[:, y]))
+        into_y = np.flatnonzero(C[x] & C[:, x] & directed[:, y])  # x - c -> y
+        r3 = bool(np.any(~skeleton[np.ix_(into_y, into_y)] & ~np.eye(len(into_y), dtype=bool)))
+        if r1 or r2 or r3:
+            C[y, x] = False
+            directed[x, y] = True
+            changed = True
     return changed
 
 
@@ -105,6 +101,31 @@ def expected_shd_cpdag(graphs: np.ndarray, weights: np.ndarray, truth: np.ndarra
         own = as_adjacency(g) if cyclic is not None and cyclic[k] else cpdag(g)
         total += float(w) * shd_cpdag(own, reference)
     return total
+
+
+def class_marks(graphs: np.ndarray, weights: np.ndarray, cyclic: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(compelled, reversible): compelled[i, j] = Σ_k w_k 1[i -> j is directed in CPDAG(G_k)],
+    reversible[i, j] = Σ_k w_k 1[i - j is undirected in CPDAG(G_k)] (symmetric). A pair's
+    P(adjacent) is compelled[i, j] + compelled[j, i] + reversible[i, j]; a cyclic graph counts
+    as it is, every edge directed."""
+    graphs = np.asarray(graphs, bool)
+    cyclic = np.zeros(len(graphs), bool) if cyclic is None else np.asarray(cyclic, bool)
+    d = graphs.shape[1]
+    compelled, reversible = np.zeros((d, d)), np.zeros((d, d))
+    seen: dict[bytes, np.ndarray] = {}
+    for g, w, c in zip(graphs, weights, cyclic):
+        if w == 0:
+            continue
+        if c:
+            C = g
+        else:
+            C = seen.get(g.tobytes())
+            if C is None:
+                C = seen[g.tobytes()] = cpdag(g)
+        compelled += w * (C & ~C.T)
+        reversible += w * (C & C.T)
+    return compelled, reversible
 
 
 def edge_list(C, names) -> list[tuple[str, str, str]]:

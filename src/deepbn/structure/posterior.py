@@ -18,7 +18,7 @@ from deepbn.bn import BayesNet
 from deepbn.errors import CycleError, UsageError
 from deepbn.graph import is_dag
 from deepbn.io.tables import column_scales, scale_columns
-from deepbn.structure import dibs, scores
+from deepbn.structure import dibs, equivalence, scores
 from deepbn.structure.network import network_from_graph
 
 
@@ -47,6 +47,13 @@ class GraphPosterior(NamedTuple):
         w = self.weights_mixture if mixture else self.weights_empirical
         g = np.asarray(self.graphs, bool)
         return _weighted_share(w, g | np.swapaxes(g, 1, 2))
+
+    def class_marks(self, mixture: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(compelled, reversible) edge probabilities over the particles' Markov equivalence
+        classes (:func:`deepbn.structure.equivalence.class_marks`): what the data can orient
+        and what they only make adjacent."""
+        w = self.weights_mixture if mixture else self.weights_empirical
+        return equivalence.class_marks(self.graphs, w, self.cyclic)
 
     def most_probable(self) -> int:
         """Index of the particle with the highest DiBS+ weight (an acyclic one if any)."""
