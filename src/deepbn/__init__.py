@@ -25,10 +25,12 @@ _LAZY = {
     "load_images": "deepbn.io.datasets",
     # structure learning
     "DiBSConfig": "deepbn.structure.dibs",
+    "Knowledge": "deepbn.structure.knowledge",
     "learn_structure": "deepbn.structure.learn",
     "GraphPosterior": "deepbn.structure.posterior",
     "expected_shd": "deepbn.structure.metrics",
     "edge_auroc": "deepbn.structure.metrics",
+    "cpdag": "deepbn.structure.equivalence",
     # inference and learning
     "Reparam": "deepbn.reparam",
     "sample_posterior": "deepbn.inference.hmc",

@@ -35,6 +35,11 @@ class MissingExtra(DeepBNError, ImportError):
     """A feature needs an optional extra that is not installed (the message says how to get it)."""
 
 
+class KnowledgeError(DeepBNError):
+    """Prior knowledge about a graph (required, forbidden edges, tiers, edge priors) that
+    contradicts itself or cannot hold in any DAG."""
+
+
 def require_count(what: str, value: int, minimum: int = 1) -> None:
     """:class:`UsageError` "``what`` must be at least ``minimum``, got ``value``"."""
     if value < minimum:

@@ -25,24 +25,142 @@ def _save(fig, path) -> None:
     _pyplot().close(fig)
 
 
+def _pair_marks(probs: np.ndarray, classes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """P(adjacent), and per pair the most probable mark with its probability given adjacent:
+    mark 1 = row -> column, -1 = column -> row (compelled), 0 = reversible (no orientation).
+
+    ``classes`` = (compelled, reversible) over the particles' equivalence classes; without
+    it every edge of the DAGs counts as oriented."""
+    probs = np.asarray(probs, float)
+    compelled, reversible = (probs, np.zeros_like(probs)) if classes is None else classes
+    options = np.stack([reversible, compelled, compelled.T])  # marks 0, 1, -1
+    adjacent = np.minimum(options.sum(0), 1.0)
+    best = options.argmax(0)
+    mark = np.array([0, 1, -1])[best]
+    share = np.take_along_axis(options, best[None], 0)[0] / np.where(adjacent > 0, adjacent, 1)
+    return adjacent, mark, share
+
+
 def edge_prob_heatmap(probs: np.ndarray, names: Sequence[str], path: str | os.PathLike,
-                      truth: np.ndarray | None = None, title: str = "") -> None:
-    """Heatmap of P(i -> j) (rows: cause, columns: effect); true edges outlined."""
+                      truth: np.ndarray | None = None, title: str = "",
+                      classes: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """Two heatmaps of a posterior over DAGs whose ``probs[i, j]`` = P(i -> j).
+
+    Left: P(cause -> effect). Right: for each unordered pair (upper triangle),
+    P(adjacent) as colour and, written in the cell, what the pair most probably
+    is in the particles' Markov equivalence classes (``classes``, see
+    :meth:`GraphPosterior.class_marks`): → row causes column or ← the reverse
+    (oriented: compelled in the class), — adjacent but reversible (no data of
+    this kind can orient it), with that mark's probability given adjacent.
+    True edges / adjacencies are outlined in red.
+    """
     plt = _pyplot()
     d = len(names)
+    probs = np.asarray(probs, float)
+    adjacent, mark, share = _pair_marks(probs, classes)
+    upper = np.triu(np.ones((d, d), bool), k=1)
     size = min(max(4.0, 0.35 * d + 2.0), 16.0)
-    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    fig, (ax, ax_adj) = plt.subplots(1, 2, figsize=(2 * size + 2.4, size))
     im = ax.imshow(probs, vmin=0.0, vmax=1.0, cmap="viridis")
-    ax.set_xticks(range(d), names, rotation=90, fontsize=max(5, 10 - d // 8))
-    ax.set_yticks(range(d), names, fontsize=max(5, 10 - d // 8))
+    ax_adj.imshow(np.where(upper, adjacent, np.nan), vmin=0.0, vmax=1.0, cmap="viridis")
+    fontsize = max(5, 10 - d // 8)
+    for axis in (ax, ax_adj):
+        axis.set_xticks(range(d), names, rotation=90, fontsize=fontsize)
+        axis.set_yticks(range(d), names, fontsize=fontsize)
     ax.set_xlabel("effect")
     ax.set_ylabel("cause")
+    if d <= 30:  # the text would not fit in smaller cells
+        symbol = {1: "→", -1: "←", 0: "—"}
+        for i, j in zip(*np.nonzero(upper & (adjacent >= 0.05))):
+            ax_adj.text(j, i, f"{symbol[int(mark[i, j])]}\n{share[i, j]:.2f}", ha="center",
+                        va="center", fontsize=max(4, fontsize - 2),
+                        color="black" if adjacent[i, j] > 0.6 else "white")
     if truth is not None:
+        truth = np.asarray(truth, bool)
         for i, j in zip(*np.nonzero(truth)):
             ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=1.2))
+            a, b = min(i, j), max(i, j)
+            ax_adj.add_patch(plt.Rectangle((b - 0.5, a - 0.5), 1, 1, fill=False, ec="red",
+                                           lw=1.2))
     ax.set_title(title or "posterior edge probabilities" +
                  (" (red: true edges)" if truth is not None else ""))
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="P(cause -> effect)")
+    ax_adj.set_title("P(adjacent); text: → / ← oriented, — reversible\n"
+                     "(in the equivalence class), with its probability given adjacent")
+    fig.colorbar(im, ax=[ax, ax_adj], fraction=0.046, pad=0.04, label="probability")
+    _save(fig, path)
+
+
+def structure_graph(probs: np.ndarray, names: Sequence[str], path: str | os.PathLike,
+                    truth: np.ndarray | None = None, threshold: float = 0.1,
+                    classes: tuple[np.ndarray, np.ndarray] | None = None,
+                    title: str = "") -> None:
+    """A posterior over DAGs drawn pair by pair (``probs[i, j]`` = P(i -> j)).
+
+    Every pair with P(adjacent) > ``threshold`` is a line whose width and
+    opacity grow with P(adjacent): an arrow where the pair's most probable mark
+    in the particles' equivalence classes (``classes``, as in
+    :func:`edge_prob_heatmap`) is an orientation, a plain line where it is
+    reversible (adjacent only). With ``truth``: green = a true adjacency (orange
+    when oriented against the true direction), red = an extra edge, grey dashed
+    = a true edge that is missing (drawn in its true direction); a legend says so.
+    """
+    import networkx as nx
+    from matplotlib.lines import Line2D
+
+    plt = _pyplot()
+    d = len(names)
+    adjacent, mark, _ = _pair_marks(probs, classes)
+    truth = None if truth is None else np.asarray(truth, bool)
+    true_adj = None if truth is None else truth | truth.T
+    drawn = [(i, j) for i in range(d) for j in range(i + 1, d) if adjacent[i, j] > threshold]
+    missing = [] if truth is None else [
+        (i, j) for i, j in zip(*np.nonzero(truth)) if adjacent[i, j] <= threshold]
+    G = nx.DiGraph()
+    G.add_nodes_from(range(d))
+    G.add_edges_from(drawn + missing)
+    pos = nx.kamada_kawai_layout(G.to_undirected()) if d > 2 else nx.circular_layout(G)
+    size = min(max(5.0, 0.3 * d + 3.0), 14.0)
+    fig, ax = plt.subplots(figsize=(size, size))
+    nx.draw_networkx_nodes(G, pos, ax=ax, node_color="#dde8f4", edgecolors="#335", node_size=600)
+    nx.draw_networkx_labels(G, pos, {k: names[k] for k in range(d)}, ax=ax, font_size=8)
+    colours = {"true": "#1a9850", "reversed": "#f46d43", "extra": "#d73027",
+               "missing": "#888888", "edge": "#334"}
+    used = set()
+    for i, j in drawn:
+        p = adjacent[i, j]
+        u, v = (j, i) if mark[i, j] == -1 else (i, j)
+        oriented = mark[i, j] != 0
+        if truth is None:
+            kind = "edge"
+        elif not true_adj[i, j]:
+            kind = "extra"
+        else:
+            kind = "reversed" if oriented and truth[v, u] else "true"
+        used.update((kind, "oriented" if oriented else "open"))
+        nx.draw_networkx_edges(G, pos, [(u, v)], ax=ax, width=0.5 + 3.5 * p,
+                               alpha=0.35 + 0.65 * p, edge_color=colours[kind],
+                               arrowstyle="-|>" if oriented else "-", arrowsize=14,
+                               node_size=600)
+    for i, j in missing:
+        used.add("missing")
+        nx.draw_networkx_edges(G, pos, [(i, j)], ax=ax, width=1.2, style="dashed",
+                               edge_color=colours["missing"], arrowsize=12, node_size=600)
+    labels = {"edge": "edge (width = P(adjacent))", "true": "true adjacency",
+              "reversed": "true adjacency, oriented against the truth",
+              "extra": "extra edge (not in the truth)", "missing": "missing true edge",
+              "oriented": "arrow: oriented (compelled in its equivalence class)",
+              "open": "plain line: adjacent, reversible in its class"}
+    handles = [Line2D([], [], color=colours.get(k, "black"), lw=2,
+                      ls="--" if k == "missing" else "-", label=labels[k])
+               for k in ("edge", "true", "reversed", "extra", "missing") if k in used]
+    handles += [Line2D([], [], color="black", lw=0 if k == "oriented" else 2,
+                       marker=">" if k == "oriented" else None, label=labels[k])
+                for k in ("oriented", "open") if k in used]
+    if handles:
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2,
+                  fontsize=7, frameon=False)
+    ax.set_title(title or f"posterior graph (pairs with P(adjacent) > {threshold:g})")
+    ax.axis("off")
     _save(fig, path)
 
 

@@ -23,37 +23,51 @@ def write_results(folder: ResultsFolder, run: StructureRun, names: list[str],
     """Write every output of a structure run into ``folder``; return the summary."""
     from deepbn.atomic import atomic_write
     from deepbn.io.networks import write_network
-    from deepbn.plots import edge_prob_heatmap, posterior_graph
-    from deepbn.structure.report import edge_probs_csv, particles_json, summarize
+    from deepbn.plots import edge_prob_heatmap, structure_graph
+    from deepbn.structure.report import (
+        cpdag_csv,
+        edge_probs_csv,
+        edge_summary_csv,
+        particles_json,
+        summarize,
+    )
 
     out = folder.path
     probs = run.posterior.edge_probs(mixture=True)
     with atomic_write(out / "edge_probs.csv") as f:
         f.write(edge_probs_csv(probs, names))
+    with atomic_write(out / "edge_summary.csv") as f:
+        f.write(edge_summary_csv(run.posterior, names))
     folder.write_json("graphs.json", particles_json(run, names))
     summary = {**summarize(run, truth, heldout), **extra}
     if run.posterior.cyclic.all():
-        summary["network"] = None
+        summary["network"] = summary["cpdag"] = None
         console.print("[yellow]warning: every particle's graph is cyclic, so no network.json "
-                      "was written; run more --steps[/yellow]")
+                      "or cpdag.csv was written; run more --steps[/yellow]")
     else:
         k = run.posterior.most_probable()
         write_network(out / "network.json", run.posterior.network(k))
+        with atomic_write(out / "cpdag.csv") as f:
+            f.write(cpdag_csv(run.posterior.graphs[k], names))
         summary["network"] = "network.json"
+        summary["cpdag"] = "cpdag.csv"
         summary["network_particle"] = k
     folder.write_history([{"step": i + 1, "mean_edges": float(e), "cyclic_particles": int(c)}
                           for i, (e, c) in enumerate(zip(run.edges, run.cyclic))])
     summary = folder.write_summary(summary, reasons={
         "network": "every particle's graph is cyclic",
+        "cpdag": "every particle's graph is cyclic",
         "auroc": "the true graph has no edges or every edge: AUROC needs both classes",
         "auroc_dibs": "the true graph has no edges or every edge: AUROC needs both classes"})
-    edge_prob_heatmap(probs, names, out / "edge_probs.png", truth)
-    posterior_graph(probs, names, out / "graph.png")
+    classes = run.posterior.class_marks()
+    edge_prob_heatmap(probs, names, out / "edge_probs.png", truth, classes=classes)
+    structure_graph(probs, names, out / "graph.png", truth, classes=classes)
     return summary
 
 
 def run_with_progress(x, cfg: DiBSConfig, steps: int, seed: int, mask, scaling: str,
-                      out: Path, names: list[str] | None = None) -> StructureRun:
+                      out: Path, names: list[str] | None = None,
+                      knowledge=None) -> StructureRun:
     columns = [TextColumn("DiBS"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                TextColumn("edges {task.fields[edges]:.1f}"),
                TextColumn("cyclic {task.fields[cyclic]}"), TimeElapsedColumn()]
@@ -67,7 +81,7 @@ def run_with_progress(x, cfg: DiBSConfig, steps: int, seed: int, mask, scaling: 
 
         run = learn_structure(x, cfg, steps=steps, seed=seed, mask=mask, scaling=scaling,
                               checkpoint_path=out / "checkpoint.npz", progress=update,
-                              names=names)
+                              names=names, knowledge=knowledge)
     return run
 
 
@@ -86,6 +100,12 @@ def discover(
     truth: str = typer.Option(None, help="True graph: cause,effect CSV, network JSON or "
                                          "example:NAME (adds eshd, auroc)."),
     heldout: Path = typer.Option(None, help="Held-out data CSV (adds neg_ll)."),
+    forbid: Path = typer.Option(None, help="cause,effect CSV of edges that must be absent."),
+    require: Path = typer.Option(None, help="cause,effect CSV of edges that must be present."),
+    tiers: Path = typer.Option(None, help="variable,tier CSV: no edge from a later tier into "
+                                          "an earlier one."),
+    edge_prior: Path = typer.Option(None, help="Prior edge probabilities, a table like "
+                                               "edge_probs.csv (blank = no opinion)."),
     standardize: str = typer.Option("auto", help="auto (column for bge, global for joint "
                                                  "models), column, global or none."),
     seed: int = SeedOption,
@@ -96,6 +116,7 @@ def discover(
     from deepbn.results import ResultsFolder
     from deepbn.structure.dibs import DiBSConfig
     from deepbn.structure.inputs import read_mask, read_truth
+    from deepbn.structure.knowledge import read_knowledge
     from deepbn.structure.learn import check_scaling
 
     cfg = DiBSConfig(model=model, graph_prior=graph_prior, edges_per_node=edges_per_node,
@@ -110,13 +131,19 @@ def discover(
     if heldout is not None:
         held = match_columns(read_table(heldout, allow_constant=True), table.names,
                              f"the data {data}")
+    knowledge = read_knowledge(table.names, forbid, require, tiers, edge_prior)
     folder = ResultsFolder(out, "discover")
     folder.write_config({"data": str(data), "model": model, "graph_prior": graph_prior,
                          "edges_per_node": edges_per_node, "particles": particles,
                          "steps": steps, "graph_samples": graph_samples,
                          "interventions": interventions, "truth": truth, "heldout": heldout,
-                         "standardize": standardize, "seed": seed})
-    run = run_with_progress(table.values, cfg, steps, seed, mask, standardize, out, table.names)
+                         "standardize": standardize, "seed": seed,
+                         "forbid": forbid, "require": require, "tiers": tiers,
+                         "edge_prior": edge_prior,
+                         "knowledge": None if knowledge is None
+                         else knowledge.describe(table.names)})
+    run = run_with_progress(table.values, cfg, steps, seed, mask, standardize, out, table.names,
+                            knowledge)
     summary = write_results(folder, run, table.names, true_A, held, {"seed": seed})
     lines = [f"DiBS ({model}, {graph_prior} prior): {summary['d']} variables, n={summary['n']}, "
              f"{particles} particles x {steps} steps in {summary['seconds']:.1f} s"]
@@ -124,13 +151,18 @@ def discover(
                  f"cyclic particles {summary['cyclic_particles']}")
     if true_A is not None:
         auroc = summary["auroc"]
-        lines.append(f"E-SHD {summary['eshd']:.2f}   AUROC "
+        lines.append(f"E-SHD {summary['eshd']:.2f}   E-SHD of the CPDAGs "
+                     f"{summary['eshd_cpdag']:.2f}   AUROC "
                      f"{'n/a' if auroc is None else f'{auroc:.3f}'}   (DiBS+ weights)")
     if held is not None:
         lines.append(f"held-out neg. log-likelihood {summary['neg_ll']:.2f}")
     if run.resumed_from:
         lines.insert(0, f"resumed from step {run.resumed_from} in {out}/checkpoint.npz")
-    network = "network.json, " if summary["network"] else ""
-    lines.append(f"results in {out}/ (edge_probs.csv, graphs.json, {network}summary.json, "
-                 "edge_probs.png, graph.png)")
+    if knowledge is not None:
+        lines.append(f"prior knowledge: {int(knowledge.required.sum())} required and "
+                     f"{int(knowledge.forbidden.sum())} forbidden edges, "
+                     f"{int((~np.isnan(knowledge.prior)).sum())} soft edge priors")
+    network = "network.json, cpdag.csv, " if summary["network"] else ""
+    lines.append(f"results in {out}/ (edge_probs.csv, edge_summary.csv, graphs.json, "
+                 f"{network}summary.json, edge_probs.png, graph.png)")
     report(summary, as_json, lines)

@@ -24,6 +24,13 @@ expectation is zero) and d independent importance weightings instead of one
 over the whole graph: far lower variance for the same M. The Gumbel-softmax
 (reparameterisation) estimator of Eq. B.10 is available per column too.
 
+**Prior knowledge** (:mod:`deepbn.structure.knowledge`) lives in the graph
+model itself: p(g_ij = 1 | Z) is 1 for a required edge and 0 for a forbidden
+one (:func:`with_knowledge`), so the sampled graphs, the Gumbel-softmax graphs,
+the acyclicity penalty's graphs and the particles' hard graphs all hold it, and
+those entries carry no gradient. Soft edge priors are one more column term of
+log p(G).
+
 :func:`init` / :func:`step` is the method; :func:`deepbn.run.run` scans the
 steps in jitted chunks. Particles are vmapped, and sharded across devices when
 several are present.
@@ -42,6 +49,7 @@ import optax
 from deepbn.errors import require_choice, require_count, require_positive
 from deepbn.graph import acyclicity_poly
 from deepbn.structure import priors, scores
+from deepbn.structure.knowledge import Knowledge
 
 MODELS = ("bge", "linear", "mlp")
 
@@ -91,11 +99,16 @@ class DiBSConfig(NamedTuple):
 
 
 class DiBSData(NamedTuple):
-    """The (standardised) data and what the likelihood needs of it."""
+    """The (standardised) data, what the likelihood needs of it, and the prior knowledge."""
 
     x: jnp.ndarray  # (n, d)
     keep: jnp.ndarray  # (n, d): 1 where node j was not intervened on in sample n
     bge: Any  # scores.BGeStats or None
+    # prior knowledge (:mod:`deepbn.structure.knowledge`) as (d, d) arrays
+    free: jnp.ndarray  # 1 where g_ij is left to the data (off-diagonal, neither fixed)
+    required: jnp.ndarray  # 1 where g_ij = 1 is required
+    prior_on: jnp.ndarray  # log p_ij where a soft edge prior has an opinion, else 0
+    prior_off: jnp.ndarray  # log(1 - p_ij) there, else 0
 
 
 class DiBSState(NamedTuple):
@@ -105,11 +118,19 @@ class DiBSState(NamedTuple):
     step: jnp.ndarray  # int32 scalar, number of steps taken
 
 
-def make_data(x, mask=None, config: DiBSConfig = DiBSConfig()) -> DiBSData:
+def make_data(x, mask=None, config: DiBSConfig = DiBSConfig(),
+              knowledge: Knowledge | None = None) -> DiBSData:
+    """The arrays DiBS runs on; ``knowledge`` (:class:`Knowledge`, ``None``: none) is checked
+    here too, with names x0, x1, ... (:func:`~deepbn.structure.learn.learn_structure` checks it
+    first with the variables' names)."""
     x = jnp.asarray(x, jnp.float32)
     keep = jnp.ones_like(x) if mask is None else 1.0 - jnp.asarray(mask, jnp.float32)
     bge = scores.bge_stats(x, None if mask is None else mask) if config.model == "bge" else None
-    return DiBSData(x, keep, bge)
+    knowledge = Knowledge.none(x.shape[1]) if knowledge is None else knowledge.check()
+    on, off = knowledge.log_prior_terms()
+    f32 = partial(jnp.asarray, dtype=jnp.float32)
+    return DiBSData(x, keep, bge, f32(knowledge.free()), f32(knowledge.required), f32(on),
+                    f32(off))
 
 
 def _optimizer(cfg: DiBSConfig):
@@ -147,21 +168,34 @@ def edge_logits(z, alpha):
     return alpha * jnp.einsum("...ik,...jk->...ij", z[..., 0], z[..., 1])
 
 
-def edge_probs(z, alpha):
-    """p(g_ij = 1 | Z) = σ(α u_i·v_j), zero on the diagonal."""
-    d = z.shape[-3]
-    return jax.nn.sigmoid(edge_logits(z, alpha)) * _offdiag(d)
+def with_knowledge(G, data: DiBSData | None):
+    """A (hard or soft) graph with the entries fixed by prior knowledge set: free entries
+    kept, required ones 1, forbidden ones and the diagonal 0. Every graph of the model goes
+    through it, so p(g_ij = 1 | Z) is σ(α u_i·v_j) on the free pairs and 1 or 0 on the others."""
+    if data is None:
+        return G * _offdiag(G.shape[-1], G.dtype)
+    return G * data.free + data.required
 
 
-def hard_graphs(z) -> jnp.ndarray:
-    """The α → ∞ limit of p(G | Z): g_ij = 1[u_i·v_j > 0], no self-loops."""
-    d = z.shape[-3]
-    return (edge_logits(z, 1.0) > 0).astype(jnp.float32) * _offdiag(d)
+def edge_probs(z, alpha, data: DiBSData | None = None):
+    """p(g_ij = 1 | Z) = σ(α u_i·v_j), zero on the diagonal (and fixed by ``data``'s knowledge)."""
+    return with_knowledge(jax.nn.sigmoid(edge_logits(z, alpha)), data)
+
+
+def hard_graphs(z, data: DiBSData | None = None) -> jnp.ndarray:
+    """The α → ∞ limit of p(G | Z): g_ij = 1[u_i·v_j > 0], no self-loops (and ``data``'s
+    knowledge)."""
+    return with_knowledge((edge_logits(z, 1.0) > 0).astype(jnp.float32), data)
 
 
 def node_log_terms(G, theta, data: DiBSData, cfg: DiBSConfig) -> jnp.ndarray:
-    """log f_j(G[:, j]) = log p(G[:, j]) + log p(x_j | x_pa_j [, θ]) per column, (d,)."""
-    prior = priors.column_log_prior(cfg.graph_prior)(G, cfg.edges_per_node)
+    """log f_j(G[:, j]) = log p(G[:, j]) + log p(x_j | x_pa_j [, θ]) per column, (d,).
+
+    log p(G[:, j]) is the structural prior's column plus the soft edge prior's,
+    Σ_i g_ij log p_ij + (1 - g_ij) log(1 - p_ij) over the pairs with an opinion
+    (:mod:`deepbn.structure.knowledge`)."""
+    prior = (priors.column_log_prior(cfg.graph_prior)(G, cfg.edges_per_node)
+             + jnp.sum(G * data.prior_on + (1.0 - G) * data.prior_off, axis=-2))
     if cfg.model == "bge":
         return prior + scores.bge_node_scores(G, data.bge)
     _, loglik = scores.JOINT_MODELS[cfg.model]
@@ -176,22 +210,30 @@ def log_joint(G, theta, data: DiBSData, cfg: DiBSConfig) -> jnp.ndarray:
     return lp
 
 
-def column_score_grad(logits, noise, log_terms):
+def column_score_grad(logits, noise, log_terms, data: DiBSData | None = None):
     """Column-wise score-function estimate of ∂/∂L log E_{p(G|L)}[∏_j f_j(G[:, j])].
 
     ``noise`` (M, d, d) is standard logistic: g^m_ij = 1[L_ij + noise^m_ij > 0] is
     then a draw from Bernoulli(σ(L_ij)). ``log_terms(G)`` returns log f_j for
     every column j, shape (d,). With per-column weights w_mj = softmax_m log f_j(g^m):
-    ∂/∂L_ij ≈ Σ_m w_mj g^m_ij - (1/M) Σ_m g^m_ij (zero on the diagonal).
+    ∂/∂L_ij ≈ Σ_m w_mj g^m_ij - (1/M) Σ_m g^m_ij (zero on the diagonal, and on the
+    entries ``data``'s knowledge fixes, which do not depend on L).
     Returns (gradient (d, d), the graphs (M, d, d), the weights (M, d)).
     """
     d = logits.shape[-1]
-    off = _offdiag(d)
-    G = (logits + noise > 0).astype(jnp.float32) * off
+    free = _offdiag(d) if data is None else data.free
+    G = with_knowledge((logits + noise > 0).astype(jnp.float32), data)
     terms = jax.vmap(log_terms)(G)  # (M, d)
     w = jax.lax.stop_gradient(jax.nn.softmax(terms, axis=0))
-    grad = (jnp.einsum("mj,mij->ij", w, G) - G.mean(0)) * off
+    grad = (jnp.einsum("mj,mij->ij", w, G) - G.mean(0)) * free
     return grad, G, w
+
+
+def expected_acyclicity(z, noise, alpha, tau, data: DiBSData | None = None):
+    """E_ε[h(G_soft)] over Gumbel-softmax graphs G_soft = σ(τ(ε + α u_i·v_j)) (``noise``:
+    (S, d, d) standard logistic), with the entries the knowledge fixes held at 0 or 1."""
+    Gs = with_knowledge(jax.nn.sigmoid(tau * (noise + edge_logits(z, alpha))), data)
+    return jnp.mean(acyclicity_poly(Gs))
 
 
 def _particle_grads(z, theta, key, t, data: DiBSData, cfg: DiBSConfig):
@@ -199,7 +241,6 @@ def _particle_grads(z, theta, key, t, data: DiBSData, cfg: DiBSConfig):
     d, k = z.shape[0], z.shape[1]
     alpha = cfg.alpha_slope * t
     beta = cfg.beta_slope * t
-    off = _offdiag(d)
     M = cfg.n_graph_samples
     # one set of logistic noise serves the graph samples (hard: 1[L + ε > 0], or
     # Gumbel-softmax) and the acyclicity term: each estimate stays unbiased, and
@@ -209,7 +250,7 @@ def _particle_grads(z, theta, key, t, data: DiBSData, cfg: DiBSConfig):
     if cfg.estimator == "score" or cfg.model == "bge":
         logits = edge_logits(z, alpha)
         grad_logits, G, w = column_score_grad(
-            logits, noise[:M], lambda g: node_log_terms(g, theta, data, cfg))
+            logits, noise[:M], lambda g: node_log_terms(g, theta, data, cfg), data)
         gz_lik = jax.grad(lambda zz: jnp.sum(edge_logits(zz, alpha) * grad_logits))(z)
         gtheta = None
         if theta is not None:
@@ -222,7 +263,7 @@ def _particle_grads(z, theta, key, t, data: DiBSData, cfg: DiBSConfig):
         eps = noise[:M]
 
         def soft_terms(zz, th):
-            Gs = jax.nn.sigmoid(cfg.tau * (eps + edge_logits(zz, alpha))) * off
+            Gs = with_knowledge(jax.nn.sigmoid(cfg.tau * (eps + edge_logits(zz, alpha))), data)
             return jax.vmap(lambda g: node_log_terms(g, th, data, cfg))(Gs)
 
         w = jax.lax.stop_gradient(jax.nn.softmax(soft_terms(z, theta), axis=0))
@@ -235,12 +276,7 @@ def _particle_grads(z, theta, key, t, data: DiBSData, cfg: DiBSConfig):
 
     # acyclicity prior: -β E_ε[h(G_soft(Z, ε))] by Gumbel-softmax samples
     eps_h = noise[:cfg.n_acyclicity_samples]
-
-    def expected_h(zz):
-        Gs = jax.nn.sigmoid(cfg.tau * (eps_h + edge_logits(zz, alpha))) * off
-        return jnp.mean(acyclicity_poly(Gs))
-
-    gz_acyc = -beta * jax.grad(expected_h)(z)
+    gz_acyc = -beta * jax.grad(expected_acyclicity)(z, eps_h, alpha, cfg.tau, data)
     gz_prior = -z * k  # N(0, 1/k) prior on every entry of Z
     return gz_lik + gz_acyc + gz_prior, gtheta
 
@@ -296,7 +332,7 @@ def step(key, state: DiBSState, data: DiBSData, cfg: DiBSConfig) -> tuple[DiBSSt
     updates, opt_state = _optimizer(cfg).update(neg, state.opt_state, params)
     z, theta = optax.apply_updates(params, updates)
 
-    G = hard_graphs(z)
+    G = hard_graphs(z, data)
     h = acyclicity_poly(G)
     info = {"edges": jnp.mean(jnp.sum(G, axis=(1, 2))), "cyclic": jnp.sum(h > 1e-4)}
     return DiBSState(z, theta, opt_state, state.step + 1), info

@@ -22,6 +22,7 @@ from deepbn.errors import DataError, UsageError, require_choice, require_count
 from deepbn.io.tables import SCALINGS, column_centers, column_scales, scale_columns
 from deepbn.structure import dibs
 from deepbn.structure.dibs import DiBSConfig
+from deepbn.structure.knowledge import Knowledge
 from deepbn.structure.posterior import GraphPosterior, from_particles
 
 CHUNK = 50  # steps per jitted scan between progress updates and checkpoints
@@ -38,6 +39,7 @@ class StructureRun(NamedTuple):
     seconds: float  # wall time of the SVGD steps run in this call (compile excluded)
     resumed_from: int  # steps already done by an earlier run (0 if fresh)
     compile_seconds: float = 0.0
+    knowledge: Knowledge | None = None  # checked; None when none was given
 
 
 def check_scaling(scaling: str) -> str:
@@ -67,10 +69,14 @@ def learn_structure(
     progress: Callable[[int, dict], None] | None = None,
     shard: bool = True,
     names: list[str] | None = None,
+    knowledge: Knowledge | None = None,
 ) -> StructureRun:
     """DiBS posterior over DAGs for data ``x`` (n, d).
 
-    ``mask[n, j] = 1`` marks node j as intervened on in sample n. With
+    ``mask[n, j] = 1`` marks node j as intervened on in sample n. ``knowledge``
+    (:class:`~deepbn.structure.knowledge.Knowledge`) fixes required and forbidden
+    edges exactly and adds soft edge priors to p(G); it is part of the run's
+    identity, like the settings. With
     ``checkpoint_path`` the particles are saved after every chunk of steps and a
     checkpoint of the same data, settings and seed is resumed (more steps than
     it holds continue it); one of other data or settings is refused.
@@ -87,14 +93,21 @@ def learn_structure(
     d = x.shape[1]
     if names is not None and len(names) != d:
         raise DataError(f"{len(names)} names for {d} variables")
+    if knowledge is not None:
+        knowledge = knowledge.check(names if names is not None else
+                                    [f"x{i}" for i in range(d)])
+        if knowledge.is_empty():
+            knowledge = None  # no knowledge: the same run as without
     cfg = config.resolved(d)
     scaling = resolve_scaling(scaling, cfg.model)
     xs = scale_columns(x, scaling)
-    data = dibs.make_data(xs, mask, cfg)
+    data = dibs.make_data(xs, mask, cfg, knowledge)
     key_init, key_run = jax.random.split(jax.random.key(seed))
     state = dibs.init(key_init, d, cfg)
-    fp = run_layer.fingerprint((x, mask), {"method": "dibs", "config": cfg._asdict(),
-                                           "scaling": scaling, "seed": seed})
+    # knowledge joins the identity only when given, so runs without it keep their fingerprint
+    arrays = (x, mask) if knowledge is None else (x, mask, *knowledge)
+    fp = run_layer.fingerprint(arrays, {"method": "dibs", "config": cfg._asdict(),
+                                        "scaling": scaling, "seed": seed})
 
     def report(done, total, out):
         if progress is not None:
@@ -111,4 +124,4 @@ def learn_structure(
                          center=column_centers(x, scaling), scale=column_scales(x, scaling))
     return StructureRun(post, data, cfg, scaling, x, res.outputs["edges"],
                         res.outputs["cyclic"].astype(int), res.seconds, res.resumed_from,
-                        res.compile_seconds)
+                        res.compile_seconds, knowledge)

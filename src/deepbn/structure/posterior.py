@@ -18,7 +18,7 @@ from deepbn.bn import BayesNet
 from deepbn.errors import CycleError, UsageError
 from deepbn.graph import is_dag
 from deepbn.io.tables import column_scales, scale_columns
-from deepbn.structure import dibs, scores
+from deepbn.structure import dibs, equivalence, scores
 from deepbn.structure.network import network_from_graph
 
 
@@ -38,8 +38,22 @@ class GraphPosterior(NamedTuple):
     scale: np.ndarray | None = None
 
     def edge_probs(self, mixture: bool = True) -> np.ndarray:
+        """P(i -> j): the weight of the graphs holding the edge."""
         w = self.weights_mixture if mixture else self.weights_empirical
-        return np.einsum("p,pij->ij", w, self.graphs)
+        return _weighted_share(w, np.asarray(self.graphs, bool))
+
+    def adjacency_probs(self, mixture: bool = True) -> np.ndarray:
+        """P(i and j adjacent), symmetric: the weight of the graphs with i -> j or j -> i."""
+        w = self.weights_mixture if mixture else self.weights_empirical
+        g = np.asarray(self.graphs, bool)
+        return _weighted_share(w, g | np.swapaxes(g, 1, 2))
+
+    def class_marks(self, mixture: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(compelled, reversible) edge probabilities over the particles' Markov equivalence
+        classes (:func:`deepbn.structure.equivalence.class_marks`): what the data can orient
+        and what they only make adjacent."""
+        w = self.weights_mixture if mixture else self.weights_empirical
+        return equivalence.class_marks(self.graphs, w, self.cyclic)
 
     def most_probable(self) -> int:
         """Index of the particle with the highest DiBS+ weight (an acyclic one if any)."""
@@ -60,6 +74,15 @@ class GraphPosterior(NamedTuple):
         names = self.names or tuple(f"x{i}" for i in range(self.graphs.shape[1]))
         return network_from_graph(self.graphs[k], names, self.model, self.x_scaled, self.keep,
                                   self.center, self.scale, theta)
+
+
+def _weighted_share(w: np.ndarray, indicators: np.ndarray) -> np.ndarray:
+    """Σ_k w_k 1[k holds it], exactly 1 where every weighted graph holds it (a required
+    edge), not a rounded sum of weights."""
+    share = np.einsum("p,pij->ij", w, indicators)
+    if not np.any(w > 0):
+        return share
+    return np.where(np.all(indicators[w > 0], axis=0), 1.0, share)
 
 
 def _softmax_dags(log_joint: np.ndarray, cyclic: np.ndarray) -> np.ndarray:
@@ -107,7 +130,7 @@ def from_particles(state: dibs.DiBSState, data: dibs.DiBSData,
 
 @partial(jax.jit, static_argnums=(3,))
 def _hard_graphs_and_log_joints(z, theta, data, cfg):
-    G = dibs.hard_graphs(z)
+    G = dibs.hard_graphs(z, data)
     lj = jax.vmap(lambda g, th: dibs.log_joint(g, th, data, cfg),
                   in_axes=(0, 0 if theta is not None else None))(G, theta)
     return G, lj

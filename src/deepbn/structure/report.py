@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepbn.structure import metrics
+from deepbn.structure import equivalence, metrics
 from deepbn.structure.learn import StructureRun
-from deepbn.structure.posterior import heldout_log_liks
+from deepbn.structure.posterior import GraphPosterior, heldout_log_liks
 
 
 def summarize(run: StructureRun, truth: np.ndarray | None = None,
@@ -31,6 +31,10 @@ def summarize(run: StructureRun, truth: np.ndarray | None = None,
             w = post.weights_mixture if mixture else post.weights_empirical
             summary["eshd" + suffix] = metrics.expected_shd(post.graphs, w, truth)
             summary["auroc" + suffix] = metrics.edge_auroc(post.edge_probs(mixture), truth)
+        for suffix, mixture in (("", True), ("_dibs", False)):
+            w = post.weights_mixture if mixture else post.weights_empirical
+            summary["eshd_cpdag" + suffix] = equivalence.expected_shd_cpdag(
+                post.graphs, w, truth, post.cyclic)
     if heldout is not None:
         ll = heldout_log_liks(post, heldout, cfg, run.scaling, run.x_reference)
         summary["neg_ll"] = metrics.neg_log_likelihood(ll, post.weights_mixture)
@@ -59,3 +63,39 @@ def edge_probs_csv(probs: np.ndarray, names: list[str]) -> str:
     lines = ["," + ",".join(names)]
     lines += [n + "," + ",".join(f"{p:.6g}" for p in probs[i]) for i, n in enumerate(names)]
     return "\n".join(lines) + "\n"
+
+
+EDGE_SUMMARY_COLUMNS = ("a", "b", "p_adjacent", "p_forward", "p_backward",
+                        "p_direction_given_adjacent")
+
+
+def edge_summary(post: GraphPosterior, mixture: bool = True) -> list[tuple]:
+    """One row per unordered pair a < b (column order): (a, b, P(adjacent), P(a -> b),
+    P(b -> a), P(a -> b | adjacent)), the last ``None`` when the pair is never adjacent."""
+    probs = post.edge_probs(mixture)
+    adjacent = post.adjacency_probs(mixture)
+    d = probs.shape[0]
+    rows = []
+    for a in range(d):
+        for b in range(a + 1, d):
+            p_adj = float(adjacent[a, b])
+            direction = float(probs[a, b]) / p_adj if p_adj > 0 else None
+            rows.append((a, b, p_adj, float(probs[a, b]), float(probs[b, a]), direction))
+    return rows
+
+
+def edge_summary_csv(post: GraphPosterior, names: list[str]) -> str:
+    """edge_summary.csv: the :func:`edge_summary` rows (DiBS+ weights) with variable names;
+    an empty p_direction_given_adjacent where the pair is never adjacent."""
+    lines = [",".join(EDGE_SUMMARY_COLUMNS)]
+    for a, b, *numbers in edge_summary(post):
+        cells = ["" if v is None else f"{v:.6g}" for v in numbers]
+        lines.append(",".join([names[a], names[b], *cells]))
+    return "\n".join(lines) + "\n"
+
+
+def cpdag_csv(G: np.ndarray, names: list[str]) -> str:
+    """cpdag.csv: the equivalence class of the DAG ``G`` as ``cause,effect,type`` rows
+    (type ``directed`` or ``undirected``; an undirected edge once, earlier column first)."""
+    rows = equivalence.edge_list(equivalence.cpdag(G), names)
+    return "\n".join(["cause,effect,type", *(",".join(r) for r in rows)]) + "\n"
