@@ -126,4 +126,4 @@ def test_edge_summary_and_cpdag_files():
                                           ("r", "s", "directed")]
     chain = np.eye(4, k=1, dtype=bool)  # p -> q -> r -> s: no v-structure, nothing compelled
     assert cpdag_csv(chain, names).splitlines() == [
-        "cause,effect,type", "p,q,undirected", "q,r,undirected", "r,s,undirected"]
+        "cause,effect,directed", "p,q,0", "q,r,0", "r,s,0"]

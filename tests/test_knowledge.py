@@ -257,8 +257,9 @@ def test_discover_with_forbidden_and_required_edges(files, chain):
     for child, pa in parents.items():
         for p in pa:
             G[NAMES.index(p), NAMES.index(child)] = True
-    expected = ["cause,effect,type"] + [",".join(r) for r in
-                                        equivalence.edge_list(equivalence.cpdag(G), NAMES)]
+    expected = ["cause,effect,directed"] + [
+        f"{a},{b},{int(kind == 'directed')}"
+        for a, b, kind in equivalence.edge_list(equivalence.cpdag(G), NAMES)]
     assert (out / "cpdag.csv").read_text().splitlines() == expected
     particles = json.loads((out / "graphs.json").read_text())["particles"]
     reference = equivalence.cpdag(A)

@@ -95,7 +95,9 @@ def edge_summary_csv(post: GraphPosterior, names: list[str]) -> str:
 
 
 def cpdag_csv(G: np.ndarray, names: list[str]) -> str:
-    """cpdag.csv: the equivalence class of the DAG ``G`` as ``cause,effect,type`` rows
-    (type ``directed`` or ``undirected``; an undirected edge once, earlier column first)."""
+    """cpdag.csv: the equivalence class of the DAG ``G`` as ``cause,effect,directed`` rows
+    (directed 1: oriented so in every DAG of the class; 0: either way, listed once with the
+    earlier column first)."""
     rows = equivalence.edge_list(equivalence.cpdag(G), names)
-    return "\n".join(["cause,effect,type", *(",".join(r) for r in rows)]) + "\n"
+    lines = [f"{a},{b},{int(kind == 'directed')}" for a, b, kind in rows]
+    return "\n".join(["cause,effect,directed", *lines]) + "\n"
