@@ -9,14 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
 from deepbn import graph
 from deepbn.cli import discover as discover_cli
+from deepbn.cli.app import main
 from deepbn.errors import UsageError
 from deepbn.io.tables import write_table
-from deepbn.structure import diagnostics, learn
+from deepbn.structure import diagnostics, learn, report
 from deepbn.structure.dibs import DiBSConfig
 from deepbn.structure.learn import learn_structure
 from deepbn.structure.posterior import GraphPosterior, mixture_weights
@@ -87,14 +89,33 @@ def test_planted_disagreeing_runs_have_a_large_rhat_agreeing_runs_one():
     np.testing.assert_allclose(agree.run_edge_probs[0], agree.run_edge_probs[1])
 
 
-def test_each_run_is_the_single_run_of_its_seed_joint_model():
+def test_runs_are_the_single_runs_of_their_seeds_and_resume_exactly(tmp_path, monkeypatch):
+    """Joint linear model (Θ gains the run axis too); chunks of 10 steps."""
+    monkeypatch.setattr(learn, "CHUNK", 10)
     x = _data()
     cfg = DiBSConfig(model="linear", n_particles=3)
-    pooled = learn_structure(x, cfg, steps=15, seed=5, runs=2)
-    singles = [learn_structure(x, cfg, steps=15, seed=5 + r) for r in range(2)]
+    ckpt = tmp_path / "c.npz"
+    first = learn_structure(x, cfg, steps=10, seed=5, runs=2, checkpoint_path=ckpt)
+    assert first.resumed_from == 0
+    pooled = learn_structure(x, cfg, steps=20, seed=5, runs=2, checkpoint_path=ckpt)
+    assert pooled.resumed_from == 10
+    straight = learn_structure(x, cfg, steps=20, seed=5, runs=2)
+    np.testing.assert_array_equal(pooled.posterior.graphs, straight.posterior.graphs)
+    np.testing.assert_array_equal(pooled.posterior.log_joint, straight.posterior.log_joint)
+    np.testing.assert_array_equal(_leaves(pooled.posterior.theta, slice(None)),
+                                  _leaves(straight.posterior.theta, slice(None)))
+    np.testing.assert_array_equal(pooled.edges, straight.edges)
+    for other in ({"runs": 3}, {}):  # another R is another run
+        with pytest.raises(UsageError, match="other data or settings"):
+            learn_structure(x, cfg, steps=20, seed=5, checkpoint_path=ckpt, **other)
+    with pytest.raises(UsageError, match="number of runs must be at least 1"):
+        learn_structure(x, cfg, steps=20, runs=0)
+
+    singles = [learn_structure(x, cfg, steps=20, seed=5 + r) for r in range(2)]
     post = pooled.posterior
     assert post.graphs.shape == (6, 4, 4) and pooled.runs == 2
     np.testing.assert_array_equal(pooled.particle_runs(), [0, 0, 0, 1, 1, 1])
+    diag = diagnostics.run_diagnostics(post, 2)
     for r, single in enumerate(singles):
         part = slice(3 * r, 3 * r + 3)
         np.testing.assert_array_equal(post.graphs[part], single.posterior.graphs)
@@ -103,41 +124,22 @@ def test_each_run_is_the_single_run_of_its_seed_joint_model():
         np.testing.assert_allclose(_leaves(post.theta, part),
                                    _leaves(single.posterior.theta, slice(None)),
                                    rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(diag.run_edge_probs[r], single.posterior.edge_probs(),
+                                   atol=1e-6)
     assert np.all(post.weights_empirical == 1 / 6)
-    assert post.weights_mixture.sum() == pytest.approx(1.0)
+    # pooled DiBS+: one softmax over all particles' log-joints (joint model: per particle)
+    lj = np.where(post.cyclic, -np.inf, post.log_joint)
+    np.testing.assert_allclose(post.weights_mixture, np.exp(lj - lj.max()) /
+                               np.exp(lj - lj.max()).sum(), rtol=1e-6)
+    # one run writes what it wrote before: no run fields
+    one = singles[0]
+    assert "runs" not in report.summarize(one) and "rhat_edges_max" not in report.summarize(one)
+    assert "run" not in report.particles_json(one, list("abcd"))["particles"][0]
+    assert report.summarize(pooled)["runs"] == 2
 
 
 def _leaves(tree, part):
-    import jax
-
     return np.concatenate([np.asarray(a)[part].ravel() for a in jax.tree_util.tree_leaves(tree)])
-
-
-def test_two_runs_resume_exactly_and_per_run_marginals(tmp_path, monkeypatch):
-    monkeypatch.setattr(learn, "CHUNK", 10)
-    x = _data(seed=2)
-    cfg = DiBSConfig(n_particles=4)
-    ckpt = tmp_path / "c.npz"
-    first = learn_structure(x, cfg, steps=20, seed=0, runs=2, checkpoint_path=ckpt)
-    assert first.resumed_from == 0
-    resumed = learn_structure(x, cfg, steps=30, seed=0, runs=2, checkpoint_path=ckpt)
-    straight = learn_structure(x, cfg, steps=30, seed=0, runs=2)
-    assert resumed.resumed_from == 20
-    np.testing.assert_array_equal(resumed.posterior.graphs, straight.posterior.graphs)
-    np.testing.assert_array_equal(resumed.posterior.log_joint, straight.posterior.log_joint)
-    np.testing.assert_array_equal(resumed.edges, straight.edges)
-    with pytest.raises(UsageError, match="other data or settings"):
-        learn_structure(x, cfg, steps=30, seed=0, runs=3, checkpoint_path=ckpt)
-    with pytest.raises(UsageError, match="other data or settings"):
-        learn_structure(x, cfg, steps=30, seed=0, checkpoint_path=ckpt)
-    with pytest.raises(UsageError, match="number of runs must be at least 1"):
-        learn_structure(x, cfg, steps=30, runs=0)
-    # run 1's marginals are those of the single run of seed 1
-    single = learn_structure(x, cfg, steps=30, seed=1)
-    diag = diagnostics.run_diagnostics(straight.posterior, 2)
-    np.testing.assert_allclose(diag.run_edge_probs[1], single.posterior.edge_probs(), atol=1e-6)
-    pooled = straight.posterior.edge_probs()
-    assert pooled.shape == (4, 4) and np.all(np.diag(pooled) == 0)
 
 
 def test_discover_runs_2_writes_the_run_diagnostics(tmp_path):
@@ -166,9 +168,12 @@ def test_discover_runs_2_writes_the_run_diagnostics(tmp_path):
     warned = "warning: the runs disagree" in proc.stderr
     assert warned == (summary["rhat_edges_max"] > 1.1), proc.stderr
     assert "2 runs: edge R-hat max" in proc.stderr
-    bad = subprocess.run([EXE, "discover", str(tmp_path / "d.csv"), "--out",
-                          str(tmp_path / "o2"), "--runs", "0"],
-                         env=env, capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and bad.stderr.strip() == \
-        "error: --runs must be at least 1, got 0"
-    assert not (tmp_path / "o2").exists()
+
+
+def test_discover_refuses_runs_0(tmp_path, capsys):
+    write_table(tmp_path / "d.csv", _data(n=10), ["a", "b", "c", "e"])
+    code = main(["discover", str(tmp_path / "d.csv"), "--out", str(tmp_path / "o"),
+                 "--runs", "0"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == "error: --runs must be at least 1, got 0"
+    assert not (tmp_path / "o").exists()
