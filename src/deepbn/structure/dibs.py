@@ -33,7 +33,9 @@ log p(G).
 
 :func:`init` / :func:`step` is the method; :func:`deepbn.run.run` scans the
 steps in jitted chunks. Particles are vmapped, and sharded across devices when
-several are present.
+several are present. :func:`init_runs` / :func:`step_runs` run R independent
+particle sets at once (a leading run axis; SVGD never couples two runs), for the
+across-run diagnostics of :mod:`deepbn.structure.diagnostics`.
 """
 
 from __future__ import annotations
