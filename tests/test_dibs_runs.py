@@ -135,7 +135,11 @@ def test_runs_are_the_single_runs_of_their_seeds_and_resume_exactly(tmp_path, mo
     one = singles[0]
     assert "runs" not in report.summarize(one) and "rhat_edges_max" not in report.summarize(one)
     assert "run" not in report.particles_json(one, list("abcd"))["particles"][0]
-    assert report.summarize(pooled)["runs"] == 2
+    pooled_summary = report.summarize(pooled)
+    assert pooled_summary["runs"] == 2
+    assert pooled_summary["rhat_edges_max"] == pytest.approx(diag.rhat_max())
+    assert pooled_summary["rhat_edges_max_edge"] == [f"x{i}" for i in diag.worst_edge()]
+    assert pooled_summary["weights_ess_min"] == pytest.approx(diag.ess.min())
 
 
 def _leaves(tree, part):
@@ -160,8 +164,10 @@ def test_discover_runs_2_writes_the_run_diagnostics(tmp_path):
     assert summary["runs"] == 2 and summary["particles"] == 3
     assert summary["rhat_edges_max"] >= 1.0
     assert 1.0 <= summary["weights_ess_min"] <= summary["weights_ess_mean"] <= 3.0
-    i, j = summary["rhat_edges_max_edge"]
-    assert i != j
+    cause, effect = summary["rhat_edges_max_edge"]
+    assert cause in names and effect in names and cause != effect
+    assert f"2 runs: edge R-hat max {summary['rhat_edges_max']:.2f} ({cause} -> {effect})" \
+        in proc.stderr
     particles = json.loads((out / "graphs.json").read_text())["particles"]
     assert [p["run"] for p in particles] == [0, 0, 0, 1, 1, 1]
     assert json.loads((out / "config.json").read_text())["runs"] == 2

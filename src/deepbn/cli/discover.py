@@ -163,9 +163,9 @@ def discover(
                      f"{summary['eshd_cpdag']:.2f}   AUROC "
                      f"{'n/a' if auroc is None else f'{auroc:.3f}'}   (DiBS+ weights)")
     if runs > 1:
-        i, j = summary["rhat_edges_max_edge"]
+        cause, effect = summary["rhat_edges_max_edge"]
         lines.append(f"{runs} runs: edge R-hat max {summary['rhat_edges_max']:.2f} "
-                     f"({table.names[i]} -> {table.names[j]}), DiBS+ weights ESS min "
+                     f"({cause} -> {effect}), DiBS+ weights ESS min "
                      f"{summary['weights_ess_min']:.1f} mean {summary['weights_ess_mean']:.1f}")
     if held is not None:
         lines.append(f"held-out neg. log-likelihood {summary['neg_ll']:.2f}")
@@ -180,8 +180,8 @@ def discover(
                  f"{network}summary.json, edge_probs.png, graph.png)")
     report(summary, as_json, lines)
     if runs > 1 and summary["rhat_edges_max"] > RHAT_WARN:
-        i, j = summary["rhat_edges_max_edge"]
+        cause, effect = summary["rhat_edges_max_edge"]
         console.print(Text(f"warning: the runs disagree (edge R-hat "
                            f"{summary['rhat_edges_max']:.2f} > {RHAT_WARN} on "
-                           f"{table.names[i]} -> {table.names[j]}); run more --steps",
+                           f"{cause} -> {effect}); run more --steps",
                            style="yellow"), soft_wrap=True)

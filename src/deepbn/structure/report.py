@@ -16,8 +16,8 @@ def summarize(run: StructureRun, truth: np.ndarray | None = None,
     held-out negative log-likelihood (heldout), with DiBS+ and plain DiBS weights.
 
     With several runs also ``runs``, ``rhat_edges_max`` (the largest edge R-hat across
-    runs, :mod:`deepbn.structure.diagnostics`), ``rhat_edges_max_edge`` ([i, j] of it)
-    and ``weights_ess_min`` / ``weights_ess_mean`` (Kish ESS of each run's DiBS+
+    runs, :mod:`deepbn.structure.diagnostics`), ``rhat_edges_max_edge`` ([cause, effect]
+    names of that edge) and ``weights_ess_min`` / ``weights_ess_mean`` (Kish ESS of each run's DiBS+
     weights, over the runs); ``particles`` stays the number per run."""
     post, cfg = run.posterior, run.config
     n, d = run.x_reference.shape
@@ -34,7 +34,8 @@ def summarize(run: StructureRun, truth: np.ndarray | None = None,
         diag = diagnostics.run_diagnostics(post, run.runs)
         summary["runs"] = run.runs
         summary["rhat_edges_max"] = diag.rhat_max()
-        summary["rhat_edges_max_edge"] = list(diag.worst_edge())
+        names = post.names or tuple(f"x{i}" for i in range(d))
+        summary["rhat_edges_max_edge"] = [names[i] for i in diag.worst_edge()]
         summary["weights_ess_min"] = float(diag.ess.min())
         summary["weights_ess_mean"] = float(diag.ess.mean())
     if truth is not None:
