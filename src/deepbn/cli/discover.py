@@ -8,9 +8,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import typer
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from deepbn.cli.common import JsonOption, SeedOption, console, progress_bar, report
-from deepbn.errors import DataError
+from deepbn.errors import DataError, require_count
+
+RHAT_WARN = 1.1  # deepbn.structure.diagnostics.RHAT_WARN (that module imports JAX)
 
 if TYPE_CHECKING:  # the library is imported inside the commands: --help stays fast
     from deepbn.results import ResultsFolder
@@ -67,21 +70,21 @@ def write_results(folder: ResultsFolder, run: StructureRun, names: list[str],
 
 def run_with_progress(x, cfg: DiBSConfig, steps: int, seed: int, mask, scaling: str,
                       out: Path, names: list[str] | None = None,
-                      knowledge=None) -> StructureRun:
+                      knowledge=None, runs: int = 1) -> StructureRun:
     columns = [TextColumn("DiBS"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                TextColumn("edges {task.fields[edges]:.1f}"),
                TextColumn("cyclic {task.fields[cyclic]}"), TimeElapsedColumn()]
     from deepbn.structure.learn import learn_structure
 
     with progress_bar(*columns) as bar:
-        task = bar.add_task("dibs", total=steps, edges=0.0, cyclic=cfg.n_particles)
+        task = bar.add_task("dibs", total=steps, edges=0.0, cyclic=cfg.n_particles * runs)
 
         def update(done, info):
             bar.update(task, completed=done, edges=info["edges"], cyclic=info["cyclic"])
 
         run = learn_structure(x, cfg, steps=steps, seed=seed, mask=mask, scaling=scaling,
                               checkpoint_path=out / "checkpoint.npz", progress=update,
-                              names=names, knowledge=knowledge)
+                              names=names, knowledge=knowledge, runs=runs)
     return run
 
 
@@ -94,6 +97,8 @@ def discover(
     edges_per_node: float = typer.Option(1.0, help="Expected edges per node of the prior."),
     particles: int = typer.Option(20, help="SVGD particles."),
     steps: int = typer.Option(1000, help="SVGD steps."),
+    runs: int = typer.Option(1, help="Independent DiBS runs at once (vmapped): pooled edge "
+                                     "probabilities, edge R-hat across runs."),
     graph_samples: int = typer.Option(16, help="Monte-Carlo graphs per particle and step."),
     interventions: Path = typer.Option(None, help="CSV mask, same columns and rows as the "
                                                   "data: 1 = variable intervened on."),
@@ -119,6 +124,7 @@ def discover(
     from deepbn.structure.knowledge import read_knowledge
     from deepbn.structure.learn import check_scaling
 
+    require_count("--runs", runs)
     cfg = DiBSConfig(model=model, graph_prior=graph_prior, edges_per_node=edges_per_node,
                      n_particles=particles, n_graph_samples=graph_samples).check()
     check_scaling(standardize)
@@ -141,12 +147,14 @@ def discover(
                          "forbid": forbid, "require": require, "tiers": tiers,
                          "edge_prior": edge_prior,
                          "knowledge": None if knowledge is None
-                         else knowledge.describe(table.names)})
+                         else knowledge.describe(table.names),
+                         **({"runs": runs} if runs > 1 else {})})
     run = run_with_progress(table.values, cfg, steps, seed, mask, standardize, out, table.names,
-                            knowledge)
+                            knowledge, runs)
     summary = write_results(folder, run, table.names, true_A, held, {"seed": seed})
     lines = [f"DiBS ({model}, {graph_prior} prior): {summary['d']} variables, n={summary['n']}, "
-             f"{particles} particles x {steps} steps in {summary['seconds']:.1f} s"]
+             f"{particles} particles x {steps} steps"
+             f"{f' x {runs} runs' if runs > 1 else ''} in {summary['seconds']:.1f} s"]
     lines.append(f"mean edges per particle {summary['mean_edges']:.1f}, "
                  f"cyclic particles {summary['cyclic_particles']}")
     if true_A is not None:
@@ -154,6 +162,11 @@ def discover(
         lines.append(f"E-SHD {summary['eshd']:.2f}   E-SHD of the CPDAGs "
                      f"{summary['eshd_cpdag']:.2f}   AUROC "
                      f"{'n/a' if auroc is None else f'{auroc:.3f}'}   (DiBS+ weights)")
+    if runs > 1:
+        cause, effect = summary["rhat_edges_max_edge"]
+        lines.append(f"{runs} runs: edge R-hat max {summary['rhat_edges_max']:.2f} "
+                     f"({cause} -> {effect}), DiBS+ weights ESS min "
+                     f"{summary['weights_ess_min']:.1f} mean {summary['weights_ess_mean']:.1f}")
     if held is not None:
         lines.append(f"held-out neg. log-likelihood {summary['neg_ll']:.2f}")
     if run.resumed_from:
@@ -166,3 +179,9 @@ def discover(
     lines.append(f"results in {out}/ (edge_probs.csv, edge_summary.csv, graphs.json, "
                  f"{network}summary.json, edge_probs.png, graph.png)")
     report(summary, as_json, lines)
+    if runs > 1 and summary["rhat_edges_max"] > RHAT_WARN:
+        cause, effect = summary["rhat_edges_max_edge"]
+        console.print(Text(f"warning: the runs disagree (edge R-hat "
+                           f"{summary['rhat_edges_max']:.2f} > {RHAT_WARN} on "
+                           f"{cause} -> {effect}); run more --steps",
+                           style="yellow"), soft_wrap=True)

@@ -33,7 +33,9 @@ log p(G).
 
 :func:`init` / :func:`step` is the method; :func:`deepbn.run.run` scans the
 steps in jitted chunks. Particles are vmapped, and sharded across devices when
-several are present.
+several are present. :func:`init_runs` / :func:`step_runs` run R independent
+particle sets at once (a leading run axis; SVGD never couples two runs), for the
+across-run diagnostics of :mod:`deepbn.structure.diagnostics`.
 """
 
 from __future__ import annotations
@@ -336,3 +338,32 @@ def step(key, state: DiBSState, data: DiBSData, cfg: DiBSConfig) -> tuple[DiBSSt
     h = acyclicity_poly(G)
     info = {"edges": jnp.mean(jnp.sum(G, axis=(1, 2))), "cyclic": jnp.sum(h > 1e-4)}
     return DiBSState(z, theta, opt_state, state.step + 1), info
+
+
+class RunsData(NamedTuple):
+    """The data of R independent runs: the shared :class:`DiBSData` and each run's key."""
+
+    data: DiBSData
+    keys: jnp.ndarray  # (R, 2) raw keys: run r's step t draws from fold_in(keys[r], t)
+
+
+def init_runs(init_keys, d: int, config: DiBSConfig) -> DiBSState:
+    """R independent particle sets, one per key of ``init_keys``, stacked on a leading run
+    axis (every leaf of the state, the step counter and optimiser included)."""
+    states = [init(k, d, config) for k in init_keys]
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *states)
+
+
+def step_runs(key, state: DiBSState, runs: RunsData, cfg: DiBSConfig) -> tuple[DiBSState, dict]:
+    """One SVGD step of R independent runs: :func:`step` vmapped over the run axis, so the
+    kernel of each run couples only that run's particles. Run r's step draws its randomness
+    from ``fold_in(runs.keys[r], t)``, exactly as a single run with that key does under
+    :func:`deepbn.run.run`; the driver's ``key`` is not used. The progress outputs pool the
+    runs: mean edges per particle, cyclic particles in all."""
+    del key
+
+    def one(run_key, s):
+        return step(jax.random.fold_in(run_key, s.step), s, runs.data, cfg)
+
+    state, info = jax.vmap(one)(runs.keys, state)
+    return state, {"edges": jnp.mean(info["edges"]), "cyclic": jnp.sum(info["cyclic"])}

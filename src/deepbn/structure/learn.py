@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from deepbn import run as run_layer
@@ -40,6 +41,11 @@ class StructureRun(NamedTuple):
     resumed_from: int  # steps already done by an earlier run (0 if fresh)
     compile_seconds: float = 0.0
     knowledge: Knowledge | None = None  # checked; None when none was given
+    runs: int = 1  # independent runs; the posterior's particles are R blocks, run after run
+
+    def particle_runs(self) -> np.ndarray:
+        """The run of every particle of the posterior (all 0 for one run)."""
+        return np.repeat(np.arange(self.runs), len(self.posterior.graphs) // self.runs)
 
 
 def check_scaling(scaling: str) -> str:
@@ -58,6 +64,17 @@ def shard_particles(state: dibs.DiBSState) -> dibs.DiBSState:
     return run_layer.shard_batch(state, state.z.shape[0], "particles")
 
 
+def shard_runs(state: dibs.DiBSState) -> dibs.DiBSState:
+    """The run axis of R runs spread over all devices (:func:`deepbn.run.shard_batch`)."""
+    return run_layer.shard_batch(state, state.z.shape[0], "runs")
+
+
+def run_keys(seed: int, runs: int) -> tuple[list, list]:
+    """(init keys, step keys) of each run: run r is the single run of seed ``seed + r``."""
+    pairs = [jax.random.split(jax.random.key(seed + r)) for r in range(runs)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
 def learn_structure(
     x: np.ndarray,
     config: DiBSConfig = DiBSConfig(),
@@ -70,6 +87,7 @@ def learn_structure(
     shard: bool = True,
     names: list[str] | None = None,
     knowledge: Knowledge | None = None,
+    runs: int = 1,
 ) -> StructureRun:
     """DiBS posterior over DAGs for data ``x`` (n, d).
 
@@ -81,6 +99,15 @@ def learn_structure(
     checkpoint of the same data, settings and seed is resumed (more steps than
     it holds continue it); one of other data or settings is refused.
     ``names`` label the variables of the posterior's networks.
+
+    ``runs`` R > 1 runs R independent DiBS posteriors at once: the state gains a
+    leading run axis, :func:`dibs.step_runs` vmaps the SVGD step over it (each
+    run's kernel couples only its own particles) and the run axis is sharded
+    across devices. Run r uses the keys of seed ``seed + r``, so it is the single
+    run of that seed. The posterior pools the R x particles particles: DiBS+
+    weights over all of them (the distinct graphs any run found, weighted by
+    p(G, D)), the empirical weights uniform; :mod:`deepbn.structure.diagnostics`
+    compares the runs. R is part of the run's identity (checkpoints).
     """
     x = np.asarray(x, np.float32)
     if x.ndim != 2 or x.shape[1] < 2:
@@ -88,6 +115,7 @@ def learn_structure(
     if x.shape[0] < 2:
         raise DataError("structure learning needs at least 2 samples")
     require_count("the number of SVGD steps", steps)
+    require_count("the number of runs", runs)
     config.check()
     check_scaling(scaling)
     d = x.shape[1]
@@ -102,26 +130,42 @@ def learn_structure(
     scaling = resolve_scaling(scaling, cfg.model)
     xs = scale_columns(x, scaling)
     data = dibs.make_data(xs, mask, cfg, knowledge)
-    key_init, key_run = jax.random.split(jax.random.key(seed))
-    state = dibs.init(key_init, d, cfg)
-    # knowledge joins the identity only when given, so runs without it keep their fingerprint
+    init_keys, step_keys = run_keys(seed, runs)
+    # knowledge and runs join the identity only when given, so runs without them keep
+    # their fingerprint
     arrays = (x, mask) if knowledge is None else (x, mask, *knowledge)
-    fp = run_layer.fingerprint(arrays, {"method": "dibs", "config": cfg._asdict(),
-                                        "scaling": scaling, "seed": seed})
+    settings = {"method": "dibs", "config": cfg._asdict(), "scaling": scaling, "seed": seed}
+    if runs > 1:
+        settings["runs"] = runs
+    fp = run_layer.fingerprint(arrays, settings)
+    if runs == 1:
+        step, state, step_data, place = dibs.step, dibs.init(init_keys[0], d, cfg), data, \
+            shard_particles
+    else:
+        step, state, place = dibs.step_runs, dibs.init_runs(init_keys, d, cfg), shard_runs
+        step_data = dibs.RunsData(data, jnp.stack([run_layer.raw_key(k) for k in step_keys]))
 
     def report(done, total, out):
         if progress is not None:
             progress(done, {"edges": float(out["edges"][-1]), "cyclic": int(out["cyclic"][-1])})
 
-    res = run_layer.run(dibs.step, state, data, key_run, steps, config=cfg, chunk=CHUNK,
+    res = run_layer.run(step, state, step_data, step_keys[0], steps, config=cfg, chunk=CHUNK,
                         checkpoint=checkpoint_path, fingerprint=fp, progress=report,
-                        place=shard_particles if shard else None)
+                        place=place if shard else None)
     if res.stopped:
         raise UsageError(f"DiBS {res.stopped}; try a smaller step size")
-    post = from_particles(res.state, data, cfg)
+    final = res.state
+    if runs > 1:  # the runs' particles one after the other: run r holds block r
+        final = final._replace(z=_merge_runs(final.z),
+                               theta=jax.tree_util.tree_map(_merge_runs, final.theta))
+    post = from_particles(final, data, cfg)
     post = post._replace(names=tuple(names) if names is not None else None, model=cfg.model,
                          x_scaled=np.asarray(xs), keep=np.asarray(data.keep),
                          center=column_centers(x, scaling), scale=column_scales(x, scaling))
     return StructureRun(post, data, cfg, scaling, x, res.outputs["edges"],
                         res.outputs["cyclic"].astype(int), res.seconds, res.resumed_from,
-                        res.compile_seconds, knowledge)
+                        res.compile_seconds, knowledge, runs)
+
+
+def _merge_runs(a):
+    return a.reshape((a.shape[0] * a.shape[1], *a.shape[2:]))

@@ -108,6 +108,14 @@ def mixture_weights(graphs: np.ndarray, log_joint: np.ndarray, cyclic: np.ndarra
     return unique_w[inverse] / counts[inverse]
 
 
+def dibs_plus_weights(graphs: np.ndarray, log_joint: np.ndarray, cyclic: np.ndarray,
+                      joint: bool) -> np.ndarray:
+    """DiBS+ weights of a set of particles: :func:`mixture_weights` over the distinct graphs
+    (marginal models), a softmax over the particles (``joint``: each holds its own Θ)."""
+    return _softmax_dags(log_joint, cyclic) if joint else mixture_weights(graphs, log_joint,
+                                                                          cyclic)
+
+
 def from_particles(state: dibs.DiBSState, data: dibs.DiBSData,
                    cfg: dibs.DiBSConfig) -> GraphPosterior:
     """The posterior of DiBS's particles: hard graphs (α → ∞), their log-joints and the
@@ -123,7 +131,7 @@ def from_particles(state: dibs.DiBSState, data: dibs.DiBSData,
     cyclic = np.array([not is_dag(g) for g in G])
     P = len(G)
     emp = np.full(P, 1.0 / P)
-    mix = mixture_weights(G, lj, cyclic) if state.theta is None else _softmax_dags(lj, cyclic)
+    mix = dibs_plus_weights(G, lj, cyclic, joint=state.theta is not None)
     theta = None if state.theta is None else jax.tree_util.tree_map(np.asarray, state.theta)
     return GraphPosterior(G, theta, lj, emp, mix, cyclic)
 

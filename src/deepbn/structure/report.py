@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepbn.structure import equivalence, metrics
+from deepbn.structure import diagnostics, equivalence, metrics
 from deepbn.structure.learn import StructureRun
 from deepbn.structure.posterior import GraphPosterior, heldout_log_liks
 
@@ -13,7 +13,12 @@ from deepbn.structure.posterior import GraphPosterior, heldout_log_liks
 def summarize(run: StructureRun, truth: np.ndarray | None = None,
               heldout: np.ndarray | None = None) -> dict:
     """n, d, settings, timings, cyclic particles, and E-SHD / AUROC (truth) and
-    held-out negative log-likelihood (heldout), with DiBS+ and plain DiBS weights."""
+    held-out negative log-likelihood (heldout), with DiBS+ and plain DiBS weights.
+
+    With several runs also ``runs``, ``rhat_edges_max`` (the largest edge R-hat across
+    runs, :mod:`deepbn.structure.diagnostics`), ``rhat_edges_max_edge`` ([cause, effect]
+    names of that edge) and ``weights_ess_min`` / ``weights_ess_mean`` (Kish ESS of each run's DiBS+
+    weights, over the runs); ``particles`` stays the number per run."""
     post, cfg = run.posterior, run.config
     n, d = run.x_reference.shape
     summary = {
@@ -25,6 +30,14 @@ def summarize(run: StructureRun, truth: np.ndarray | None = None,
         "cyclic_particles": int(post.cyclic.sum()),
         "mean_edges": float(post.graphs.sum(axis=(1, 2)).mean()),
     }
+    if run.runs > 1:
+        diag = diagnostics.run_diagnostics(post, run.runs)
+        summary["runs"] = run.runs
+        summary["rhat_edges_max"] = diag.rhat_max()
+        names = post.names or tuple(f"x{i}" for i in range(d))
+        summary["rhat_edges_max_edge"] = [names[i] for i in diag.worst_edge()]
+        summary["weights_ess_min"] = float(diag.ess.min())
+        summary["weights_ess_mean"] = float(diag.ess.mean())
     if truth is not None:
         summary["true_edges"] = int(truth.sum())
         for suffix, mixture in (("", True), ("_dibs", False)):
@@ -44,16 +57,19 @@ def summarize(run: StructureRun, truth: np.ndarray | None = None,
 
 
 def particles_json(run: StructureRun, names: list[str]) -> dict:
-    """graphs.json: every particle's edges, weights, log-joint and cyclicity."""
+    """graphs.json: every particle's edges, weights, log-joint and cyclicity (and, with
+    several runs, its run: 0 .. R-1). The weights are those of the pooled posterior."""
     post = run.posterior
     particles = [
         {
             "edges": [[names[i], names[j]] for i, j in zip(*np.nonzero(g))],
             "weight_dibs": float(we), "weight_dibs_plus": float(wm),
             "log_joint": float(lj), "cyclic": bool(c),
+            **({"run": int(r)} if run.runs > 1 else {}),
         }
-        for g, we, wm, lj, c in zip(post.graphs, post.weights_empirical, post.weights_mixture,
-                                    post.log_joint, post.cyclic)
+        for g, we, wm, lj, c, r in zip(post.graphs, post.weights_empirical,
+                                       post.weights_mixture, post.log_joint, post.cyclic,
+                                       run.particle_runs())
     ]
     return {"names": names, "model": run.config.model, "particles": particles}
 
