@@ -248,6 +248,13 @@ def step(key, state: FitState, data: FitData, config: FitConfig) -> tuple[FitSta
 
 
 @eqx.filter_jit
+def _initial_coordinates(bn, reparam: Reparam, key, observed):
+    """The chains' starting coordinates: latent values drawn from the prior (jitted: op by op
+    it took about 5 s on an 8-step DBN)."""
+    return coordinates(bn, reparam, prior_latents(bn, reparam, key, observed), observed)
+
+
+@eqx.filter_jit
 def _monitor(params, static, observed, key, n_samples):
     bn = join_network(params, static)
     if not bn.latent_names:
@@ -289,8 +296,7 @@ def fit(
         # no runs tied by equal values: the parameters are learned, step by step apart
         # (runs of one tie group stay tied: they share one parameter)
         reparam = Reparam.from_form(bn, cfg.form, observed, n_cases, tie=False)
-        z0 = prior_latents(bn, reparam, k_init, observed)
-        u0 = coordinates(bn, reparam, z0, observed)
+        u0 = _initial_coordinates(bn, reparam, k_init, observed)
         aux = jnp.full((n_cases,), np.log(0.1)) if cfg.method == "mcmc-em" else jnp.full(
             (n_cases, reparam.space.size), np.log(0.1))
         opt_state = _optimizer(cfg).init(params if cfg.method == "mcmc-em" else (params, u0, aux))
