@@ -378,6 +378,8 @@ def _tie_list(ties, names: tuple[str, ...], source: str) -> tuple[str | None, ..
 def _check_tie(a: Conditional, b: Conditional, name_a: str, name_b: str, group: str,
                source: str) -> None:
     """One-line :class:`NetworkFileError` unless ``a`` and ``b`` can share one parameter set."""
+    if a is b:  # a group's own set again (with_observed, replace_conditional)
+        return
     where = f"{source}: nodes '{name_a}' and '{name_b}' are tied ('{group}') but"
     fix = "tie only nodes of the same family and parameter shapes (the same parent dimensions)"
     if a.family != b.family:
