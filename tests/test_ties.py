@@ -244,18 +244,20 @@ def test_mcmc_em_with_ties_recovers_the_transition_matrix_better(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "DEEPBN_CACHE": str(tmp_path / "cache")}
     options = [a for k, v in settings.items() for a in (f"--{k.replace('_', '-')}", str(v))]
     # one node of a tie group stands for the group; the untied fit runs meanwhile
-    proc = subprocess.Popen([EXE, "fit", str(tmp_path / "start.json"),
-                             str(tmp_path / "data.csv"), "--out", str(tmp_path / "fit"),
-                             "--learn", "z2", *options], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        data = {n: x[n] for n in truth.observed_names}
-        untied = mcmc_em.fit(start.with_ties(None), data, mcmc_em.FitConfig(**settings),
-                             seed=0, learn=[f"z{t}" for t in range(2, T + 1)]).network
-        _, stderr = proc.communicate(timeout=600)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, stderr
+    log = tmp_path / "fit.log"
+    with open(log, "w") as sink:
+        proc = subprocess.Popen([EXE, "fit", str(tmp_path / "start.json"),
+                                 str(tmp_path / "data.csv"), "--out", str(tmp_path / "fit"),
+                                 "--learn", "z2", *options], env=env, stdout=sink, stderr=sink)
+        try:
+            data = {n: x[n] for n in truth.observed_names}
+            untied = mcmc_em.fit(start.with_ties(None), data, mcmc_em.FitConfig(**settings),
+                                 seed=0, learn=[f"z{t}" for t in range(2, T + 1)]).network
+            proc.wait(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, log.read_text()[-2000:]
     tied = read_network(tmp_path / "fit" / "network.json")
     assert tied.ties == start.ties and len(tied.parameter_sets) == 3
     assert untied.ties == (None,) * (2 * T)
@@ -265,7 +267,6 @@ def test_mcmc_em_with_ties_recovers_the_transition_matrix_better(tmp_path):
                                        - W) ** 2 for t in range(2, T + 1)])))
 
     e_start, e_tied, e_untied = error(start), error(tied), error(untied)
-    print("W errors: start, tied, untied", e_start, e_tied, e_untied)
     assert e_tied < 0.5 * e_start and e_tied < 0.75 * e_untied, (e_start, e_tied, e_untied)
     # the emissions were not to be learned
     np.testing.assert_array_equal(tied.conditionals[T].weight, start.conditionals[T].weight)
