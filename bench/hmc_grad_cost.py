@@ -47,11 +47,13 @@ def main() -> None:
     loops = {}
     for form in ("auxiliary", "centred"):
         tied = Reparam.from_form(bn, form, obs, 1)
-        reparams = {"tied": tied, "untied": Reparam.from_form(bn, form, obs, 1, tie=False),
-                    "unrolled": tied.node_by_node()}
-        for name, r in reparams.items():
-            def density(v, r=r):
-                return log_density(bn, r, v.reshape(1, size), obs)
+        copies = bn.with_ties(None)  # a parameter copy per node: the untied run stacks them
+        reparams = {"tied": (bn, tied),
+                    "untied": (copies, Reparam.from_form(copies, form, obs, 1, tie=False)),
+                    "unrolled": (bn, tied.node_by_node())}
+        for name, (net, r) in reparams.items():
+            def density(v, net=net, r=r):
+                return log_density(net, r, v.reshape(1, size), obs)
             loops[f"deepbn {form} {name}"] = _timed_loop(density, u)
     loops["hand-written auxiliary"] = _timed_loop(hand, u)
     best = dict.fromkeys(loops, float("inf"))

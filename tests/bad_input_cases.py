@@ -46,6 +46,10 @@ FILES = {
                             '"family": "linear-gaussian", "parents": ["ghost"], "params": '
                             '{"weight": [[1.0]], "bias": [0], "scale": [1]}}]}'),
     "json_list.json": "[1, 2, 3]",
+    "tie_mismatch.json": ('{"format": "deepbn", "version": 1, "nodes": [{"name": "a", "tie": "g", '
+                          '"family": "linear-gaussian", "params": {"weight": [[]], "bias": [0], '
+                          '"scale": [1]}}, {"name": "b", "tie": "g", "family": "laplace", '
+                          '"params": {"weight": [[]], "bias": [0], "scale": [1]}}]}'),
     "a_file": "not a folder\n",
     "empty_grid.toml": "command = 'discover d.csv'\n[grid]\nsteps = []\n",
     "not_toml.toml": "command = [\n",
@@ -175,6 +179,8 @@ CASES: list[tuple[str, list[str], str]] = [
      "node 'a' has unknown parent 'ghost'"),
     ("network a json list", _sample(net="{d}/json_list.json"),
      "expected a JSON object with 'nodes'"),
+    ("network tie mismatch", _sample(net="{d}/tie_mismatch.json"),
+     "tie_mismatch.json: nodes 'a' and 'b' are tied ('g') but are linear-gaussian and laplace"),
     ("network unknown example", _sample(net="example:no-such"), "unknown example 'no-such'"),
     # sample
     ("sample n 0", ["sample", H, "-n", "0", "-o", "{out}.csv"],

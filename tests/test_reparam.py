@@ -105,7 +105,7 @@ def test_networks_without_continuous_latents_are_refused():
 
 
 def test_recurrent_runs_are_scanned_with_the_same_density():
-    dbn = examples.kingma_dbn(T=8, dim=3)
+    dbn = examples.kingma_dbn(T=8, dim=3, tie=False)  # tied by equal values only
     found = runs(dbn)
     assert len(found) == 1 and [dbn.names[k] for k in found[0].nodes] == [f"z{t}" for t in
                                                                           range(2, 9)]
@@ -133,6 +133,14 @@ def test_recurrent_runs_are_scanned_with_the_same_density():
     np.testing.assert_allclose(values(untied, r, u, observed)[1],
                                values(untied, r.node_by_node(), u, observed)[1], rtol=1e-5)
     assert not eqx.filter_jit(lambda net: runs(net)[0].tied)(dbn)
+    # a tie group's run shares one parameter: tied however it is learned, and while traced
+    grouped = dbn.with_ties({f"z{t}": "T" for t in range(2, 9)}
+                            | {f"x{t}": "E" for t in range(1, 9)})
+    assert runs(grouped, tie=False) == found
+    assert eqx.filter_jit(lambda net: runs(net, tie=False)[0].tied)(grouped)
+    np.testing.assert_allclose(values(grouped, Reparam.from_weights(grouped, c.weights, 2,
+                                                                    tie=False), u, observed)[1],
+                               lp_unrolled, rtol=1e-5)
     # a node with two children in the run's position breaks the run there
     assert runs(_mixed_network()) == ()
 

@@ -6,6 +6,14 @@ topological order) is static. Values are passed as a dict ``name -> array`` of
 shape ``(..., dim)``; any leading batch shape works and every method is
 jittable.
 
+**Tied parameters.** Nodes may share one parameter set, as the transitions of
+a dynamic Bayes net share theirs across time steps (Kingma & Welling, ICML
+2014, arXiv 1402.0480, Sec. 5): ``ties`` names a group per node. The pytree
+then holds each group's conditional once (:attr:`BayesNet.parameter_sets`),
+and every tied node reads it, so ``log_joint``, sampling, the forms of
+:mod:`deepbn.reparam` and every learner see one parameter: its gradient is
+the sum of the per-node gradients and an optimiser makes one update.
+
 Example:
     >>> import jax
     >>> from deepbn import examples
@@ -46,13 +54,19 @@ class BayesNet(eqx.Module):
         conditionals: one :class:`~deepbn.conditionals.Conditional` per node.
         observed: for each node, whether it is observed (default: all observed).
         source: where the network came from, used in error messages.
+        ties: tie groups: a mapping node -> group name, or one group name (or None:
+            untied) per node. Nodes of one group share one parameter set; they need the
+            same family and parameter shapes (the same parent dimensions), and the
+            conditionals given for them equal parameter values.
     """
 
-    conditionals: tuple
+    parameter_sets: tuple  # the learnable leaves: one conditional per untied node or tie group
     names: tuple = eqx.field(static=True)
     parents: tuple = eqx.field(static=True)
     observed: tuple = eqx.field(static=True)
     order: tuple = eqx.field(static=True)
+    ties: tuple = eqx.field(static=True)  # per node: its tie group's name, or None
+    slots: tuple = eqx.field(static=True)  # per node: the index of its parameter set
 
     def __init__(
         self,
@@ -61,6 +75,7 @@ class BayesNet(eqx.Module):
         conditionals: Sequence[Conditional],
         observed: Sequence[bool] | None = None,
         source: str = "network",
+        ties: Mapping[str, str] | Sequence[str | None] | None = None,
     ):
         names = tuple(str(n) for n in names)
         if len(set(names)) != len(names):
@@ -91,9 +106,24 @@ class BayesNet(eqx.Module):
                     f"{where}: wrong dimensions: conditional takes {c.in_dim} parent inputs "
                     f"but its parents ({', '.join(parents[j]) or 'none'}) have {want} in total"
                 )
+        self.ties = _tie_list(ties, names, source)
+        slots: list[int] = []
+        sets: list[Conditional] = []
+        first: dict[str, int] = {}
+        for j, (c, group) in enumerate(zip(conditionals, self.ties)):
+            if group is not None and group in first:
+                k = first[group]
+                _check_tie(conditionals[k], c, names[k], names[j], group, source)
+                slots.append(slots[k])
+                continue
+            if group is not None:
+                first[group] = j
+            slots.append(len(sets))
+            sets.append(c)
         self.names = names
         self.parents = tuple(tuple(str(p) for p in pa) for pa in parents)
-        self.conditionals = tuple(conditionals)
+        self.parameter_sets = tuple(sets)
+        self.slots = tuple(slots)
         self.observed = tuple(bool(o) for o in observed) if observed is not None else (
             (True,) * len(names)
         )
@@ -102,6 +132,26 @@ class BayesNet(eqx.Module):
         self.order = tuple(order)
 
     # ----- structure -------------------------------------------------------
+    @property
+    def conditionals(self) -> tuple[Conditional, ...]:
+        """One conditional per node, in node order (tied nodes: their group's one set)."""
+        return tuple(self.parameter_sets[s] for s in self.slots)
+
+    @property
+    def tie_groups(self) -> dict[str, tuple[str, ...]]:
+        """Each tie group's nodes, in node order."""
+        groups: dict[str, tuple[str, ...]] = {}
+        for n, g in zip(self.names, self.ties):
+            if g is not None:
+                groups[g] = groups.get(g, ()) + (n,)
+        return groups
+
+    def with_ties(self, ties: Mapping[str, str] | Sequence[str | None] | None) -> BayesNet:
+        """The same network with these tie groups (``None`` or ``{}``: every node untied,
+        each with its own copy of its parameters)."""
+        return BayesNet(self.names, self.parents, self.conditionals, self.observed,
+                        ties=ties)
+
     @property
     def d(self) -> int:
         return len(self.names)
@@ -140,7 +190,7 @@ class BayesNet(eqx.Module):
         for n in observed:
             self.index(n)
         flags = tuple(n in set(observed) for n in self.names)
-        return BayesNet(self.names, self.parents, self.conditionals, flags)
+        return BayesNet(self.names, self.parents, self.conditionals, flags, ties=self.ties)
 
     def with_latent(self, latent: Sequence[str]) -> BayesNet:
         """The same network with exactly the nodes ``latent`` hidden, every other node observed.
@@ -163,9 +213,10 @@ class BayesNet(eqx.Module):
         return self.with_observed([n for n in self.names if n not in hidden])
 
     def replace_conditional(self, name: str, conditional: Conditional) -> BayesNet:
-        cs = list(self.conditionals)
-        cs[self.index(name)] = conditional
-        return BayesNet(self.names, self.parents, cs, self.observed)
+        """The network with node ``name``'s conditional replaced (a tied node: its group's)."""
+        slot = self.slots[self.index(name)]
+        cs = [conditional if s == slot else c for s, c in zip(self.slots, self.conditionals)]
+        return BayesNet(self.names, self.parents, cs, self.observed, ties=self.ties)
 
     # ----- densities and sampling -----------------------------------------
     def parent_values(self, values: Mapping[str, jnp.ndarray], j: int, batch_shape=()):
@@ -185,8 +236,9 @@ class BayesNet(eqx.Module):
     def log_prob_nodes(self, values: Mapping[str, jnp.ndarray]) -> dict[str, jnp.ndarray]:
         """Per-node log p(x_j | pa_j); ``values`` must hold every node."""
         batch = self._batch_shape(values)
+        conds = self.conditionals
         return {
-            self.names[j]: self.conditionals[j].log_prob(
+            self.names[j]: conds[j].log_prob(
                 jnp.asarray(values[self.names[j]]), self.parent_values(values, j, batch)
             )
             for j in range(self.d)
@@ -228,13 +280,14 @@ class BayesNet(eqx.Module):
         given = dict(given or {})
         values: dict[str, jnp.ndarray] = {}
         batch = self._batch_shape({**eps, **given})
+        conds = self.conditionals
         for j in self.order:
             name = self.names[j]
             if name in given:
                 values[name] = jnp.asarray(given[name])
             else:
                 pa = self.parent_values(values, j, batch)
-                values[name] = self.conditionals[j].reparam(eps[name], pa)
+                values[name] = conds[j].reparam(eps[name], pa)
         return values
 
     def sample(self, key, n: int | None = None) -> dict[str, jnp.ndarray]:
@@ -300,6 +353,54 @@ class BayesNet(eqx.Module):
             out[n] = table[..., col : col + dim]
             col += dim
         return out
+
+
+def _tie_list(ties, names: tuple[str, ...], source: str) -> tuple[str | None, ...]:
+    """One tie group name (or None) per node, from a mapping or a per-node sequence."""
+    if ties is None:
+        return (None,) * len(names)
+    if isinstance(ties, Mapping):
+        unknown = [str(n) for n in ties if n not in names]
+        if unknown:
+            raise NetworkFileError(f"{source}: tie of unknown node(s) {', '.join(unknown[:5])}; "
+                                   "name nodes of the network")
+        ties = [ties.get(n) for n in names]
+    ties = tuple(ties)
+    if len(ties) != len(names):
+        raise NetworkFileError(f"{source}: need one tie group (or none) per node")
+    for n, g in zip(names, ties):
+        if g is not None and not (isinstance(g, str) and g):
+            raise NetworkFileError(f"{source}: node '{n}': 'tie' must be a group name "
+                                   f"(a non-empty string), got {g!r}")
+    return ties
+
+
+def _check_tie(a: Conditional, b: Conditional, name_a: str, name_b: str, group: str,
+               source: str) -> None:
+    """One-line :class:`NetworkFileError` unless ``a`` and ``b`` can share one parameter set."""
+    if a is b:  # a group's own set again (with_observed, replace_conditional)
+        return
+    where = f"{source}: nodes '{name_a}' and '{name_b}' are tied ('{group}') but"
+    fix = "tie only nodes of the same family and parameter shapes (the same parent dimensions)"
+    if a.family != b.family:
+        raise NetworkFileError(f"{where} are {a.family} and {b.family}; {fix}")
+    leaves_a, tree_a = jax.tree_util.tree_flatten(a)
+    leaves_b, tree_b = jax.tree_util.tree_flatten(b)
+    shapes_a = [tuple(np.shape(x)) for x in leaves_a]
+    shapes_b = [tuple(np.shape(x)) for x in leaves_b]
+    if tree_a != tree_b:
+        raise NetworkFileError(f"{where} their {a.family} settings (activation, layers, "
+                               f"learn_scale) differ; {fix}")
+    if shapes_a != shapes_b:
+        diff = next(k for k, (x, y) in enumerate(zip(shapes_a, shapes_b)) if x != y)
+        raise NetworkFileError(f"{where} have parameters of shapes {shapes_a[diff]} and "
+                               f"{shapes_b[diff]} (dim {a.dim} and {b.dim}, parent inputs "
+                               f"{a.in_dim} and {b.in_dim}); {fix}")
+    if any(isinstance(x, jax.core.Tracer) for x in leaves_a + leaves_b):
+        return  # being traced: the first node's values stand for the group
+    if not all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(leaves_a, leaves_b)):
+        raise NetworkFileError(f"{where} have different parameter values; give tied nodes "
+                               "equal parameters (or drop the tie)")
 
 
 @eqx.filter_jit

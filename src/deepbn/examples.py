@@ -2,7 +2,9 @@
 
 - ``kingma-dbn``: the dynamic Bayes net of Kingma & Welling (ICML 2014, Sec. 5.1):
   z_1 ~ N(0, I), z_{t+1} ~ N(tanh(W z_t + b), sigma_z^2 I),
-  x_t ~ Bernoulli(sigmoid(w^T z_t + c)); latents z_t, observed x_t.
+  x_t ~ Bernoulli(sigmoid(w^T z_t + c)); latents z_t, observed x_t. Its
+  transitions (tie group ``transition``) and emissions (``emission``) are tied:
+  one W, b, sigma_z and one w, c for every time step.
 - ``gaussian-binary-tree``: a linear-Gaussian binary tree, root on top, edges
   parent -> child, coefficients U(0.5, 2), unit noise; the leaves are observed.
 - ``gaussian-er10``: a 10-node linear-Gaussian Erdős–Rényi network (1.5 edges
@@ -47,12 +49,14 @@ from deepbn.nn import MLP
 PREFIX = "example:"
 
 
-def kingma_dbn(T: int = 20, dim: int = 10, sigma_z: float = 0.1, seed: int = 0) -> BayesNet:
+def kingma_dbn(T: int = 20, dim: int = 10, sigma_z: float = 0.1, seed: int = 0,
+               tie: bool = True) -> BayesNet:
     """Kingma & Welling's dynamic Bayes net with T steps of a ``dim``-d latent state.
 
     W has entries N(0, (2/sqrt(dim))^2) and b = 0; the emission weights w have
-    entries N(0, 1) and c = 0. Parameters are shared across time steps (each
-    node holds its own copy of the same values).
+    entries N(0, 1) and c = 0. Parameters are shared across time steps: with
+    ``tie`` as tie groups ``transition`` (z2..zT) and ``emission`` (x1..xT), one
+    parameter set each; without, each node holds its own copy of the same values.
     """
     rng = np.random.default_rng(seed)
     W = rng.normal(0.0, 2.0 / np.sqrt(dim), (dim, dim)).astype(np.float32)
@@ -73,7 +77,10 @@ def kingma_dbn(T: int = 20, dim: int = 10, sigma_z: float = 0.1, seed: int = 0) 
         parents.append([f"z{t}"])
         conds.append(Bernoulli(MLP(((jnp.asarray(w).T, jnp.zeros(1)),), activation="tanh")))
         observed.append(True)
-    return BayesNet(names, parents, conds, observed, source="example:kingma-dbn")
+    ties = {}
+    if tie:
+        ties = {n: "transition" for n in names[1:T]} | {n: "emission" for n in names[T:]}
+    return BayesNet(names, parents, conds, observed, source="example:kingma-dbn", ties=ties)
 
 
 def gaussian_binary_tree(depth: int = 5, seed: int = 0) -> BayesNet:

@@ -140,12 +140,15 @@ def runs(bn: BayesNet, min_length: int = 3, tie: bool = True) -> tuple[Run, ...]
     a run has an observed child whose only parent it is, all of the same kind, those
     emissions join the run. Walking a run is one ``lax.scan`` instead of one
     unrolled block per time step: far smaller programs to compile for dynamic
-    Bayes nets. With ``tie`` a run is ``tied`` when its parameters are concrete
-    and equal at every step (a recurrent BN proper; never so while traced, so
-    call this outside ``jit``): the scan then closes over one set of parameters
-    instead of slicing a stacked copy at every step, about half the cost of a
-    gradient on ``kingma-dbn``. A tied run stands for those parameter values
-    only: pass ``tie=False`` for a network whose parameters are being learned.
+    Bayes nets. A run is ``tied`` when its nodes (and its emissions) share one
+    parameter set: when they are one tie group of the network (see
+    :class:`~deepbn.bn.BayesNet`), or, with ``tie``, when their parameters are
+    concrete and equal at every step (never so while traced, so call this
+    outside ``jit``). The scan then closes over one set of parameters instead of
+    slicing a stacked copy at every step, about half the cost of a gradient on
+    ``kingma-dbn``. A run tied by equal values stands for those values only:
+    pass ``tie=False`` for a network whose parameters are being learned (a tie
+    group's run stays tied: its nodes share one parameter however it is learned).
     """
     index = {n: k for k, n in enumerate(bn.names)}
     conds = bn.conditionals
@@ -174,8 +177,11 @@ def runs(bn: BayesNet, min_length: int = 3, tie: bool = True) -> tuple[Run, ...]
             emissions.append(obs[0] if len(obs) == 1 else None)
         ok = all(e is not None for e in emissions) and all(
             _same_kind(conds[e], conds[emissions[0]]) for e in emissions)
-        tied = tie and _concrete_equal([conds[k] for k in run]) and (
-            not ok or _concrete_equal([conds[e] for e in emissions]))
+        def shared(nodes):  # one parameter set: structurally, or (tie) by equal values
+            return len({bn.slots[k] for k in nodes}) == 1 or (
+                tie and _concrete_equal([conds[k] for k in nodes]))
+
+        tied = shared(run) and (not ok or shared(emissions))
         found.append(Run(tuple(run), tuple(emissions) if ok else None, tied))
     return tuple(found)
 

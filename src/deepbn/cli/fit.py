@@ -34,7 +34,7 @@ def fit(
     learning_rate: float = typer.Option(0.05, help="M-step learning rate."),
     hmc_transitions: int = typer.Option(5, help="HMC transitions per case per E-step."),
     learn: str = typer.Option(None, help="Comma-separated nodes whose parameters to learn "
-                                         "(default: all)."),
+                                         "(default: all); a tied node learns its tie group."),
     seed: int = SeedOption,
     as_json: bool = JsonOption,
 ) -> None:

@@ -14,9 +14,12 @@ Monte-Carlo estimate log p(x) ≈ log mean_s p(x | z(ε_s)), ε_s from the prior
 **VI** (``method="vi"``): a mean-field Gaussian q(u_i) per case, trained with
 θ by the reparameterised ELBO (Kingma & Welling, ICLR 2014) — the baseline.
 
-Scales are learned on the log scale and so stay positive. Parameters that
-several nodes hold copies of (e.g. ``kingma-dbn``'s transition) are learned
-per node: the network format has no parameter tying.
+Scales are learned on the log scale and so stay positive. Tied nodes (a
+network's tie groups, e.g. ``kingma-dbn``'s transitions and emissions, shared
+across time steps as in the paper) share one parameter set, the one leaf the
+optimiser sees: its gradient is the sum over the group's nodes, one update per
+iteration. An untied copy of the same network learns each node's parameters
+apart (:meth:`~deepbn.bn.BayesNet.with_ties`).
 
 Example:
     >>> from deepbn import examples
@@ -105,16 +108,18 @@ def _is_scale(path) -> bool:
 def split_network(bn: BayesNet, learn: Sequence[str] | None = None):
     """(unconstrained parameters, the rest); scales become log-scales.
 
-    ``learn`` names the nodes whose parameters are trainable (default: all).
+    ``learn`` names the nodes whose parameters are trainable (default: all); a tied
+    node stands for its tie group: its one parameter set is learned.
     """
     learn = set(bn.names if learn is None else learn)
     unknown = sorted(learn - set(bn.names))
     if unknown:
         raise UsageError(f"cannot learn unknown node(s) {', '.join(unknown[:5])}")
+    learned_sets = {bn.slots[bn.index(n)] for n in learn}
     spec = jax.tree_util.tree_map(eqx.is_inexact_array, bn)
-    spec = eqx.tree_at(lambda b: b.conditionals, spec, tuple(
-        jax.tree_util.tree_map(lambda a, keep=name in learn: bool(a) and keep, c)
-        for name, c in zip(bn.names, spec.conditionals)))
+    spec = eqx.tree_at(lambda b: b.parameter_sets, spec, tuple(
+        jax.tree_util.tree_map(lambda a, keep=k in learned_sets: bool(a) and keep, c)
+        for k, c in enumerate(spec.parameter_sets)))
     params, static = eqx.partition(bn, spec)
     params = jax.tree_util.tree_map_with_path(
         lambda p, a: jnp.log(a) if _is_scale(p) else a, params)
@@ -135,7 +140,7 @@ def log_marginal_likelihood(bn: BayesNet, observed: Mapping[str, jnp.ndarray], k
                             n_samples: int) -> jnp.ndarray:
     """Σ_cases log mean_s p(x_i | z(ε_s)), ε_s from the prior: the auxiliary-form estimate."""
     n_cases = next(iter(observed.values())).shape[0]
-    # untied runs: the estimate is taken while the parameters are being learned
+    # no runs tied by equal values: the estimate is taken while the parameters are learned
     reparam = Reparam.auxiliary(bn, n_cases, tie=False)
     space = reparam.space
     eps = bn.base_sample(key, n_samples * n_cases)
@@ -243,6 +248,13 @@ def step(key, state: FitState, data: FitData, config: FitConfig) -> tuple[FitSta
 
 
 @eqx.filter_jit
+def _initial_coordinates(bn, reparam: Reparam, key, observed):
+    """The chains' starting coordinates: latent values drawn from the prior (jitted: op by op
+    it took about 5 s on an 8-step DBN)."""
+    return coordinates(bn, reparam, prior_latents(bn, reparam, key, observed), observed)
+
+
+@eqx.filter_jit
 def _monitor(params, static, observed, key, n_samples):
     bn = join_network(params, static)
     if not bn.latent_names:
@@ -281,10 +293,10 @@ def fit(
         opt_state = _optimizer(cfg).init(params)
         method = "ml"
     else:
-        # untied runs: the parameters are learned, step by step apart
+        # no runs tied by equal values: the parameters are learned, step by step apart
+        # (runs of one tie group stay tied: they share one parameter)
         reparam = Reparam.from_form(bn, cfg.form, observed, n_cases, tie=False)
-        z0 = prior_latents(bn, reparam, k_init, observed)
-        u0 = coordinates(bn, reparam, z0, observed)
+        u0 = _initial_coordinates(bn, reparam, k_init, observed)
         aux = jnp.full((n_cases,), np.log(0.1)) if cfg.method == "mcmc-em" else jnp.full(
             (n_cases, reparam.space.size), np.log(0.1))
         opt_state = _optimizer(cfg).init(params if cfg.method == "mcmc-em" else (params, u0, aux))
@@ -296,6 +308,8 @@ def fit(
                 "parents": bn.parents, "observed": bn.observed, "families":
                 [c.family for c in bn.conditionals],
                 "learn": None if learn is None else sorted(learn)}
+    if any(g is not None for g in bn.ties):  # untied: the fingerprint of earlier versions
+        settings["ties"] = bn.ties
     fp = run_layer.fingerprint((eqx.filter(bn, eqx.is_array), observed), settings)
     data = FitData(static, observed, reparam)
     every = cfg.monitor_every

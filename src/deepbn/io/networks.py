@@ -14,6 +14,13 @@ deepbn layout (``"format": "deepbn"``)::
                 "family": "linear-gaussian",
                 "params": {"weight": [[...]], "bias": [...], "scale": [...]}}, ...]}
 
+Tied parameters: nodes with the same ``"tie": "NAME"`` share one parameter set
+(e.g. a dynamic Bayes net's transitions across time steps); they need the same
+family and parameter shapes. The writer gives every tied node its ``tie`` and
+its (equal) ``params``, so that a reader without ties still reads the network
+(as untied copies); a tied node may also omit ``family`` and ``params``, and
+then has those of its group's first node that gives them.
+
 Families and their ``params``: ``linear-gaussian``, ``laplace`` and
 ``product-gaussian`` (weight, bias, scale), ``activation-gaussian`` (weight,
 bias, scale, activation),
@@ -229,7 +236,8 @@ def _from_deepbn(doc: dict, source: str) -> BayesNet:
     nodes = doc.get("nodes")
     if not isinstance(nodes, list) or not nodes:
         raise NetworkFileError(f"{source}: 'nodes' must be a non-empty list")
-    names, parents, conds, observed = [], [], [], []
+    names, parents, conds, observed, ties = [], [], [], [], []
+    group_params: dict[str, Conditional] = {}
     for k, node in enumerate(nodes):
         if not isinstance(node, dict) or "name" not in node:
             raise NetworkFileError(f"{source}: node #{k} needs a 'name'")
@@ -240,12 +248,31 @@ def _from_deepbn(doc: dict, source: str) -> BayesNet:
         if not isinstance(flag, bool):
             raise NetworkFileError(f"{where}: 'observed' must be true or false, got {flag!r}")
         observed.append(flag)
+        tie = node.get("tie")
+        if tie is not None and not (isinstance(tie, str) and tie):
+            raise NetworkFileError(f"{where}: 'tie' must be a group name (a non-empty "
+                                   f"string), got {tie!r}")
+        ties.append(tie)
+        if tie is not None and "params" not in node:
+            conds.append(None)  # the group's parameters, filled in below
+            continue
         conds.append(_decode(node.get("family", ""), node.get("params", {}), where))
-    return BayesNet(names, parents, conds, observed, source=source)
+        if tie is not None:
+            group_params.setdefault(tie, conds[-1])
+    for k, tie in enumerate(ties):
+        if conds[k] is None:
+            if tie not in group_params:
+                raise NetworkFileError(f"{source}: no node of tie group '{tie}' gives "
+                                       "'params'; give the parameters on one of its nodes")
+            conds[k] = group_params[tie]
+    return BayesNet(names, parents, conds, observed, source=source, ties=ties)
 
 
 def network_to_json(bn: BayesNet) -> dict:
-    """The deepbn JSON document of ``bn`` (parameters at full float32 precision)."""
+    """The deepbn JSON document of ``bn`` (parameters at full float32 precision).
+
+    Tied nodes carry ``"tie"`` and each their group's parameters (readable without ties).
+    """
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -254,10 +281,12 @@ def network_to_json(bn: BayesNet) -> dict:
                 "name": n,
                 "parents": list(pa),
                 "observed": obs,
+                **({"tie": tie} if tie is not None else {}),
                 "family": c.family,
                 "params": _encode(c),
             }
-            for n, pa, obs, c in zip(bn.names, bn.parents, bn.observed, bn.conditionals)
+            for n, pa, obs, tie, c in zip(bn.names, bn.parents, bn.observed, bn.ties,
+                                          bn.conditionals)
         ],
     }
 
