@@ -24,7 +24,7 @@ _LAZY = {
     "load_sachs": "deepbn.io.datasets",
     "load_images": "deepbn.io.datasets",
     # structure learning
-    "DiBSConfig": "deepbn.structure.dibs",
+    "DiBSConfig": "deepbn.structure.config",
     "Knowledge": "deepbn.structure.knowledge",
     "learn_structure": "deepbn.structure.learn",
     "GraphPosterior": "deepbn.structure.posterior",
@@ -35,7 +35,7 @@ _LAZY = {
     "Reparam": "deepbn.reparam",
     "sample_posterior": "deepbn.inference.hmc",
     "to_arviz": "deepbn.inference.arviz_export",
-    "FitConfig": "deepbn.inference.mcmc_em",
+    "FitConfig": "deepbn.inference.config",
     "fit": "deepbn.inference.mcmc_em",
     # neural pieces, flows and the VAEs
     "MLP": "deepbn.nn",

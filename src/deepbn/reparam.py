@@ -63,8 +63,7 @@ import optax
 
 from deepbn.bn import BayesNet
 from deepbn.errors import UsageError
-
-FORMS = ("auto", "centred", "auxiliary")
+from deepbn.inference.config import FORMS  # noqa: E402
 
 
 class LatentSpace(NamedTuple):

@@ -17,7 +17,7 @@ RHAT_WARN = 1.1  # deepbn.structure.diagnostics.RHAT_WARN (that module imports J
 
 if TYPE_CHECKING:  # the library is imported inside the commands: --help stays fast
     from deepbn.results import ResultsFolder
-    from deepbn.structure.dibs import DiBSConfig
+    from deepbn.structure.config import DiBSConfig
     from deepbn.structure.learn import StructureRun
 
 
@@ -117,17 +117,18 @@ def discover(
     as_json: bool = JsonOption,
 ) -> None:
     """Learn a posterior over DAGs with DiBS; resumes from DIR when run again."""
-    from deepbn.io.tables import match_columns, read_table
-    from deepbn.results import ResultsFolder
-    from deepbn.structure.dibs import DiBSConfig
-    from deepbn.structure.inputs import read_mask, read_truth
-    from deepbn.structure.knowledge import read_knowledge
-    from deepbn.structure.learn import check_scaling
+    from deepbn.structure.config import DiBSConfig, check_scaling  # no JAX: errors at once
 
     require_count("--runs", runs)
+    require_count("the number of SVGD steps", steps)
     cfg = DiBSConfig(model=model, graph_prior=graph_prior, edges_per_node=edges_per_node,
                      n_particles=particles, n_graph_samples=graph_samples).check()
     check_scaling(standardize)
+    from deepbn.io.tables import match_columns, read_table
+    from deepbn.results import ResultsFolder
+    from deepbn.structure.inputs import read_mask, read_truth
+    from deepbn.structure.knowledge import read_knowledge
+
     table = read_table(data)
     if len(table.names) < 2:
         raise DataError(f"{data}: structure learning needs at least 2 variables (columns)")

@@ -39,13 +39,15 @@ def fit(
     as_json: bool = JsonOption,
 ) -> None:
     """Fit parameters by MCMC-EM (or VI; plain ML without latent nodes); resumable."""
+    from deepbn.inference.config import FitConfig  # no JAX: errors at once
+
+    cfg = FitConfig(method=method, iterations=iterations, form=form, optimizer=optimizer,
+                    learning_rate=learning_rate, hmc_transitions=hmc_transitions).check()
     from deepbn.inference import mcmc_em
     from deepbn.io.networks import write_network
     from deepbn.plots import training_curve
     from deepbn.results import ResultsFolder
 
-    cfg = mcmc_em.FitConfig(method=method, iterations=iterations, form=form, optimizer=optimizer,
-                            learning_rate=learning_rate, hmc_transitions=hmc_transitions).check()
     net = network_for_run(bn, latent)
     observed = read_observed(net, bn, data, need_latent=False)
     nodes = node_list(learn)

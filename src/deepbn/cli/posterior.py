@@ -92,12 +92,13 @@ def posterior(
 ) -> None:
     """Sample the latent nodes' posterior; writes samples.npz, posterior.nc (ArviZ),
     summary.json, trace.png."""
+    from deepbn.inference.config import check_settings  # no JAX: errors at once
+
+    check_settings(sampler, form, chains, warmup, samples, integration_steps, checkpoint_every)
     from deepbn.inference import arviz_export, hmc
     from deepbn.plots import traces
     from deepbn.results import ResultsFolder
 
-    hmc.check_settings(sampler, form, chains, warmup, samples, integration_steps,
-                       checkpoint_every)
     net = network_for_run(bn, latent)
     observed = read_observed(net, bn, data)
     folder = ResultsFolder(out, "posterior")

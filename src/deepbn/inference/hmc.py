@@ -36,10 +36,10 @@ import numpy as np
 
 from deepbn import run as run_layer
 from deepbn.bn import BayesNet
-from deepbn.errors import UsageError, require_count
+from deepbn.errors import UsageError
 from deepbn.inference import diagnostics, nuts
-from deepbn.inference.nuts import SAMPLERS
-from deepbn.reparam import FORMS, LatentSpace, Reparam, coordinates, prior_latents, values
+from deepbn.inference.config import check_settings  # noqa: F401
+from deepbn.reparam import LatentSpace, Reparam, coordinates, prior_latents, values
 
 
 class PosteriorSamples(NamedTuple):
@@ -77,20 +77,6 @@ def _check_finite(bn, reparam: Reparam, u0, observed):
             raise UsageError(f"log-density is not finite at initialisation at node '{name}'; "
                              "check the data for values impossible under that node "
                              "(e.g. a Bernoulli column holding something other than 0/1)")
-
-
-def check_settings(sampler: str, form: str, chains: int, warmup: int, samples: int,
-                   integration_steps: int = 16, chunk: int = 100) -> None:
-    """One-line :class:`~deepbn.errors.UsageError` for sampler settings that cannot run."""
-    if sampler not in SAMPLERS:
-        raise UsageError(f"unknown sampler '{sampler}'; use one of {', '.join(SAMPLERS)}")
-    if form not in FORMS:
-        raise UsageError(f"unknown form '{form}'; use one of {', '.join(FORMS)}")
-    if chains < 1 or warmup < 1 or samples < 4:
-        raise UsageError(f"need at least 1 chain, 1 warmup step and 4 samples; got {chains} "
-                         f"chain(s), {warmup} warmup step(s), {samples} sample(s)")
-    require_count("the leapfrog steps per HMC transition", integration_steps)
-    require_count("the transitions between checkpoints", chunk)
 
 
 def sample_posterior(

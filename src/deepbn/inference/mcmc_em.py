@@ -45,36 +45,12 @@ import optax
 
 from deepbn import run as run_layer
 from deepbn.bn import BayesNet
-from deepbn.errors import UsageError, require_choice, require_count, require_positive
+from deepbn.errors import UsageError
+from deepbn.inference.config import METHODS, OPTIMIZER_NAMES, FitConfig  # noqa: F401
 from deepbn.reparam import Reparam, coordinates, log_density, prior_latents, values
 
-METHODS = ("mcmc-em", "vi")
 OPTIMIZERS = {"adagrad": optax.adagrad, "adam": optax.adam, "sgd": optax.sgd}
-
-
-class FitConfig(NamedTuple):
-    method: str = "mcmc-em"
-    iterations: int = 500
-    form: str = "auxiliary"  # centring of the E-step chains / the VI guide
-    optimizer: str = "adagrad"  # adagrad | adam | sgd
-    learning_rate: float = 0.05
-    hmc_transitions: int = 5  # E-step transitions per iteration
-    integration_steps: int = 10  # leapfrog steps per HMC transition
-    vi_samples: int = 1
-    likelihood_samples: int = 256  # prior draws for the marginal-likelihood estimate
-    monitor_every: int = 25
-
-    def check(self) -> FitConfig:
-        """One-line :class:`~deepbn.errors.UsageError` for settings that cannot run."""
-        choices = {"method": METHODS, "form": ("centred", "auxiliary"),
-                   "optimizer": tuple(OPTIMIZERS)}
-        for name, allowed in choices.items():
-            require_choice(name, getattr(self, name), allowed)
-        for name in ("iterations", "hmc_transitions", "integration_steps", "vi_samples",
-                     "likelihood_samples", "monitor_every"):
-            require_count(name.replace("_", " "), getattr(self, name))
-        require_positive("the learning rate", self.learning_rate)
-        return self
+assert tuple(OPTIMIZERS) == OPTIMIZER_NAMES
 
 
 class FitState(NamedTuple):

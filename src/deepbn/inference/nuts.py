@@ -35,9 +35,8 @@ from blackjax.adaptation.step_size import dual_averaging_adaptation
 from blackjax.adaptation.window_adaptation import build_schedule
 
 from deepbn.bn import BayesNet
+from deepbn.inference.config import SAMPLERS  # noqa: E402, F401
 from deepbn.reparam import LatentSpace, Reparam, Run, latent_values, log_density
-
-SAMPLERS = ("nuts", "hmc")
 
 
 class Frozen:

@@ -48,56 +48,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from deepbn.errors import require_choice, require_count, require_positive
 from deepbn.graph import acyclicity_poly
 from deepbn.structure import priors, scores
+from deepbn.structure.config import MODELS, DiBSConfig  # noqa: F401  (defined apart: no JAX)
 from deepbn.structure.knowledge import Knowledge
-
-MODELS = ("bge", "linear", "mlp")
-
-
-class DiBSConfig(NamedTuple):
-    """Hyperparameters (hashable, static under jit)."""
-
-    model: str = "bge"
-    graph_prior: str = "er"
-    edges_per_node: float = 1.0
-    n_particles: int = 20
-    latent_dim: int | None = None  # k; default d
-    alpha_slope: float | None = None  # α_t = alpha_slope · t; default 1 (bge), 0.5 (joint)
-    beta_slope: float = 1.0  # β_t = beta_slope · t
-    tau: float = 1.0  # Gumbel-softmax inverse temperature
-    n_graph_samples: int = 16  # M, per particle and step
-    n_acyclicity_samples: int = 16
-    estimator: str = "auto"  # "score" or "reparam"; auto: reparam for mlp, score otherwise
-    h_latent: float = 5.0
-    h_theta: float = 500.0
-    step_size: float | None = None  # RMSprop step; default 0.005 (bge), 0.01 (joint)
-    hidden: int = 5
-    theta_prior_sigma: float = 1.0
-
-    def check(self) -> DiBSConfig:
-        """One-line :class:`~deepbn.errors.UsageError` for settings that cannot run."""
-        choices = {"model": MODELS, "graph_prior": priors.PRIORS,
-                   "estimator": ("auto", "score", "reparam")}
-        for name, allowed in choices.items():
-            require_choice(name.replace("_", " "), getattr(self, name), allowed)
-        for name in ("n_particles", "n_graph_samples", "n_acyclicity_samples"):
-            require_count(f"the number of {name[2:].replace('_', ' ')}", getattr(self, name))
-        require_positive("the expected edges per node", self.edges_per_node)
-        return self
-
-    def resolved(self, d: int) -> DiBSConfig:
-        cfg = self
-        if cfg.latent_dim is None:
-            cfg = cfg._replace(latent_dim=d)
-        if cfg.estimator == "auto":
-            cfg = cfg._replace(estimator="reparam" if cfg.model == "mlp" else "score")
-        if cfg.step_size is None:
-            cfg = cfg._replace(step_size=0.005 if cfg.model == "bge" else 0.01)
-        if cfg.alpha_slope is None:
-            cfg = cfg._replace(alpha_slope=1.0 if cfg.model == "bge" else 0.5)
-        return cfg
 
 
 class DiBSData(NamedTuple):

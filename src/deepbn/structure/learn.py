@@ -19,10 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from deepbn import run as run_layer
-from deepbn.errors import DataError, UsageError, require_choice, require_count
-from deepbn.io.tables import SCALINGS, column_centers, column_scales, scale_columns
+from deepbn.errors import DataError, UsageError, require_count
+from deepbn.io.tables import column_centers, column_scales, scale_columns
 from deepbn.structure import dibs
-from deepbn.structure.dibs import DiBSConfig
+from deepbn.structure.config import DiBSConfig, check_scaling
 from deepbn.structure.knowledge import Knowledge
 from deepbn.structure.posterior import GraphPosterior, from_particles
 
@@ -46,11 +46,6 @@ class StructureRun(NamedTuple):
     def particle_runs(self) -> np.ndarray:
         """The run of every particle of the posterior (all 0 for one run)."""
         return np.repeat(np.arange(self.runs), len(self.posterior.graphs) // self.runs)
-
-
-def check_scaling(scaling: str) -> str:
-    require_choice("scaling", scaling, SCALINGS)
-    return scaling
 
 
 def resolve_scaling(scaling: str, model: str) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-PRIORS = ("er", "sf")
+from deepbn.structure.config import GRAPH_PRIORS as PRIORS  # noqa: F401
 
 
 def er_column_log_prior(G: jnp.ndarray, edges_per_node: float) -> jnp.ndarray:
