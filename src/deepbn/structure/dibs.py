@@ -61,10 +61,11 @@ class DiBSData(NamedTuple):
     keep: jnp.ndarray  # (n, d): 1 where node j was not intervened on in sample n
     bge: Any  # scores.BGeStats or None
     # prior knowledge (:mod:`deepbn.structure.knowledge`) as (d, d) arrays
-    free: jnp.ndarray  # 1 where g_ij is left to the data (off-diagonal, neither fixed)
-    required: jnp.ndarray  # 1 where g_ij = 1 is required
-    prior_on: jnp.ndarray  # log p_ij where a soft edge prior has an opinion, else 0
-    prior_off: jnp.ndarray  # log(1 - p_ij) there, else 0
+    # (None: no hard / no soft knowledge)
+    free: jnp.ndarray | None  # 1 where g_ij is left to the data (off-diagonal, neither fixed)
+    required: jnp.ndarray | None  # 1 where g_ij = 1 is required
+    prior_on: jnp.ndarray | None  # log p_ij where a soft edge prior has an opinion, else 0
+    prior_off: jnp.ndarray | None  # log(1 - p_ij) there, else 0
 
 
 class DiBSState(NamedTuple):
@@ -85,8 +86,12 @@ def make_data(x, mask=None, config: DiBSConfig = DiBSConfig(),
     knowledge = Knowledge.none(x.shape[1]) if knowledge is None else knowledge.check()
     on, off = knowledge.log_prior_terms()
     f32 = partial(jnp.asarray, dtype=jnp.float32)
-    return DiBSData(x, keep, bge, f32(knowledge.free()), f32(knowledge.required), f32(on),
-                    f32(off))
+    # None where there is no such knowledge: the traced program is then the plain one
+    hard = bool(knowledge.required.any() or knowledge.forbidden.any())
+    soft = bool(np.any(on) or np.any(off))
+    return DiBSData(x, keep, bge, f32(knowledge.free()) if hard else None,
+                    f32(knowledge.required) if hard else None, f32(on) if soft else None,
+                    f32(off) if soft else None)
 
 
 def _optimizer(cfg: DiBSConfig):
@@ -128,7 +133,7 @@ def with_knowledge(G, data: DiBSData | None):
     """A (hard or soft) graph with the entries fixed by prior knowledge set: free entries
     kept, required ones 1, forbidden ones and the diagonal 0. Every graph of the model goes
     through it, so p(g_ij = 1 | Z) is σ(α u_i·v_j) on the free pairs and 1 or 0 on the others."""
-    if data is None:
+    if data is None or data.free is None:
         return G * _offdiag(G.shape[-1], G.dtype)
     return G * data.free + data.required
 
@@ -150,8 +155,9 @@ def node_log_terms(G, theta, data: DiBSData, cfg: DiBSConfig) -> jnp.ndarray:
     log p(G[:, j]) is the structural prior's column plus the soft edge prior's,
     Σ_i g_ij log p_ij + (1 - g_ij) log(1 - p_ij) over the pairs with an opinion
     (:mod:`deepbn.structure.knowledge`)."""
-    prior = (priors.column_log_prior(cfg.graph_prior)(G, cfg.edges_per_node)
-             + jnp.sum(G * data.prior_on + (1.0 - G) * data.prior_off, axis=-2))
+    prior = priors.column_log_prior(cfg.graph_prior)(G, cfg.edges_per_node)
+    if data.prior_on is not None:
+        prior = prior + jnp.sum(G * data.prior_on + (1.0 - G) * data.prior_off, axis=-2)
     if cfg.model == "bge":
         return prior + scores.bge_node_scores(G, data.bge)
     _, loglik = scores.JOINT_MODELS[cfg.model]
@@ -177,7 +183,7 @@ def column_score_grad(logits, noise, log_terms, data: DiBSData | None = None):
     Returns (gradient (d, d), the graphs (M, d, d), the weights (M, d)).
     """
     d = logits.shape[-1]
-    free = _offdiag(d) if data is None else data.free
+    free = _offdiag(d) if data is None or data.free is None else data.free
     G = with_knowledge((logits + noise > 0).astype(jnp.float32), data)
     terms = jax.vmap(log_terms)(G)  # (M, d)
     w = jax.lax.stop_gradient(jax.nn.softmax(terms, axis=0))
