@@ -252,7 +252,11 @@ CASES: list[tuple[str, list[str], str]] = [
      "importance samples must be at least 1"),
     ("vae eval max examples 0", ["vae", "eval", "{d}/not_a_vae", "--max-examples", "0"],
      "test examples must be at least 1"),
+    ("vae diverging", _vae("--lr", "1e8"),
+     "epoch 1 produced non-finite values; stopped, nothing was checkpointed"),
     # siren train
+    ("siren diverging", _siren("--lr", "1e8"),
+     "epoch 1 produced non-finite values; stopped, nothing was checkpointed"),
     ("siren variant", _siren("--variant", "dense"), "unknown variant 'dense'"),
     ("siren latent unknown", _siren("--latent", "ghost"),
      "latent node(s) ghost not in the network"),

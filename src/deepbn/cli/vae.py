@@ -96,6 +96,9 @@ def train(
         result = experiment.train(cfg, d, folder, epochs, batch=batch, lr=lr, lr_decay=lr_decay,
                                   temperature_decay=temperature_decay, seed=seed,
                                   progress=in_epoch, on_epoch_end=epoch_end)
+        if result["message"] and not result["history"]:
+            bar.live.transient = True  # the error is the one line left
+            raise UsageError(result["message"])
     seconds = time.perf_counter() - t0
     history = result["history"]
     cfg, params, fixed = result["config"], result["params"], result["fixed"]

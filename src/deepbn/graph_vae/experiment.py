@@ -131,7 +131,8 @@ def train(cfg: model.GraphVAEConfig, d: VAEData, out: str | Path | ResultsFolder
         fingerprint=json.loads(json.dumps(settings)),
         scalars_for=lambda e: {"temperature": jnp.float32(temperature_decay ** e)},
         on_epoch=on_epoch)
-    folder.write_history(history.records)
+    if history.records:  # a run that stopped in its first epoch leaves nothing behind
+        folder.write_history(history.records)
     return {"history": history.records, "message": message, "params": carry[0],
             "fixed": carry[1], "config": cfg}
 
