@@ -106,7 +106,7 @@ def release_locks(failed: bool = False) -> None:
         if failed:
             folder._undo()
     while _LOCKS:
-        path, fd = _LOCKS.popitem()
+        _, fd = _LOCKS.popitem()
         os.close(fd)  # closing the file releases its flock
 
 

@@ -21,8 +21,10 @@ def demo(
     as_json: bool = JsonOption,
 ) -> None:
     """Sample a built-in 10-variable network, learn its structure with DiBS (BGe), score it."""
+    from deepbn.structure.config import check_steps
+
     require_count("the number of samples", n)  # before the data files are written
-    require_count("the number of SVGD steps", steps)
+    check_steps(steps)
     import jax
 
     from deepbn import graph

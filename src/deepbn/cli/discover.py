@@ -57,11 +57,10 @@ def write_results(folder: ResultsFolder, run: StructureRun, names: list[str],
         summary["network_particle"] = k
     folder.write_history([{"step": i + 1, "mean_edges": float(e), "cyclic_particles": int(c)}
                           for i, (e, c) in enumerate(zip(run.edges, run.cyclic))])
+    cyclic = "every particle's graph is cyclic"
+    one_class = "the true graph has no edges or every edge: AUROC needs both classes"
     summary = folder.write_summary(summary, reasons={
-        "network": "every particle's graph is cyclic",
-        "cpdag": "every particle's graph is cyclic",
-        "auroc": "the true graph has no edges or every edge: AUROC needs both classes",
-        "auroc_dibs": "the true graph has no edges or every edge: AUROC needs both classes"})
+        "network": cyclic, "cpdag": cyclic, "auroc": one_class, "auroc_dibs": one_class})
     classes = run.posterior.class_marks()
     edge_prob_heatmap(probs, names, out / "edge_probs.png", truth, classes=classes)
     structure_graph(probs, names, out / "graph.png", truth, classes=classes)
@@ -117,10 +116,10 @@ def discover(
     as_json: bool = JsonOption,
 ) -> None:
     """Learn a posterior over DAGs with DiBS; resumes from DIR when run again."""
-    from deepbn.structure.config import DiBSConfig, check_scaling  # no JAX: errors at once
+    from deepbn.structure.config import DiBSConfig, check_scaling, check_steps  # no JAX
 
     require_count("--runs", runs)
-    require_count("the number of SVGD steps", steps)
+    check_steps(steps)
     cfg = DiBSConfig(model=model, graph_prior=graph_prior, edges_per_node=edges_per_node,
                      n_particles=particles, n_graph_samples=graph_samples).check()
     check_scaling(standardize)

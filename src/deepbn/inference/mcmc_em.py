@@ -49,8 +49,7 @@ from deepbn.errors import UsageError
 from deepbn.inference.config import METHODS, OPTIMIZER_NAMES, FitConfig  # noqa: F401
 from deepbn.reparam import Reparam, coordinates, log_density, prior_latents, values
 
-OPTIMIZERS = {"adagrad": optax.adagrad, "adam": optax.adam, "sgd": optax.sgd}
-assert tuple(OPTIMIZERS) == OPTIMIZER_NAMES
+OPTIMIZERS = {name: getattr(optax, name) for name in OPTIMIZER_NAMES}  # optax.adagrad, ...
 
 
 class FitState(NamedTuple):

@@ -56,6 +56,11 @@ class DiBSConfig(NamedTuple):
         return cfg
 
 
+def check_steps(steps: int) -> int:
+    require_count("the number of SVGD steps", steps)
+    return steps
+
+
 def check_scaling(scaling: str) -> str:
     require_choice("scaling", scaling, SCALINGS)
     return scaling

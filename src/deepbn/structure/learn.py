@@ -22,7 +22,7 @@ from deepbn import run as run_layer
 from deepbn.errors import DataError, UsageError, require_count
 from deepbn.io.tables import column_centers, column_scales, scale_columns
 from deepbn.structure import dibs
-from deepbn.structure.config import DiBSConfig, check_scaling
+from deepbn.structure.config import DiBSConfig, check_scaling, check_steps
 from deepbn.structure.knowledge import Knowledge
 from deepbn.structure.posterior import GraphPosterior, from_particles
 
@@ -109,7 +109,7 @@ def learn_structure(
         raise DataError(f"structure learning needs at least 2 variables, got shape {x.shape}")
     if x.shape[0] < 2:
         raise DataError("structure learning needs at least 2 samples")
-    require_count("the number of SVGD steps", steps)
+    check_steps(steps)
     require_count("the number of runs", runs)
     config.check()
     check_scaling(scaling)
