@@ -65,6 +65,7 @@ def write_inputs(d: Path) -> None:
 
     for name, text in FILES.items():
         (d / name).write_text(text)
+    (d / "binary.csv").write_bytes(b"\xff\xfe\x00bad")
     for spec, name, n in [(H, "h.csv", 6), (TREE, "tree.csv", 12), (DBN, "dbn.csv", 1)]:
         net = load(spec)
         values = net.sample(jax.random.key(0), n)
@@ -141,6 +142,8 @@ CASES: list[tuple[str, list[str], str]] = [
      "line 2: unknown variable 'zz'"),
     ("discover truth missing", _discover("--truth", "{d}/no_such.csv"),
      "no_such.csv: cannot read edge list"),
+    ("discover truth not text", _discover("--truth", "{d}/binary.csv"),
+     "binary.csv: not a CSV text file"),
     ("discover interventions not 0/1", _discover("--interventions", "{d}/bad_mask.csv"),
      "mask entries must be 0 or 1"),
     ("discover interventions rows", _discover("--interventions", "{d}/short_mask.csv"),

@@ -28,6 +28,7 @@ import numpy as np
 
 from deepbn.atomic import atomic_write
 from deepbn.errors import CycleError, DataError, UsageError
+from deepbn.io.tables import read_csv_rows
 
 
 def as_adjacency(A) -> np.ndarray:
@@ -270,11 +271,7 @@ def read_edge_list(path: str | os.PathLike, names: Sequence[str]) -> np.ndarray:
     """Read a ``cause,effect`` CSV of variable names into an adjacency matrix."""
     index = {n: k for k, n in enumerate(names)}
     A = np.zeros((len(names), len(names)), bool)
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-    except OSError as e:
-        raise DataError(f"{path}: cannot read edge list ({e.strerror})") from None
+    rows = read_csv_rows(path, "edge list")
     if not rows or [c.strip().lower() for c in rows[0]] != ["cause", "effect"]:
         raise DataError(f"{path}: an edge list needs the header line 'cause,effect'")
     for lineno, row in enumerate(rows[1:], start=2):

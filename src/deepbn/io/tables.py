@@ -32,6 +32,18 @@ class Table(NamedTuple):
     path: str
 
 
+
+def read_csv_rows(path: str | os.PathLike, what: str) -> list[list[str]]:
+    """The rows of a small CSV file (edge lists, tiers, edge priors) as strings; a file that
+    cannot be read, or is not text, is one :class:`DataError` naming ``what`` it should be."""
+    try:
+        with open(path, newline="") as f:
+            return list(csv.reader(f))
+    except OSError as e:
+        raise DataError(f"{path}: cannot read {what} ({e.strerror})") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: not a CSV text file ({e})") from None
+
 def read_table(path: str | os.PathLike, allow_constant: bool = False) -> Table:
     """Read a CSV with a header into float32 values and column names.
 

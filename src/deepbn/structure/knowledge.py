@@ -37,7 +37,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -47,6 +46,7 @@ import numpy as np
 
 from deepbn import graph
 from deepbn.errors import DataError, KnowledgeError
+from deepbn.io.tables import read_csv_rows
 
 SOURCES = {"forbidden": "the forbidden edges", "required": "the required edges",
            "tiers": "the tiers", "edge_prior": "the edge prior"}
@@ -227,7 +227,7 @@ def _assemble(names: list[str], F: np.ndarray, R: np.ndarray, tier: np.ndarray,
 
 def read_tiers(path: str | os.PathLike, names: Sequence[str]) -> dict[str, int]:
     """A ``variable,tier`` CSV (integer tiers) as a mapping; every name must be a variable."""
-    rows = _csv_rows(path, "tiers")
+    rows = read_csv_rows(path, "the tiers file")
     if not rows or [c.strip().lower() for c in rows[0]] != ["variable", "tier"]:
         raise DataError(f"{path}: a tiers file needs the header line 'variable,tier'")
     index = _index(names)
@@ -254,7 +254,8 @@ def read_edge_prior(path: str | os.PathLike, names: Sequence[str]) -> np.ndarray
     """A table of prior edge probabilities like ``edge_probs.csv``: the variable names as
     header and first column (any order, any subset), entry [i, j] = prior P(i -> j); a
     blank entry (or a variable left out) has no opinion. Returns (d, d), NaN = no opinion."""
-    rows = [r for r in _csv_rows(path, "edge prior") if r and any(c.strip() for c in r)]
+    rows = [r for r in read_csv_rows(path, "the edge prior file")
+            if r and any(c.strip() for c in r)]
     if not rows:
         raise DataError(f"{path}: the edge-prior file is empty; give a header of variable names")
     index = _index(names)
@@ -291,16 +292,6 @@ def _no_repeats(labels: list[str], where: str) -> None:
     if len(set(labels)) != len(labels):
         twice = next(n for n in labels if labels.count(n) > 1)
         raise DataError(f"{where}: '{twice}' is listed twice; give each variable once")
-
-
-def _csv_rows(path, what: str) -> list[list[str]]:
-    try:
-        with open(path, newline="") as f:
-            return list(csv.reader(f))
-    except OSError as e:
-        raise DataError(f"{path}: cannot read the {what} file ({e.strerror})") from None
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"{path}: not a CSV text file ({e})") from None
 
 
 def read_knowledge(names: Sequence[str], forbid: str | os.PathLike | None = None,
