@@ -61,10 +61,15 @@ def make_data(seed: int, d: int, k: float, model: str, n: int = 100):
     return A, sample(n), sample(n)
 
 
-def run_child(python: str, script: str, data_path: str, spec: dict, timeout: float):
+def run_child(python: str, script: str, data_path: str, spec: dict, timeout: float,
+              env: dict | None = None):
     with tempfile.NamedTemporaryFile(suffix=".npz") as out:
-        proc = subprocess.run([python, str(HERE / script), data_path, json.dumps(spec), out.name],
-                              capture_output=True, text=True, timeout=timeout)
+        try:
+            proc = subprocess.run([python, str(HERE / script), data_path, json.dumps(spec),
+                                   out.name], capture_output=True, text=True, timeout=timeout,
+                                  env=env)
+        except subprocess.TimeoutExpired:
+            return {"error": f"did not finish within {timeout:.0f} s"}
         if proc.returncode != 0:
             return {"error": proc.stderr.strip().splitlines()[-1][:300]}
         info = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -29,6 +29,7 @@ def test_acyclicity_zero_exactly_on_dags(A):
         assert abs(h_poly) < 1e-5 and abs(h_expm) < 1e-4
     else:
         assert h_poly > 1e-6 and h_expm > 1e-4
+    assert bool(graph.has_cycle(A)) == (not dag)
 
 
 @settings(max_examples=60, deadline=None)
@@ -61,6 +62,14 @@ def test_ancestors_match_networkx(A):
         assert {i for i in range(A.shape[0]) if R[i, j]} == anc
     assert list(graph.parents(A, 0)) == sorted(G.predecessors(0))
     assert list(graph.children(A, 0)) == sorted(G.successors(0))
+
+
+def test_has_cycle_batched_matches_networkx():
+    rng = np.random.default_rng(3)
+    As = (rng.random((64, 12, 12)) < 0.08) & ~np.eye(12, dtype=bool)
+    want = [not nx.is_directed_acyclic_graph(graph.to_networkx(A)) for A in As]
+    assert np.asarray(graph.has_cycle(As)).tolist() == want
+    assert 5 < sum(want) < 60  # both kinds occur
 
 
 def test_acyclicity_is_differentiable_and_batched():

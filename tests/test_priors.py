@@ -1,3 +1,4 @@
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import stats
@@ -23,3 +24,12 @@ def test_sf_prior_is_a_power_law_in_the_in_degree():
     G[0, 1] = 1
     got = np.asarray(priors.sf_column_log_prior(G))
     np.testing.assert_allclose(got, -3 * np.log([1, 2, 1, 4]), rtol=1e-6)
+
+
+def test_in_degree_bound_gives_probability_zero_beyond_k():
+    G = np.zeros((6, 6), np.float32)
+    G[:4, 5] = 1  # node 5: 4 parents
+    G[0, 1] = 1
+    lp = np.asarray(priors.in_degree_bound_log_prior(jnp.asarray(G), 2))
+    assert lp.tolist() == [0.0, 0.0, 0.0, 0.0, 0.0, 2 * priors.EXCESS_PARENT_LOG_PRIOR]
+    assert priors.EXCESS_PARENT_LOG_PRIOR <= -1e6

@@ -99,6 +99,11 @@ def discover(
     runs: int = typer.Option(1, help="Independent DiBS runs at once (vmapped): pooled edge "
                                      "probabilities, edge R-hat across runs."),
     graph_samples: int = typer.Option(16, help="Monte-Carlo graphs per particle and step."),
+    max_parents: int = typer.Option(None, help="Largest parent set K: graphs with more "
+                                               "parents have prior probability 0 (BGe then "
+                                               "scores K+1 variables per family, not d). "
+                                               "Default: no bound up to 32 variables, 8 "
+                                               "above."),
     interventions: Path = typer.Option(None, help="CSV mask, same columns and rows as the "
                                                   "data: 1 = variable intervened on."),
     truth: str = typer.Option(None, help="True graph: cause,effect CSV, network JSON or "
@@ -121,7 +126,8 @@ def discover(
     require_count("--runs", runs)
     check_steps(steps)
     cfg = DiBSConfig(model=model, graph_prior=graph_prior, edges_per_node=edges_per_node,
-                     n_particles=particles, n_graph_samples=graph_samples).check()
+                     n_particles=particles, n_graph_samples=graph_samples,
+                     max_parents=max_parents).check()
     check_scaling(standardize)
     from deepbn.io.tables import match_columns, read_table
     from deepbn.results import ResultsFolder
@@ -142,6 +148,7 @@ def discover(
     folder.write_config({"data": str(data), "model": model, "graph_prior": graph_prior,
                          "edges_per_node": edges_per_node, "particles": particles,
                          "steps": steps, "graph_samples": graph_samples,
+                         "max_parents": max_parents,
                          "interventions": interventions, "truth": truth, "heldout": heldout,
                          "standardize": standardize, "seed": seed,
                          "forbid": forbid, "require": require, "tiers": tiers,
@@ -155,8 +162,10 @@ def discover(
     lines = [f"DiBS ({model}, {graph_prior} prior): {summary['d']} variables, n={summary['n']}, "
              f"{particles} particles x {steps} steps"
              f"{f' x {runs} runs' if runs > 1 else ''} in {summary['seconds']:.1f} s"]
+    bound = (f", at most {summary['max_parents']} parents per node"
+             if summary["max_parents"] < summary["d"] - 1 else "")
     lines.append(f"mean edges per particle {summary['mean_edges']:.1f}, "
-                 f"cyclic particles {summary['cyclic_particles']}")
+                 f"cyclic particles {summary['cyclic_particles']}{bound}")
     if true_A is not None:
         auroc = summary["auroc"]
         lines.append(f"E-SHD {summary['eshd']:.2f}   E-SHD of the CPDAGs "
@@ -179,6 +188,11 @@ def discover(
     lines.append(f"results in {out}/ (edge_probs.csv, edge_summary.csv, graphs.json, "
                  f"{network}summary.json, edge_probs.png, graph.png)")
     report(summary, as_json, lines)
+    if summary["particles_beyond_max_parents"]:
+        console.print(Text(f"warning: {summary['particles_beyond_max_parents']} particles' "
+                           f"graphs give a node more than {summary['max_parents']} parents "
+                           f"(prior probability 0: DiBS+ weight 0); raise --max-parents or "
+                           f"run more --steps", style="yellow"), soft_wrap=True)
     if runs > 1 and summary["rhat_edges_max"] > RHAT_WARN:
         cause, effect = summary["rhat_edges_max_edge"]
         console.print(Text(f"warning: the runs disagree (edge R-hat "

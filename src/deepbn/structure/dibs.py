@@ -48,7 +48,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from deepbn.graph import acyclicity_poly
+from deepbn.graph import acyclicity_poly, has_cycle
+from deepbn.structure import noise as graph_noise
 from deepbn.structure import priors, scores
 from deepbn.structure.config import MODELS, DiBSConfig  # noqa: F401  (defined apart: no JAX)
 from deepbn.structure.knowledge import Knowledge
@@ -156,10 +157,12 @@ def node_log_terms(G, theta, data: DiBSData, cfg: DiBSConfig) -> jnp.ndarray:
     Σ_i g_ij log p_ij + (1 - g_ij) log(1 - p_ij) over the pairs with an opinion
     (:mod:`deepbn.structure.knowledge`)."""
     prior = priors.column_log_prior(cfg.graph_prior)(G, cfg.edges_per_node)
+    if cfg.max_parents is not None and cfg.max_parents < G.shape[-1] - 1:
+        prior = prior + priors.in_degree_bound_log_prior(G, cfg.max_parents)
     if data.prior_on is not None:
         prior = prior + jnp.sum(G * data.prior_on + (1.0 - G) * data.prior_off, axis=-2)
     if cfg.model == "bge":
-        return prior + scores.bge_node_scores(G, data.bge)
+        return prior + scores.bge_node_scores(G, data.bge, cfg.max_parents)
     _, loglik = scores.JOINT_MODELS[cfg.model]
     return prior + loglik(G, theta, data.x, data.keep)
 
@@ -206,8 +209,8 @@ def _particle_grads(z, theta, key, t, data: DiBSData, cfg: DiBSConfig):
     M = cfg.n_graph_samples
     # one set of logistic noise serves the graph samples (hard: 1[L + ε > 0], or
     # Gumbel-softmax) and the acyclicity term: each estimate stays unbiased, and
-    # random bits are a large share of a step's cost on CPU
-    noise = jax.random.logistic(key, (max(M, cfg.n_acyclicity_samples), d, d))
+    # random bits are a large share of a step's cost on CPU (hence the hash generator)
+    noise = graph_noise.logistic(key, (max(M, cfg.n_acyclicity_samples), d, d))
 
     if cfg.estimator == "score" or cfg.model == "bge":
         logits = edge_logits(z, alpha)
@@ -295,8 +298,7 @@ def step(key, state: DiBSState, data: DiBSData, cfg: DiBSConfig) -> tuple[DiBSSt
     z, theta = optax.apply_updates(params, updates)
 
     G = hard_graphs(z, data)
-    h = acyclicity_poly(G)
-    info = {"edges": jnp.mean(jnp.sum(G, axis=(1, 2))), "cyclic": jnp.sum(h > 1e-4)}
+    info = {"edges": jnp.mean(jnp.sum(G, axis=(1, 2))), "cyclic": jnp.sum(has_cycle(G))}
     return DiBSState(z, theta, opt_state, state.step + 1), info
 
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deepbn import run as run_layer
-from deepbn.errors import DataError, UsageError, require_count
+from deepbn.errors import DataError, KnowledgeError, UsageError, require_count
 from deepbn.io.tables import column_centers, column_scales, scale_columns
 from deepbn.structure import dibs
 from deepbn.structure.config import DiBSConfig, check_scaling, check_steps
@@ -122,6 +122,14 @@ def learn_structure(
         if knowledge.is_empty():
             knowledge = None  # no knowledge: the same run as without
     cfg = config.resolved(d)
+    if knowledge is not None:
+        required = knowledge.required.sum(axis=0)
+        if required.max() > cfg.max_parents:
+            j = int(required.argmax())
+            label = names[j] if names is not None else f"x{j}"
+            raise KnowledgeError(f"knowledge: '{label}' has {int(required[j])} required "
+                                 f"parents, more than the bound of {cfg.max_parents} parents "
+                                 f"per node; raise max_parents (discover --max-parents)")
     scaling = resolve_scaling(scaling, cfg.model)
     xs = scale_columns(x, scaling)
     data = dibs.make_data(xs, mask, cfg, knowledge)

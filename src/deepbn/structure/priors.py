@@ -36,6 +36,24 @@ def sf_column_log_prior(G: jnp.ndarray, edges_per_node: float = 1.0) -> jnp.ndar
     return -3.0 * jnp.log1p(jnp.sum(G * off, axis=-2))
 
 
+EXCESS_PARENT_LOG_PRIOR = -1.0e6
+"""log p(G[:, j]) per parent beyond the bound: probability 0 in effect, yet finite, so that
+among graph samples which all exceed the bound the one exceeding it least still weighs most
+(and pulls the gradient towards fewer parents)."""
+
+
+def in_degree_bound_log_prior(G: jnp.ndarray, max_parents: int) -> jnp.ndarray:
+    """0 for a column with at most ``max_parents`` parents, else -10⁶ per parent beyond.
+
+    Truncates any graph prior to in-degrees ≤ K (the bounded-parent BGe of
+    :func:`deepbn.structure.scores.bge_node_scores` scores only such families).
+    """
+    d = G.shape[-1]
+    off = 1.0 - jnp.eye(d, dtype=G.dtype)
+    excess = jnp.maximum(jnp.sum(G * off, axis=-2) - max_parents, 0.0)
+    return EXCESS_PARENT_LOG_PRIOR * excess
+
+
 def column_log_prior(name: str):
     """The column log-prior function for ``er`` or ``sf``."""
     return {"er": er_column_log_prior, "sf": sf_column_log_prior}[name]

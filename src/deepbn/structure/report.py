@@ -29,6 +29,11 @@ def summarize(run: StructureRun, truth: np.ndarray | None = None,
         "resumed_from_step": run.resumed_from,
         "cyclic_particles": int(post.cyclic.sum()),
         "mean_edges": float(post.graphs.sum(axis=(1, 2)).mean()),
+        "max_parents": cfg.max_parents,
+        # graphs with a node of more than max_parents parents: prior probability 0, so their
+        # DiBS+ weight is 0 (their empirical weight is not)
+        "particles_beyond_max_parents": int(
+            (post.graphs.sum(axis=1).max(axis=1) > cfg.max_parents).sum()),
     }
     if run.runs > 1:
         diag = diagnostics.run_diagnostics(post, run.runs)

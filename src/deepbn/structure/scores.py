@@ -32,17 +32,21 @@ _LOG_PI = float(np.log(np.pi))
 
 
 class BGeStats(NamedTuple):
-    """Sufficient statistics of the BGe score, one set per node (interventions)."""
+    """Sufficient statistics of the BGe score.
 
-    R: jnp.ndarray  # (d, d, d): node j's posterior scale matrix, rows/cols permuted j-last
-    perm: jnp.ndarray  # (d, d): perm[j] = the other nodes in order, then j
+    ``R`` holds one posterior scale matrix per node when some samples are
+    intervened on (node j's likelihood drops its intervened samples), and a single
+    one shared by every node otherwise, so memory stays O(d²) for observational data.
+    """
+
+    R: jnp.ndarray  # (d, d, d) with interventions, else (1, d, d)
     n: jnp.ndarray  # (d,): number of samples in which node j is not intervened on
     alpha_mu: float
     alpha_w: float
 
 
 def bge_stats(x, mask=None, alpha_mu: float = 1.0, alpha_w: float | None = None) -> BGeStats:
-    """Precompute R_j = T + S_j + (N_j α_μ / (N_j + α_μ)) x̄_j x̄_jᵀ for every node j.
+    """Precompute R_j = T + S_j + (N_j α_μ / (N_j + α_μ)) x̄_j x̄_jᵀ (every j, or one R).
 
     Prior: mean ν = 0, precision scale α_μ, α_w = d + 2 degrees of freedom by
     default, and T = t·I with t = α_μ (α_w - d - 1) / (α_μ + 1) (Kuipers et al.
@@ -51,61 +55,93 @@ def bge_stats(x, mask=None, alpha_mu: float = 1.0, alpha_w: float | None = None)
     x = jnp.asarray(x, jnp.float32)
     n, d = x.shape
     alpha_w = float(d + 2 if alpha_w is None else alpha_w)
-    keep = jnp.ones((n, d)) if mask is None else 1.0 - jnp.asarray(mask, jnp.float32)
-    R, N, perm = _bge_family_matrices(x, keep, float(alpha_mu), alpha_w)
-    return BGeStats(R, perm, N, float(alpha_mu), alpha_w)
+    keep = jnp.ones((n, 1)) if mask is None else 1.0 - jnp.asarray(mask, jnp.float32)
+    R, N = _bge_scale_matrices(x, keep, float(alpha_mu), alpha_w)
+    return BGeStats(R, jnp.broadcast_to(N, (d,)), float(alpha_mu), alpha_w)
 
 
 @partial(jax.jit, static_argnums=(2, 3))
-def _bge_family_matrices(x, keep, alpha_mu: float, alpha_w: float):
+def _bge_scale_matrices(x, keep, alpha_mu: float, alpha_w: float):
     d = x.shape[1]
     t = alpha_mu * (alpha_w - d - 1) / (alpha_mu + 1)
 
-    def per_node(w):
+    def per_weights(w):
         N = jnp.sum(w)
         mean = (w @ x) / jnp.maximum(N, 1.0)
         xc = (x - mean) * w[:, None]
         S = xc.T @ (x - mean)
         return t * jnp.eye(d) + S + (N * alpha_mu / (N + alpha_mu)) * jnp.outer(mean, mean), N
 
-    R, N = jax.vmap(per_node, in_axes=1)(keep)
-    perm = jnp.asarray([[k for k in range(d) if k != j] + [j] for j in range(d)])
-    R = jax.vmap(lambda Rj, p: Rj[p][:, p])(R, perm)
-    return R, N, perm
+    return jax.vmap(per_weights, in_axes=1)(keep)
 
 
-def bge_node_scores(G: jnp.ndarray, stats: BGeStats) -> jnp.ndarray:
+def bge_node_scores(G: jnp.ndarray, stats: BGeStats, max_parents: int | None = None
+                    ) -> jnp.ndarray:
     """log p(x_j | x_pa_j) under BGe for every node j of a hard graph ``G`` (d, d).
 
     With l = |pa_j|, a = N_j + α_w - d + l + 1 and the Schur complement
     s = R_jj - R_jΠ R_ΠΠ⁻¹ R_Πj, the family score is
     ½ log(α_μ / (N_j + α_μ)) + log Γ(a/2) - log Γ((α_w - d + l + 1)/2)
     - (N_j/2) log π + ((α_w - d + 2l + 1)/2) log t - (a/2) log s
-    - ½ log det R_ΠΠ. With j ordered last, one Cholesky L of the masked family
-    matrix gives both: log det R_ΠΠ = 2 Σ_{k<d} log L_kk and log s = 2 log L_dd.
+    - ½ log det R_ΠΠ. With j ordered last, one Cholesky L of the family matrix
+    gives both: log det R_ΠΠ = 2 Σ_{k<K} log L_kk and log s = 2 log L_KK.
+
+    **Bounded parent sets.** The family matrix is gathered from R on the parents'
+    indices padded to ``max_parents`` K (default d - 1: every family fits), so a
+    score costs O(K³) instead of O(d³) and no d x d matrix is factorised. A node
+    with more than K parents is scored on its first K parents only: callers give
+    such graphs prior probability 0
+    (:func:`deepbn.structure.priors.in_degree_bound_log_prior`).
     """
     d = G.shape[-1]
+    K = d - 1 if max_parents is None else min(int(max_parents), d - 1)
     G = G * (1.0 - jnp.eye(d, dtype=G.dtype))
     t = stats.alpha_mu * (stats.alpha_w - d - 1) / (stats.alpha_mu + 1)
+    # XLA's top_k is stable: each column's parents in index order, then non-parents as
+    # padding (masked out below)
+    in_family, idx = jax.lax.top_k(G.T, K)  # (d, K)
+    nodes = jnp.arange(d)
+    idx = jnp.concatenate([idx, nodes[:, None]], axis=1)  # node j last in its family
+    m = jnp.concatenate([in_family, jnp.ones((d, 1), G.dtype)], axis=1)
+    R = stats.R[0][idx[:, :, None], idx[:, None, :]] if stats.R.shape[0] == 1 else \
+        stats.R[nodes[:, None, None], idx[:, :, None], idx[:, None, :]]
+    F = R * (m[:, :, None] * m[:, None, :]) + (1.0 - m)[:, :, None] * jnp.eye(K + 1)
+    log_diag = _cholesky_log_diagonal(jnp.moveaxis(F, 0, -1))  # (K + 1, d)
+    logdet_pa = 2.0 * jnp.sum(log_diag[:-1], axis=0)
+    log_schur = 2.0 * log_diag[-1]
+    N = stats.n
+    n_pa = jnp.minimum(jnp.sum(G, axis=0), K)
+    a = N + stats.alpha_w - d + n_pa + 1
+    return (
+        0.5 * (jnp.log(stats.alpha_mu) - jnp.log(N + stats.alpha_mu))
+        + gammaln(0.5 * a) - gammaln(0.5 * (stats.alpha_w - d + n_pa + 1))
+        - 0.5 * N * _LOG_PI
+        + 0.5 * (stats.alpha_w - d + 2 * n_pa + 1) * jnp.log(t)
+        - 0.5 * a * log_schur - 0.5 * logdet_pa
+    )
 
-    def family(pa, R, perm, N):
-        pa = pa.astype(R.dtype)
-        n_pa = jnp.sum(pa)
-        m = jnp.concatenate([pa[perm[:-1]], jnp.ones(1, R.dtype)])  # family mask, j last
-        L = jnp.linalg.cholesky(R * jnp.outer(m, m) + jnp.diag(1.0 - m))
-        log_diag = jnp.log(jnp.diagonal(L))
-        logdet_pa = 2.0 * jnp.sum(log_diag[:-1])
-        log_schur = 2.0 * log_diag[-1]
-        a = N + stats.alpha_w - d + n_pa + 1
-        return (
-            0.5 * (jnp.log(stats.alpha_mu) - jnp.log(N + stats.alpha_mu))
-            + gammaln(0.5 * a) - gammaln(0.5 * (stats.alpha_w - d + n_pa + 1))
-            - 0.5 * N * _LOG_PI
-            + 0.5 * (stats.alpha_w - d + 2 * n_pa + 1) * jnp.log(t)
-            - 0.5 * a * log_schur - 0.5 * logdet_pa
-        )
 
-    return jax.vmap(family)(G.T, stats.R, stats.perm, stats.n)
+UNROLLED_CHOLESKY_MAX = 16  # sizes up to which the unrolled factorisation beats LAPACK's
+
+
+def _cholesky_log_diagonal(F: jnp.ndarray) -> jnp.ndarray:
+    """log L_kk of the Cholesky factor of every matrix F[:, :, b] (the batch axis last).
+
+    Small matrices are factorised column by column in plain array operations over the
+    whole batch (vectorised across families; LAPACK's batched call pays per matrix),
+    larger ones by ``jnp.linalg.cholesky``.
+    """
+    n = F.shape[0]
+    if n > UNROLLED_CHOLESKY_MAX:
+        L = jnp.linalg.cholesky(jnp.moveaxis(F, (0, 1), (-2, -1)))
+        return jnp.moveaxis(jnp.log(jnp.diagonal(L, axis1=-2, axis2=-1)), -1, 0)
+    out = []
+    for _ in range(n):
+        pivot = F[0, 0]
+        out.append(0.5 * jnp.log(pivot))
+        column = F[1:, 0] / jnp.sqrt(pivot)
+        F = F[1:, 1:] - column[:, None] * column[None, :]
+    return jnp.stack(out)
 
 
 # ---------------------------------------------------------------------------
