@@ -159,6 +159,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("discover steps 0", _discover("--steps", "0"), "SVGD steps must be at least 1"),
     ("discover graph samples 0", _discover("--graph-samples", "0"),
      "graph samples must be at least 1"),
+    ("discover max parents 0", _discover("--max-parents", "0"),
+     "maximum number of parents must be at least 1"),
     ("discover edges per node inf", _discover("--edges-per-node", "inf"),
      "expected edges per node must be a positive number"),
     ("discover edges per node negative", _discover("--edges-per-node", "-1"),

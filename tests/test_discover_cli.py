@@ -1,6 +1,7 @@
 """``deepbn discover``: contract outputs, resume, and one-line errors."""
 
 import json
+from collections import Counter
 
 import jax
 import numpy as np
@@ -65,10 +66,22 @@ def test_discover_with_interventions_and_network_truth(tmp_path, capsys):
     write_table(tmp_path / "d.csv", x, net.names)
     write_table(tmp_path / "m.csv", mask, net.names)
     code, stdout, err = run(capsys, "discover", tmp_path / "d.csv", "--out", tmp_path / "o",
-                            "--steps", "20", "--particles", "2", "--interventions",
-                            tmp_path / "m.csv", "--truth", "example:gaussian-er10", "--json")
+                            "--steps", "20", "--particles", "4", "--interventions",
+                            tmp_path / "m.csv", "--truth", "example:gaussian-er10", "--json",
+                            "--max-parents", "1")
     assert code == 0, err
-    assert json.loads(stdout)["true_edges"] == int(net.adjacency().sum())
+    summary = json.loads(stdout)
+    assert summary["true_edges"] == int(net.adjacency().sum())
+    # bounded parent sets: a particle whose graph gives a node 2+ parents has DiBS+ weight 0
+    assert summary["max_parents"] == 1
+    particles = json.loads((tmp_path / "o" / "graphs.json").read_text())["particles"]
+    beyond = [max(Counter(e for _, e in p["edges"]).values(), default=0) > 1
+              for p in particles]
+    assert summary["particles_beyond_max_parents"] == sum(beyond)
+    if not all(beyond):  # (if every particle is beyond, the DiBS+ weights are uniform)
+        assert all(p["weight_dibs_plus"] == 0 for p, b in zip(particles, beyond) if b)
+    if summary["particles_beyond_max_parents"]:
+        assert "more than 1 parents" in err
 
 
 @pytest.mark.parametrize("case,message", [

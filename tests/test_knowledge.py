@@ -184,6 +184,11 @@ def test_learn_structure_refuses_bad_knowledge_and_resumes_only_the_same(chain, 
         learn_structure(x, CFG, steps=STEPS, names=NAMES, knowledge=bad)
     with pytest.raises(KnowledgeError, match="has shape"):
         learn_structure(x, CFG, steps=STEPS, knowledge=Knowledge.none(3))
+    two = Knowledge.from_names(NAMES, require=[("a", "c"), ("b", "c")])
+    with pytest.raises(KnowledgeError, match="'c' has 2 required parents, more than the "
+                                              "bound of 1"):
+        learn_structure(x, CFG._replace(max_parents=1), steps=STEPS, names=NAMES,
+                        knowledge=two)
     ckpt = tmp_path / "c.npz"
     k = Knowledge.from_names(NAMES, require=[("a", "d")])
     learn_structure(x, CFG, steps=50, seed=0, names=NAMES, knowledge=k, checkpoint_path=ckpt)

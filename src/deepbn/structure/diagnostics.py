@@ -79,7 +79,7 @@ def run_diagnostics(post: GraphPosterior, runs: int) -> RunDiagnostics:
     for r in range(runs):
         part = slice(r * P, (r + 1) * P)
         g = np.asarray(post.graphs[part], bool)
-        w = dibs_plus_weights(g, post.log_joint[part], post.cyclic[part],
+        w = dibs_plus_weights(g, post.log_joint[part], post.outside_prior()[part],
                               joint=post.theta is not None)
         marginals.append(_weighted_share(w, g))
         ess.append(kish_ess(w))

@@ -36,6 +36,15 @@ class GraphPosterior(NamedTuple):
     keep: np.ndarray | None = None  # (n, d) 0 where a node was intervened on
     center: np.ndarray | None = None  # (d,) x = center + scale * x_scaled
     scale: np.ndarray | None = None
+    # (P,) bool: a node has more parents than the bound (prior probability 0), or None
+    beyond_max_parents: np.ndarray | None = None
+
+    def outside_prior(self) -> np.ndarray:
+        """(P,) bool: graphs of prior probability 0, cyclic or beyond the parent bound; they
+        get no DiBS+ weight."""
+        if self.beyond_max_parents is None:
+            return np.asarray(self.cyclic)
+        return np.asarray(self.cyclic) | np.asarray(self.beyond_max_parents)
 
     def edge_probs(self, mixture: bool = True) -> np.ndarray:
         """P(i -> j): the weight of the graphs holding the edge."""
@@ -85,35 +94,38 @@ def _weighted_share(w: np.ndarray, indicators: np.ndarray) -> np.ndarray:
     return np.where(np.all(indicators[w > 0], axis=0), 1.0, share)
 
 
-def _softmax_dags(log_joint: np.ndarray, cyclic: np.ndarray) -> np.ndarray:
-    if np.all(cyclic):
+def _softmax_dags(log_joint: np.ndarray, outside: np.ndarray) -> np.ndarray:
+    if np.all(outside):
         return np.full(len(log_joint), 1.0 / len(log_joint))
-    masked = np.where(cyclic, -np.inf, log_joint)
+    masked = np.where(outside, -np.inf, log_joint)
     w = np.exp(masked - masked.max())
     return w / w.sum()
 
 
-def mixture_weights(graphs: np.ndarray, log_joint: np.ndarray, cyclic: np.ndarray) -> np.ndarray:
+def mixture_weights(graphs: np.ndarray, log_joint: np.ndarray, outside: np.ndarray
+                    ) -> np.ndarray:
     """DiBS+ weights over the *distinct* graphs, ∝ p(G, D), split among the particles holding one.
 
     A graph found by several particles must not count several times: the
     mixture approximates p(G | D) on the support the particles found.
-    (Joint models keep one weight per particle: each holds its own Θ.)
+    (Joint models keep one weight per particle: each holds its own Θ.) ``outside``
+    marks graphs of prior probability 0 (cyclic, or beyond the parent bound): weight 0
+    unless every graph is such.
     """
     _, first, inverse = np.unique(graphs.reshape(len(graphs), -1), axis=0, return_index=True,
                                   return_inverse=True)
     inverse = inverse.ravel()
-    unique_w = _softmax_dags(log_joint[first], cyclic[first])
+    unique_w = _softmax_dags(log_joint[first], outside[first])
     counts = np.bincount(inverse, minlength=len(first))
     return unique_w[inverse] / counts[inverse]
 
 
-def dibs_plus_weights(graphs: np.ndarray, log_joint: np.ndarray, cyclic: np.ndarray,
+def dibs_plus_weights(graphs: np.ndarray, log_joint: np.ndarray, outside: np.ndarray,
                       joint: bool) -> np.ndarray:
     """DiBS+ weights of a set of particles: :func:`mixture_weights` over the distinct graphs
     (marginal models), a softmax over the particles (``joint``: each holds its own Θ)."""
-    return _softmax_dags(log_joint, cyclic) if joint else mixture_weights(graphs, log_joint,
-                                                                          cyclic)
+    return _softmax_dags(log_joint, outside) if joint else mixture_weights(graphs, log_joint,
+                                                                           outside)
 
 
 def from_particles(state: dibs.DiBSState, data: dibs.DiBSData,
@@ -123,17 +135,20 @@ def from_particles(state: dibs.DiBSState, data: dibs.DiBSData,
 
     Cyclic particles keep their place in the empirical distribution (they are
     reported, never silently dropped) but get zero mixture weight, because
-    p(G) is zero for a cyclic graph.
+    p(G) is zero for a cyclic graph; so do graphs with a node of more than
+    ``cfg.max_parents`` parents (the truncated prior). If every particle is such a
+    graph, the mixture weights are uniform.
     """
     G, lj = _hard_graphs_and_log_joints(state.z, state.theta, data, cfg)
     G = np.asarray(G).astype(bool)
     lj = np.asarray(lj, np.float64)
     cyclic = np.array([not is_dag(g) for g in G])
+    beyond = G.sum(axis=1).max(axis=1) > cfg.max_parents
     P = len(G)
     emp = np.full(P, 1.0 / P)
-    mix = dibs_plus_weights(G, lj, cyclic, joint=state.theta is not None)
+    mix = dibs_plus_weights(G, lj, cyclic | beyond, joint=state.theta is not None)
     theta = None if state.theta is None else jax.tree_util.tree_map(np.asarray, state.theta)
-    return GraphPosterior(G, theta, lj, emp, mix, cyclic)
+    return GraphPosterior(G, theta, lj, emp, mix, cyclic, beyond_max_parents=beyond)
 
 
 @partial(jax.jit, static_argnums=(3,))

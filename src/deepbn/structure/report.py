@@ -32,8 +32,7 @@ def summarize(run: StructureRun, truth: np.ndarray | None = None,
         "max_parents": cfg.max_parents,
         # graphs with a node of more than max_parents parents: prior probability 0, so their
         # DiBS+ weight is 0 (their empirical weight is not)
-        "particles_beyond_max_parents": int(
-            (post.graphs.sum(axis=1).max(axis=1) > cfg.max_parents).sum()),
+        "particles_beyond_max_parents": int(np.sum(post.outside_prior() & ~post.cyclic)),
     }
     if run.runs > 1:
         diag = diagnostics.run_diagnostics(post, run.runs)
