@@ -1,0 +1,23 @@
+"""The counter-hash noise of DiBS's graph samples against the distributions it claims."""
+
+import jax
+import numpy as np
+from scipy import stats
+
+from deepbn.structure import noise
+
+
+def test_uniform_and_logistic_pass_goodness_of_fit_and_keys_are_independent():
+    u = np.asarray(noise.uniform(jax.random.key(0), (200_000,)), np.float64)
+    assert 0 < u.min() and u.max() < 1
+    assert stats.kstest(u, "uniform").pvalue > 1e-3
+    # neighbouring indices are not correlated (a weak mixer shows up here first)
+    assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 0.01
+    v = np.asarray(noise.uniform(jax.random.key(1), (200_000,)), np.float64)
+    assert abs(np.corrcoef(u, v)[0, 1]) < 0.01
+    e = np.asarray(noise.logistic(jax.random.key(2), (200_000,)), np.float64)
+    assert stats.kstest(e, "logistic").pvalue > 1e-3
+    # a pure function of the key: same key, same numbers; split keys give other numbers
+    a, b = jax.random.split(jax.random.key(3))
+    np.testing.assert_array_equal(noise.logistic(a, (4, 5)), noise.logistic(a, (4, 5)))
+    assert not np.array_equal(noise.logistic(a, (4, 5)), noise.logistic(b, (4, 5)))
