@@ -146,6 +146,8 @@ def fit(
     if images and net.latent_names:
         extra, files = _held_out(res.network, test, out, seed, ll_samples, res.method, name)
         written[2:2] = files
+    reasons = {"test_log_lik_se": "one test image: no standard error"} if extra.get(
+        "test_cases") == 1 else None
     summary = folder.write_summary({
         "network": bn, "data": str(data), "method": res.method, "iterations": iterations,
         "latent": list(net.latent_names), "form": form, "optimizer": optimizer,
@@ -156,7 +158,7 @@ def fit(
         "curve": res.curve.tolist(), "acceptance": res.acceptance,
         "seconds": round(res.seconds, 3), "resumed_from_iteration": res.resumed_from,
         "seed": seed, **extra,
-    })
+    }, reasons=reasons)
     what = {"ml": "maximum likelihood (no latent nodes: no E-step)",
             "mcmc-em": "MCMC-EM", "vi": "VI"}[res.method]
     lines = [
@@ -165,9 +167,10 @@ def fit(
         f"results in {out}/ ({', '.join(written)})",
     ]
     if extra:
-        lines.insert(2, f"test log-likelihood {extra['test_log_lik']:.2f} ± "
-                        f"{extra['test_log_lik_se']:.2f} nats per image "
-                        f"({extra['test_cases']} test images, importance sampling)")
+        se = extra["test_log_lik_se"]
+        lines.insert(2, f"test log-likelihood {extra['test_log_lik']:.2f}"
+                        f"{'' if se is None else f' ± {se:.2f}'} nats per image "
+                        f"({extra['test_cases']} test image(s), importance sampling)")
     if res.resumed_from:
         lines.insert(0, f"resumed from iteration {res.resumed_from} in {out}/checkpoint.npz")
     report(summary, as_json, lines)
