@@ -15,6 +15,7 @@ import numpy as np
 H = "example:gaussian-hierarchy"
 TREE = "example:gaussian-binary-tree"
 DBN = "example:kingma-dbn"
+MNIST = "example:kingma-mnist"
 
 # name -> text of a file in {d}
 FILES = {
@@ -79,6 +80,8 @@ def write_inputs(d: Path) -> None:
               for k, n in [("train", 16), ("valid", 4), ("test", 4)]}
     np.savez(d / "images.npz", **images)
     np.savez(d / "no_train.npz", test=images["test"])
+    real = {k: rng.random((n, 784)).astype(np.float32) for k, n in [("train", 4), ("test", 2)]}
+    np.savez(d / "images_real784.npz", **real)
     np.savez(d / "images_inf.npz", **{**images, "train": np.full((16, 6), np.inf)})
     (d / "not_a_vae").mkdir()
     (d / "not_a_vae" / "config.json").write_text(json.dumps({"command": "discover"}))
@@ -234,6 +237,15 @@ CASES: list[tuple[str, list[str], str]] = [
      "columns do not match the network's observed nodes"),
     ("fit diverging", _fit("--optimizer", "sgd", "--learning-rate", "1e6", "--iterations", "50"),
      "produced non-finite values; stopped, nothing was"),
+    ("fit cases 0", _fit("--cases", "0"), "the cases must be at least 1"),
+    ("fit test cases of a CSV", _fit("--test-cases", "5"), "--test-cases needs an image set"),
+    ("fit images of several observed nodes", _fit(data="{d}/images.npz"),
+     "gives the values of one observed node, but example:gaussian-hierarchy observes 10"),
+    ("fit kingma-mnist images not 784-d", ["fit", MNIST, "{d}/images.npz", "--out", "{out}"],
+     "images.npz: images of 6 values, but node 'x' of example:kingma-mnist takes 784"),
+    ("fit kingma-mnist images not binary",
+     ["fit", MNIST, "{d}/images_real784.npz", "--out", "{out}"],
+     "column 'x[0]' of bernoulli node 'x' must hold 0 or 1"),
     # vae train / eval
     ("vae data missing", _vae(data="{d}/no_such.npz"), "no_such.npz: no such file"),
     ("vae data without train", _vae(data="{d}/no_train.npz"), "no 'train' array"),

@@ -5,6 +5,10 @@
   x_t ~ Bernoulli(sigmoid(w^T z_t + c)); latents z_t, observed x_t. Its
   transitions (tie group ``transition``) and emissions (``emission``) are tied:
   one W, b, sigma_z and one w, c for every time step.
+- ``kingma-mnist``: the generative model of MNIST of Kingma & Welling (arXiv
+  1306.0733; ICML 2014, arXiv 1402.0480): z ~ N(0, I_2) latent, x ∈ {0, 1}^784
+  ~ Bernoulli(sigmoid(MLP(z))) observed, a decoder 2 -> 200 tanh -> 784 (the hidden
+  size is our assumption: we could not check the papers' own).
 - ``gaussian-binary-tree``: a linear-Gaussian binary tree, root on top, edges
   parent -> child, coefficients U(0.5, 2), unit noise; the leaves are observed.
 - ``gaussian-er10``: a 10-node linear-Gaussian Erdős–Rényi network (1.5 edges
@@ -30,6 +34,7 @@ import os
 from collections.abc import Callable
 from importlib import resources
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -81,6 +86,26 @@ def kingma_dbn(T: int = 20, dim: int = 10, sigma_z: float = 0.1, seed: int = 0,
     if tie:
         ties = {n: "transition" for n in names[1:T]} | {n: "emission" for n in names[T:]}
     return BayesNet(names, parents, conds, observed, source="example:kingma-dbn", ties=ties)
+
+
+MNIST_PIXELS = 784
+
+
+def kingma_mnist(hidden: int = 200, latent: int = 2, pixels: int = MNIST_PIXELS,
+                 seed: int = 0) -> BayesNet:
+    """Kingma & Welling's MNIST model: z ~ N(0, I), x ~ Bernoulli(sigmoid(MLP(z))).
+
+    Two nodes: ``z`` (``latent``-d, latent; a root N(0, I)) and ``x``
+    (``pixels``-d binary, observed) with a two-layer decoder latent -> hidden
+    (tanh) -> pixels logits, initialised at random (``seed``). The 2-D latent space
+    is the one whose manifold the papers draw (arXiv 1306.0733; AEVB, arXiv
+    1312.6114, Fig. 5); ``hidden`` = 200 is an assumption (see the module doc).
+    """
+    key = jax.random.key(seed)
+    prior = LinearGaussian(jnp.zeros((latent, 0)), jnp.zeros(latent), jnp.ones(latent))
+    decoder = Bernoulli.init(key, latent, pixels, hidden=(hidden,), activation="tanh")
+    return BayesNet(["z", "x"], [[], ["z"]], [prior, decoder], [False, True],
+                    source="example:kingma-mnist")
 
 
 def gaussian_binary_tree(depth: int = 5, seed: int = 0) -> BayesNet:
@@ -193,6 +218,7 @@ def _shipped(name: str) -> Callable[[], BayesNet]:
 
 EXAMPLES: dict[str, Callable[[], BayesNet]] = {
     "kingma-dbn": kingma_dbn,
+    "kingma-mnist": kingma_mnist,
     "gaussian-binary-tree": gaussian_binary_tree,
     "gaussian-er10": gaussian_er10,
     "gaussian-hierarchy": gaussian_hierarchy,

@@ -283,6 +283,20 @@ def image_grid(images: np.ndarray, path: str | os.PathLike, title: str = "",
     _save(fig, path)
 
 
+def manifold(images: np.ndarray, side: int, path: str | os.PathLike, title: str = "",
+             inches: float = 6.0) -> None:
+    """side x side square images (side², w²) as one mosaic, the 2-D latent manifold figure."""
+    plt = _pyplot()
+    w = int(round(np.sqrt(images.shape[1])))
+    tiles = np.asarray(images).reshape(side, side, w, w)
+    mosaic = tiles.transpose(0, 2, 1, 3).reshape(side * w, side * w)
+    fig, ax = plt.subplots(figsize=(inches, inches))
+    ax.imshow(mosaic, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ax.axis("off")
+    ax.set_title(title, fontsize=9)
+    _save(fig, path)
+
+
 def sweep_lines(lines: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]],
                 path: str | os.PathLike, xlabel: str, ylabel: str,
                 ticks: Sequence[str] | None = None, logx: bool = False, title: str = "") -> None:

@@ -53,15 +53,22 @@ def read_observed(bn: BayesNet, spec: str, data: Path, need_latent: bool = True)
         raise DataError(f"{data}: no data rows")
     col = 0
     for name in bn.observed_names:
-        j = bn.index(name)
-        width = bn.dims[j]
-        block = values[:, col : col + width]
-        if not bn.conditionals[j].continuous and not np.isin(block, (0.0, 1.0)).all():
-            bad = bn.columns([name])[int(np.flatnonzero(~np.isin(block, (0.0, 1.0)))[0]) % width]
-            raise DataError(f"{data}: column '{bad}' of {bn.conditionals[j].family} "
-                            f"node '{name}' must hold 0 or 1")
+        width = bn.dims[bn.index(name)]
+        check_binary(bn, name, values[:, col : col + width], data)
         col += width
     return hmc.observed_values(bn, values)
+
+
+def check_binary(bn: BayesNet, name: str, block: np.ndarray, data) -> None:
+    """One-line error if discrete node ``name``'s values (cases, dim) are not all 0 or 1."""
+    j = bn.index(name)
+    if bn.conditionals[j].continuous:
+        return
+    bad = ~np.isin(block, (0.0, 1.0))
+    if bad.any():
+        column = bn.columns([name])[int(np.flatnonzero(bad)[0]) % bn.dims[j]]
+        raise DataError(f"{data}: column '{column}' of {bn.conditionals[j].family} "
+                        f"node '{name}' must hold 0 or 1")
 
 
 def _write_samples(out: Path, post: PosteriorSamples) -> None:
