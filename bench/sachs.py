@@ -55,7 +55,7 @@ def run_deepbn(data: Path, truth: Path, seed: int, args, workdir: Path) -> dict:
     out = workdir / f"deepbn-seed{seed}"
     cmd = [sys.executable, "-c", DEEPBN, "discover", str(data), "--truth", str(truth),
            "--out", str(out), "--particles", str(args.particles), "--steps", str(args.steps),
-           "--seed", str(seed), "--json"]
+           "--seed", str(seed), "--edges-per-node", str(args.edges_per_node), "--json"]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
     wall = time.perf_counter() - start
@@ -116,7 +116,13 @@ def markdown(result: dict) -> str:
         text = f"{ms[0]:.{digits}f}"
         return text if len(rows) == 1 else f"{text} ± {ms[1]:.{digits}f}"
 
-    lines = ["| method | AUROC | E-SHD | E-SHD CPDAG | mean edges | seconds (with compile) |",
+    st = result["settings"]
+    seeds = ", ".join(map(str, st["seeds"]))
+    lines = [f"Data: {result['data']['description']}. deepbn and dibs-lib: {st['particles']} "
+             f"particles x {st['steps']} steps, ER prior with {st.get('edges_per_node', 1.0):g} "
+             f"edge(s) per node, seeds {seeds} (mean ± sd over seeds); DiBS+ weights. "
+             f"Machine: {result['machine']}.", "",
+             "| method | AUROC | E-SHD | E-SHD CPDAG | mean edges | seconds (with compile) |",
              "| --- | --- | --- | --- | --- | --- |"]
     for name, label in (("deepbn", "deepbn discover (DiBS+, BGe)"),
                         ("dibslib", "dibs-lib MarginalDiBS (DiBS+, BGe)")):
@@ -141,6 +147,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--particles", type=int, default=20)
+    ap.add_argument("--edges-per-node", type=float, default=1.0,
+                    help="ER prior of deepbn and dibs-lib (discover's default 1)")
+    ap.add_argument("--raw", action="store_true",
+                    help="sensitivity: raw concentrations instead of their log")
     ap.add_argument("--dibslib-python", default=str(HERE / ".venv-dibslib" / "bin" / "python"))
     ap.add_argument("--causallearn-python",
                     default=str(HERE / ".venv-causallearn" / "bin" / "python"))
@@ -148,12 +158,20 @@ def main() -> None:
     ap.add_argument("--skip-ges", action="store_true")
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--out", default=str(HERE / "sachs.json"))
+    ap.add_argument("--table-only", action="store_true",
+                    help="rewrite the .md table from an existing --out JSON and stop")
     args = ap.parse_args()
-    result = {"settings": settings(args), "data": {
+    if args.table_only:
+        out = Path(args.out)
+        out.with_suffix(".md").write_text(markdown(json.loads(out.read_text())) + "\n")
+        return
+    # the data file by name only: where a copy lies on this machine means nothing elsewhere
+    result = {"settings": {**settings(args), "data": Path(args.data).name}, "data": {
         "rows": SACHS_PIN.rows, "sha256_raw_values": SACHS_PIN.sha256,
         "description": "Sachs et al. (2005) cd3cd28 condition (observational), 853 cells x "
-        "11 variables, natural log of the raw values, each column standardized; truth: the "
-        "17-edge consensus graph (deepbn.io.datasets.SACHS_CONSENSUS)"},
+        f"11 variables, {'raw values' if args.raw else 'natural log of the raw values'}, each "
+        "column standardized; truth: the 17-edge consensus graph "
+        "(deepbn.io.datasets.SACHS_CONSENSUS)"},
         "deepbn": [], "dibslib": [], "ges": None,
         "machine": f"{os.cpu_count()} CPU cores, shared with other work"}
     out = Path(args.out)
@@ -164,7 +182,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        data, truth = write_sachs(args.data, work / "sachs.csv")
+        data, truth = write_sachs(args.data, work / "sachs.csv", log_transform=not args.raw)
         from deepbn.io.tables import read_table
 
         table = read_table(data)
@@ -178,8 +196,8 @@ def main() -> None:
             print(json.dumps({"deepbn": row}), flush=True)
             save()
             if not args.skip_dibslib:
-                spec = {"model": "bge", "k": 1.0, "particles": args.particles, "seed": seed,
-                        "steps": args.steps}
+                spec = {"model": "bge", "k": args.edges_per_node, "particles": args.particles,
+                        "seed": seed, "steps": args.steps}
                 res = run_child(args.dibslib_python, "_dibs_child_dibslib.py", str(npz), spec,
                                 args.timeout)
                 row = {"seed": seed, **(score_particles(res, A) if "error" not in res else res)}
