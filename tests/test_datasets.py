@@ -121,3 +121,14 @@ def test_real_pin_refuses_a_small_file(tmp_path):
     path = _write(tmp_path / "s.csv", SACHS_NAMES, SMALL, ",")
     with pytest.raises(DataError, match="3 data rows; expected 853 .* or 7466"):
         load_sachs(path)
+
+
+def test_load_sachs_without_a_path_finds_an_installed_cdt(tmp_path, small_pin, monkeypatch):
+    # a stand-in cdt package on sys.path, its table where the real wheel keeps it
+    resources = tmp_path / "site" / "cdt" / "data" / "resources"
+    resources.mkdir(parents=True)
+    (tmp_path / "site" / "cdt" / "__init__.py").write_text("raise ImportError('not imported')\n")
+    _write(resources / "cyto_full_data.csv", HEADER.split("\t"), SMALL + OTHER, ",")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    x = small_pin.load_sachs(log_transform=False)[0]
+    np.testing.assert_array_equal(x, np.array(SMALL, np.float32))

@@ -177,7 +177,7 @@ def load_sachs(path: str | os.PathLike | None = None, log_transform: bool = True
             f"{path}: the {pin.rows} cd3cd28 rows differ from the pinned version (SHA-256 of "
             f"the values {values_digest(x)[:12]}..., pinned {pin.sha256[:12]}...): another "
             "version of the data (rounded, rescaled, reordered or another condition?); use "
-            "cdt 0.6.0's cyto_full_data.csv, or check=False to use it anyway")
+            "cdt 0.6.0's cyto_full_data.csv, or --no-check (check=False) to use it anyway")
     if log_transform:
         if np.any(x <= 0):
             raise DataError(f"{path}: non-positive values cannot be log-transformed")
