@@ -1,14 +1,28 @@
-"""Data sets, downloaded once into a cache and checked: the Sachs protein-signalling data
-(structure learning) and image data for the VAEs (binarized MNIST or any ``.npz``).
-
-The cache is ``$DEEPBN_CACHE`` (default ``~/.cache/deepbn``).
+"""Data sets, checked: the Sachs protein-signalling data (structure learning, from a local
+file) and image data for the VAEs (binarized MNIST, downloaded once into a cache, or any
+``.npz``). The cache is ``$DEEPBN_CACHE`` (default ``~/.cache/deepbn``).
 
 **Sachs** et al. (2005), "Causal protein-signaling networks derived from
 multiparameter single-cell data", Science 308: flow cytometry of 11
-phosphoproteins and phospholipids in human T cells. The observational part
-(stimulation anti-CD3/CD28, file "1. cd3cd28") has 853 cells. The consensus
-network is the 17-edge graph of the paper's Fig. 2/3 as used in the bnlearn
-repository and in the DiBS paper (:func:`load_sachs`).
+phosphoproteins and phospholipids in human T cells. Several versions
+circulate (all nine conditions or one, discretized or not, 17, 18 or 20
+edges); deepbn pins one (:func:`load_sachs`, :data:`SACHS_PIN`):
+
+- rows: the 853 cells of the observational condition (anti-CD3/CD28 only,
+  spreadsheet "1. cd3cd28"), raw concentrations, pinned by the SHA-256 of the
+  (853, 11) float32 values in :data:`SACHS_NAMES` order. The file can be that
+  table (tab, comma or space separated, the spreadsheets' column spellings) or
+  ``cdt/data/resources/cyto_full_data.csv`` from the ``cdt`` 0.6.0 wheel on
+  PyPI: 7466 rows, the nine stimulation conditions stacked, cd3cd28 first, of
+  which the first 853 rows are taken;
+- preprocessing: the natural log (positive, heavy-tailed concentrations); a
+  run's column standardization is left to the caller (``discover``'s default);
+- graph: the 17-edge consensus network of bnlearn's repository (the network
+  Sachs et al. report, as used by the DiBS paper), not the 18-edge
+  ``cyto_full_target.csv`` that ships with cdt (:data:`SACHS_CONSENSUS`).
+
+``python -m deepbn.io.datasets sachs FILE --out sachs.csv`` writes the pinned
+table for ``deepbn discover`` and the consensus graph beside it.
 
 **Images** (:func:`load_images`): ``mnist`` is the standard statically
 binarized MNIST of Larochelle & Murray (AISTATS 2011): 50k/10k/10k binary
@@ -29,6 +43,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 import urllib.error
@@ -59,10 +74,21 @@ SACHS_CONSENSUS = [
     ("PKC", "PKA"), ("PKC", "Raf"),
 ]
 
-SACHS_URL = os.environ.get(
-    "DEEPBN_SACHS_URL", "https://www.bnlearn.com/research/sachs05/Data%20Files/1.%20cd3cd28.txt"
-)
 
+
+class SachsPin(NamedTuple):
+    """Which Sachs rows :func:`load_sachs` accepts: the condition's rows, the row count of
+    cdt's table of all conditions (the condition first), the SHA-256 of the raw rows."""
+
+    rows: int
+    stacked_rows: int
+    sha256: str
+
+
+# sha256 of the (853, 11) float32 little-endian raw values, SACHS_NAMES order: the first
+# 853 rows of cdt 0.6.0's cyto_full_data.csv (file sha256 fc331dcd...ddf01aa)
+SACHS_PIN = SachsPin(
+    853, 7466, "be97bf60b1e3aa532e0f7ce1cca44d3764ad512af4c281d703575ff50cff3060")
 
 def cache_dir() -> Path:
     return Path(os.environ.get("DEEPBN_CACHE", Path.home() / ".cache" / "deepbn"))
@@ -104,35 +130,103 @@ def parse_sachs(path: str | os.PathLike) -> np.ndarray:
     return values.to_numpy(np.float32)
 
 
-def load_sachs(path: str | os.PathLike | None = None, log_transform: bool = True) -> tuple:
-    """(x, names, consensus adjacency). Downloads once into the cache unless ``path`` given.
+def values_digest(x: np.ndarray) -> str:
+    """SHA-256 of an array as contiguous little-endian float32 (independent of the file's
+    separators, column spellings and number formatting)."""
+    return hashlib.sha256(np.ascontiguousarray(x, dtype="<f4").tobytes()).hexdigest()
 
-    ``log_transform`` applies log(x) (the concentrations are positive and
-    heavy-tailed; the usual preprocessing before a Gaussian model).
+
+def _cdt_copy() -> Path | None:
+    """cdt's ``cyto_full_data.csv`` if the cdt package is installed (without importing it)."""
+    spec = importlib.util.find_spec("cdt")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "resources" / (
+        "cyto_full_data.csv")
+    return path if path.exists() else None
+
+
+def load_sachs(path: str | os.PathLike | None = None, log_transform: bool = True,
+               check: bool = True) -> tuple:
+    """(x, names, consensus adjacency) of the pinned Sachs data (see the module docstring).
+
+    ``path``: the 853-row cd3cd28 table or cdt's ``cyto_full_data.csv`` (7466 rows, the
+    first 853 taken); ``None`` looks for the latter in an installed ``cdt`` package.
+    ``check`` refuses, in one line, a table whose rows differ from :data:`SACHS_PIN`
+    (another version: rounded, rescaled, reordered or another condition).
+    ``log_transform`` applies log(x) (the concentrations are positive and heavy-tailed;
+    the usual preprocessing before a Gaussian model).
     """
     if path is None:
-        target = cache_dir() / "sachs" / "cd3cd28.txt"
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with urllib.request.urlopen(SACHS_URL, timeout=30) as r:
-                    payload = r.read()
-            except (urllib.error.URLError, OSError) as e:
-                raise DataError(
-                    f"could not download the Sachs data from {SACHS_URL} ({e}); download "
-                    "'1. cd3cd28' yourself and pass its path"
-                ) from None
-            tmp = target.with_suffix(".part")
-            tmp.write_bytes(payload)
-            os.replace(tmp, target)
-            (target.parent / "sha256").write_text(hashlib.sha256(payload).hexdigest() + "\n")
-        path = target
+        path = _cdt_copy()
+        if path is None:
+            raise DataError(
+                "no Sachs file given and no cdt package installed: pass the path of the "
+                "853-row cd3cd28 table or of cyto_full_data.csv from the cdt wheel "
+                "(pip download cdt==0.6.0 --no-deps; unzip; cdt/data/resources/)")
     x = parse_sachs(path)
+    pin = SACHS_PIN
+    if x.shape[0] == pin.stacked_rows:
+        x = x[: pin.rows]
+    elif x.shape[0] != pin.rows:
+        raise DataError(
+            f"{path}: {x.shape[0]} data rows; expected {pin.rows} (the cd3cd28 condition of "
+            f"Sachs et al.) or {pin.stacked_rows} (cdt's cyto_full_data.csv, cd3cd28 first)")
+    if check and values_digest(x) != pin.sha256:
+        raise DataError(
+            f"{path}: the {pin.rows} cd3cd28 rows differ from the pinned version (SHA-256 of "
+            f"the values {values_digest(x)[:12]}..., pinned {pin.sha256[:12]}...): another "
+            "version of the data (rounded, rescaled, reordered or another condition?); use "
+            "cdt 0.6.0's cyto_full_data.csv, or --no-check (check=False) to use it anyway")
     if log_transform:
         if np.any(x <= 0):
             raise DataError(f"{path}: non-positive values cannot be log-transformed")
         x = np.log(x)
     return x, list(SACHS_NAMES), sachs_consensus_adjacency()
+
+
+def write_sachs(source: str | os.PathLike | None, out: str | os.PathLike,
+                log_transform: bool = True, check: bool = True) -> tuple[Path, Path]:
+    """Write the pinned Sachs table as a ``discover`` CSV and the consensus graph beside it
+    (``<stem>_consensus.csv``, ``cause,effect``); returns both paths."""
+    from deepbn import graph
+    from deepbn.io.tables import write_table
+
+    x, names, A = load_sachs(source, log_transform=log_transform, check=check)
+    out = Path(out)
+    truth = out.with_name(out.stem + "_consensus.csv")
+    write_table(out, x, names)
+    graph.write_edge_list(truth, A, names)
+    return out, truth
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m deepbn.io.datasets sachs FILE --out sachs.csv [--raw] [--no-check]``."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m deepbn.io.datasets",
+                                 description="Write a pinned data set as a discover CSV.")
+    sub = ap.add_subparsers(dest="dataset", required=True)
+    sp = sub.add_parser("sachs", help="Sachs et al. (2005): 853 cd3cd28 cells, log, "
+                        "17-edge consensus graph written beside as <stem>_consensus.csv")
+    sp.add_argument("file", nargs="?", default=None,
+                    help="the 853-row cd3cd28 table or cdt's cyto_full_data.csv "
+                    "(default: from an installed cdt package)")
+    sp.add_argument("--out", required=True, help="CSV to write (header: variable names)")
+    sp.add_argument("--raw", action="store_true", help="raw concentrations, no log")
+    sp.add_argument("--no-check", action="store_true",
+                    help="accept rows that differ from the pinned version")
+    args = ap.parse_args(argv)
+    try:
+        data, truth = write_sachs(args.file, args.out, log_transform=not args.raw,
+                                  check=not args.no_check)
+    except (DataError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {data} ({SACHS_PIN.rows} rows x {len(SACHS_NAMES)}, "
+          f"{'raw' if args.raw else 'log'}) and {truth} ({len(SACHS_CONSENSUS)} edges)")
+    return 0
 
 
 MNIST_URL = os.environ.get(
@@ -237,3 +331,7 @@ def load_images(spec: str | os.PathLike) -> VAEData:
     source = "mnist" if str(spec) == "mnist" else str(Path(spec).resolve())
     return VAEData(*(cast(arrays[s]) for s in SPLITS), "bernoulli" if binary else "gaussian",
                    source)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
