@@ -29,7 +29,10 @@ def fit(
                                                "nodes is fitted by plain maximum likelihood)."),
     iterations: int = typer.Option(500, help="EM (or VI, or ML) iterations."),
     form: str = typer.Option("auxiliary", help="Coordinates of the E-step chains / the VI "
-                                               "guide: auxiliary or centred."),
+                                               "guide: auxiliary or centred; particle: an "
+                                               "E-step of particle-Gibbs sweeps over a "
+                                               "state-space chain (MCMC-EM)."),
+    particles: int = typer.Option(128, help="Particles per E-step sweep (--form particle)."),
     optimizer: str = typer.Option("adagrad", help="M-step optimiser: adagrad, adam or sgd."),
     learning_rate: float = typer.Option(0.05, help="M-step learning rate."),
     hmc_transitions: int = typer.Option(5, help="HMC transitions per case per E-step."),
@@ -42,7 +45,8 @@ def fit(
     from deepbn.inference.config import FitConfig  # no JAX: errors at once
 
     cfg = FitConfig(method=method, iterations=iterations, form=form, optimizer=optimizer,
-                    learning_rate=learning_rate, hmc_transitions=hmc_transitions).check()
+                    learning_rate=learning_rate, hmc_transitions=hmc_transitions,
+                    particles=particles).check()
     from deepbn.inference import mcmc_em
     from deepbn.io.networks import write_network
     from deepbn.plots import training_curve
@@ -80,6 +84,9 @@ def fit(
         "curve": res.curve.tolist(), "acceptance": res.acceptance,
         "seconds": round(res.seconds, 3), "resumed_from_iteration": res.resumed_from,
         "seed": seed,
+        "scheme": ({"name": "particle-gibbs", "particles": particles,
+                    "sweeps_per_iteration": hmc_transitions} if form == "particle" and
+                   res.method == "mcmc-em" else {"name": res.method, "form": form}),
     })
     what = {"ml": "maximum likelihood (no latent nodes: no E-step)",
             "mcmc-em": "MCMC-EM", "vi": "VI"}[res.method]
