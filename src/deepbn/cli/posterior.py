@@ -104,6 +104,7 @@ def posterior(
     from deepbn.results import ResultsFolder
 
     net = network_for_run(bn, latent)
+    hmc.choose_scheme(net, form, sampler)  # --form particle on a non-chain: say so first
     observed = read_observed(net, bn, data)
     folder = ResultsFolder(out, "posterior")
     folder.write_config({"network": bn, "data": str(data), "latent": list(net.latent_names),
