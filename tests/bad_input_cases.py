@@ -190,6 +190,12 @@ CASES: list[tuple[str, list[str], str]] = [
     ("network tie mismatch", _sample(net="{d}/tie_mismatch.json"),
      "tie_mismatch.json: nodes 'a' and 'b' are tied ('g') but are linear-gaussian and laplace"),
     ("network unknown example", _sample(net="example:no-such"), "unknown example 'no-such'"),
+    ("example unknown parameter", _sample(net="example:kingma-dbn?X=3"),
+     "unknown parameter 'X' of example 'kingma-dbn'"),
+    ("example bad parameter value", _sample(net="example:kingma-dbn?T=ten"),
+     "parameter T of example 'kingma-dbn' must be int"),
+    ("example parameter not positive", _sample(net="example:kingma-dbn?T=0"),
+     "needs a positive value"),
     # sample
     ("sample n 0", ["sample", H, "-n", "0", "-o", "{out}.csv"],
      "the number of samples must be at least 1"),
@@ -208,6 +214,9 @@ CASES: list[tuple[str, list[str], str]] = [
     # posterior
     ("posterior form", _posterior("--form", "whitened"), "unknown form 'whitened'"),
     ("posterior sampler", _posterior("--sampler", "mala"), "unknown sampler 'mala'"),
+    ("posterior particles 1", _posterior("--particles", "1"), "at least 2 particles"),
+    ("posterior particle form on a non-chain", _posterior("--form", "particle"),
+     "needs a state-space network"),
     ("posterior chains 0", _posterior("--chains", "0"), "need at least 1 chain"),
     ("posterior warmup negative", _posterior("--warmup", "-1"), "-1 warmup step(s)"),
     ("posterior samples 0", _posterior("--samples", "0"), "0 sample(s)"),

@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Callable
@@ -228,14 +229,57 @@ EXAMPLES: dict[str, Callable[[], BayesNet]] = {
 }
 
 
+def _parameters(name: str, query: str) -> dict:
+    """``key=value&...`` of ``example:NAME?...`` as keyword arguments of the builder.
+
+    Only the builder's own int, float and bool keywords are accepted, each
+    converted to the type of its default: a typo is a one-line error, not a
+    silently ignored setting.
+    """
+    builder = EXAMPLES[name]
+    defaults = {p.name: p.default for p in inspect.signature(builder).parameters.values()
+                if isinstance(p.default, (int, float, bool))}
+    if not defaults:
+        raise NetworkFileError(f"example '{name}' takes no parameters")
+    out: dict = {}
+    for item in query.split("&"):
+        key, sep, value = item.partition("=")
+        if key not in defaults:
+            raise NetworkFileError(f"unknown parameter '{key}' of example '{name}'; "
+                                   f"it takes {', '.join(defaults)}")
+        kind = type(defaults[key])
+        try:
+            if kind is bool:
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                parsed = value.lower() in ("true", "1")
+            else:
+                parsed = kind(value)
+        except ValueError:
+            raise NetworkFileError(f"parameter {key} of example '{name}' must be "
+                                   f"{kind.__name__}; got '{value}'") from None
+        if not sep or (kind is not bool and parsed <= 0 and key != "seed") or (
+                kind is float and not np.isfinite(parsed)):
+            raise NetworkFileError(f"parameter {key} of example '{name}' needs a positive "
+                                   f"value (key=value); got '{item}'")
+        out[key] = parsed
+    return out
+
+
 def load(spec: str | os.PathLike) -> BayesNet:
-    """A network from ``example:NAME`` or from a JSON file path."""
+    """A network from ``example:NAME[?key=value&...]`` or from a JSON file path.
+
+    The query sets the example builder's keywords, e.g. ``example:kingma-dbn?T=1000``
+    (:func:`kingma_dbn`'s ``T``, ``dim``, ``sigma_z``, ``seed``, ``tie``).
+    """
     text = str(spec)
     if text.startswith(PREFIX):
-        name = text[len(PREFIX):]
+        name, _, query = text[len(PREFIX):].partition("?")
         if name not in EXAMPLES:
             raise NetworkFileError(
                 f"unknown example '{name}'; available: {', '.join(sorted(EXAMPLES))}"
             )
-        return EXAMPLES[name]()
+        kwargs = _parameters(name, query) if query else {}
+        bn = EXAMPLES[name](**kwargs)
+        return bn
     return read_network(spec)

@@ -75,7 +75,10 @@ def fit(
                                                "nodes is fitted by plain maximum likelihood)."),
     iterations: int = typer.Option(500, help="EM (or VI, or ML) iterations."),
     form: str = typer.Option("auxiliary", help="Coordinates of the E-step chains / the VI "
-                                               "guide: auxiliary or centred."),
+                                               "guide: auxiliary or centred; particle: an "
+                                               "E-step of particle-Gibbs sweeps over a "
+                                               "state-space chain (MCMC-EM)."),
+    particles: int = typer.Option(128, help="Particles per E-step sweep (--form particle)."),
     optimizer: str = typer.Option("adagrad", help="M-step optimiser: adagrad, adam or sgd."),
     learning_rate: float = typer.Option(0.05, help="M-step learning rate."),
     hmc_transitions: int = typer.Option(5, help="HMC transitions per case per E-step."),
@@ -98,7 +101,7 @@ def fit(
 
     cfg = FitConfig(method=method, iterations=iterations, form=form, optimizer=optimizer,
                     learning_rate=learning_rate, hmc_transitions=hmc_transitions,
-                    integration_steps=integration_steps).check()
+                    integration_steps=integration_steps, particles=particles).check()
     images = is_image_set(data)
     for what, value in (("cases", cases), ("test cases", test_cases),
                         ("importance samples", ll_samples)):
@@ -158,6 +161,9 @@ def fit(
         "curve": res.curve.tolist(), "acceptance": res.acceptance,
         "seconds": round(res.seconds, 3), "resumed_from_iteration": res.resumed_from,
         "seed": seed, **extra,
+        "scheme": ({"name": "particle-gibbs", "particles": particles,
+                    "sweeps_per_iteration": hmc_transitions} if form == "particle" and
+                   res.method == "mcmc-em" else {"name": res.method, "form": form}),
     }, reasons=reasons)
     what = {"ml": "maximum likelihood (no latent nodes: no E-step)",
             "mcmc-em": "MCMC-EM", "vi": "VI"}[res.method]

@@ -84,14 +84,17 @@ def posterior(
     out: Path = typer.Option(..., "--out", help="Folder for the results (created); run "
                                                 "again with the same folder to resume."),
     latent: str = LatentOption,
-    form: str = typer.Option("auto", help="auto (per node, from the data's curvature), "
-                                          "centred or auxiliary."),
+    form: str = typer.Option("auto", help="auto (particle Gibbs for a long state-space "
+                                          "chain, else per node from the data's curvature), "
+                                          "centred, auxiliary or particle."),
     sampler: str = typer.Option("nuts", help="nuts or hmc."),
     chains: int = typer.Option(2, help="Chains (vmapped)."),
     warmup: int = typer.Option(1000, help="Window-adaptation steps per chain."),
     samples: int = typer.Option(1000, help="Draws per chain after warmup."),
     integration_steps: int = typer.Option(16, help="Leapfrog steps per HMC transition "
                                                    "(--sampler hmc)."),
+    particles: int = typer.Option(128, help="Particles per conditional-SMC sweep (particle "
+                                            "Gibbs: --form particle, or auto's choice)."),
     checkpoint_every: int = typer.Option(100, help="Transitions (warmup or draws) between "
                                                    "checkpoints; Ctrl-C loses at most these."),
     seed: int = SeedOption,
@@ -101,19 +104,21 @@ def posterior(
     summary.json, trace.png."""
     from deepbn.inference.config import check_settings  # no JAX: errors at once
 
-    check_settings(sampler, form, chains, warmup, samples, integration_steps, checkpoint_every)
+    check_settings(sampler, form, chains, warmup, samples, integration_steps, checkpoint_every,
+                   particles)
     from deepbn.inference import arviz_export, hmc
     from deepbn.plots import traces
     from deepbn.results import ResultsFolder
 
     net = network_for_run(bn, latent)
+    hmc.choose_scheme(net, form, sampler)  # --form particle on a non-chain: say so first
     observed = read_observed(net, bn, data)
     folder = ResultsFolder(out, "posterior")
     folder.write_config({"network": bn, "data": str(data), "latent": list(net.latent_names),
                          "form": form, "sampler": sampler, "chains": chains, "warmup": warmup,
                          "samples": samples, "integration_steps": integration_steps,
-                         "seed": seed})
-    columns = [TextColumn("NUTS" if sampler == "nuts" else "HMC"), BarColumn(),
+                         "particles": particles, "seed": seed})
+    columns = [TextColumn("sampling"), BarColumn(),
                TextColumn("{task.fields[phase]}"), TimeElapsedColumn()]
     with progress_bar(*columns) as bar:
         task = bar.add_task("sampling", total=warmup + samples, phase="compiling")
@@ -126,7 +131,8 @@ def posterior(
         post = hmc.sample_posterior(net, observed, form=form, sampler=sampler, chains=chains,
                                     warmup=warmup, samples=samples, seed=seed,
                                     integration_steps=integration_steps, progress=update,
-                                    checkpoint_path=folder.checkpoint, chunk=checkpoint_every)
+                                    checkpoint_path=folder.checkpoint, chunk=checkpoint_every,
+                                    particles=particles)
     no_time = "no sampling in this call (it resumed a finished run)"
     s = folder.write_summary({"network": bn, "data": str(data), "seed": seed, **post.summary},
                              reasons={"ess_min_per_s": no_time, "ess_median_per_s": no_time})
@@ -145,11 +151,18 @@ def posterior(
     centred = [n for n, c in s["form"].items() if c >= 0.5]
     # infinite (a chain that never moved, or too few draws) is null in strict JSON
     rhat = "inf" if s["rhat_max"] is None else f"{s['rhat_max']:.3f}"
+    scheme = s["scheme"]
+    if scheme["name"] == "particle-gibbs":
+        how = (f"particle Gibbs (conditional SMC, ancestor sampling, {scheme['particles']} "
+               f"particles) over the chain {scheme['chain']} ({scheme['length']} states)")
+    else:
+        how = (f"form {post.form}: {len(centred)} node(s) centred, "
+               f"{len(post.space.names) - len(centred)} auxiliary")
+    sampler_name = {"particle-gibbs": "particle Gibbs"}.get(s["sampler"], s["sampler"].upper())
     lines = [
-        f"{sampler.upper()} on {len(post.space.names)} latent nodes ({post.space.size} "
+        f"{sampler_name} on {len(post.space.names)} latent nodes ({post.space.size} "
         f"coordinates x {s['cases']} case(s)), {chains} chains x {samples} draws",
-        f"form {post.form}: {len(centred)} node(s) centred, "
-        f"{len(post.space.names) - len(centred)} auxiliary",
+        how,
         f"ESS min {s['ess_min']:.0f} / median {s['ess_median']:.0f}, R-hat max "
         f"{rhat}, divergences {s['divergences']}",
         f"{s['seconds']:.1f} s sampling + {s['compile_seconds']:.1f} s compile: "

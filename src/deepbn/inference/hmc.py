@@ -38,8 +38,15 @@ from deepbn import run as run_layer
 from deepbn.bn import BayesNet
 from deepbn.errors import UsageError
 from deepbn.inference import diagnostics, nuts
-from deepbn.inference.config import check_settings  # noqa: F401
-from deepbn.reparam import LatentSpace, Reparam, coordinates, prior_latents, values
+from deepbn.inference.config import PARTICLE_MIN_LENGTH, PARTICLES, check_settings
+from deepbn.reparam import (
+    LatentSpace,
+    Reparam,
+    coordinates,
+    log_density,
+    prior_latents,
+    values,
+)
 
 
 class PosteriorSamples(NamedTuple):
@@ -63,6 +70,16 @@ def _initial_positions(bn, reparam: Reparam, keys, observed):
     # jitted: vmapped op by op, drawing from the prior took ~5 s on kingma-dbn
     z0 = jax.vmap(lambda k: prior_latents(bn, reparam, k, observed))(keys)
     return jax.vmap(lambda z: coordinates(bn, reparam, z, observed))(z0)
+
+
+@eqx.filter_jit
+def _prior_draws(bn, reparam: Reparam, keys, observed):
+    return jax.vmap(lambda k: prior_latents(bn, reparam, k, observed))(keys)
+
+
+@eqx.filter_jit
+def _log_density_at(bn, reparam: Reparam, u0, observed):
+    return log_density(bn, reparam, u0, observed)
 
 
 @eqx.filter_jit
@@ -94,6 +111,7 @@ def sample_posterior(
     checkpoint_path: str | Path | None = None,
     chunk: int = 100,
     shard: bool = True,
+    particles: int = PARTICLES,
 ) -> PosteriorSamples:
     """Posterior draws of the latent nodes given ``observed`` ((cases, dim) per node).
 
@@ -114,6 +132,10 @@ def sample_posterior(
     observed = {n: jnp.asarray(observed[n], jnp.float32) for n in bn.observed_names}
     n_cases = int(next(iter(observed.values())).shape[0]) if observed else 1
 
+    scheme = choose_scheme(bn, form, sampler, centring)
+    if scheme is not None:
+        return _sample_particle(bn, observed, scheme, form, chains, warmup, samples, seed,
+                                particles, n_cases, progress, checkpoint_path, chunk, shard)
     start = time.perf_counter()
     # built outside jit, so that tied recurrent runs are seen as tied
     if centring is not None:
@@ -177,8 +199,94 @@ def sample_posterior(
         "cases": n_cases,
         "form": {n: round(v, 4) for n, v in space.node_values(c_np).items()},
         "form_name": form if centring is None else "custom",
+        "scheme": {"name": sampler, "form": form if centring is None else "custom"},
         "resumed_from": max(0, res.resumed_from - warmup),
         "resumed_from_step": res.resumed_from,
     }
     return PosteriorSamples(space.split(z), space, c_np, summary["form_name"], summary, stats,
+                            {n: np.asarray(v) for n, v in observed.items()})
+
+
+def choose_scheme(bn: BayesNet, form: str, sampler: str = "nuts",
+                  centring: np.ndarray | None = None):
+    """The state-space model to sample by particle Gibbs, or None for NUTS/HMC.
+
+    ``particle`` asks for it (a one-line error when the network is not a
+    state-space chain); ``auto`` takes it for a chain of at least
+    :data:`PARTICLE_MIN_LENGTH` states (measured on ``kingma-dbn``: at T = 20 NUTS in
+    the auxiliary form mixes, from T = 100 no HMC form does; README "Long runs").
+    """
+    from deepbn.inference import csmc
+
+    if form not in ("auto", "particle") or centring is not None:
+        return None
+    model = csmc.chain_model(bn)
+    if form == "particle":
+        if model is None:
+            raise UsageError("--form particle needs a state-space network: a root latent node "
+                             "and a recurrent run of latent nodes after it, each with one "
+                             "observed child and nothing else")
+        return model
+    if sampler != "nuts" or model is None or len(model.nodes) < PARTICLE_MIN_LENGTH:
+        return None
+    return model
+
+
+def _sample_particle(bn, observed, model, form, chains, warmup, samples, seed, particles,
+                     n_cases, progress, checkpoint_path, chunk, shard) -> PosteriorSamples:
+    """:func:`sample_posterior` by particle Gibbs (:mod:`deepbn.inference.csmc`)."""
+    from deepbn.inference import csmc
+
+    space = LatentSpace.from_network(bn)
+    centred = Reparam.centred(bn, n_cases)
+    key = jax.random.key(seed)
+    k_init, k_run = jax.random.split(key)
+    z0 = _prior_draws(bn, centred, jax.random.split(k_init, chains), observed)
+    if not np.isfinite(float(_log_density_at(bn, centred, z0[0], observed))):
+        _check_finite(bn, centred, z0[0], observed)  # names the node (slower to compile)
+    cfg = csmc.ParticleConfig(model, particles, space, n_cases, warmup, centred.runs)
+    data = csmc.ParticleData(bn, observed)
+    state = eqx.filter_jit(csmc.init)(z0, data, cfg)
+    settings = {"method": "posterior", "sampler": "particle-gibbs", "form": form,
+                "chains": chains, "warmup": warmup, "particles": particles, "seed": seed,
+                "names": bn.names, "parents": bn.parents, "observed": bn.observed,
+                "families": [c.family for c in bn.conditionals]}
+    fp = run_layer.fingerprint((eqx.filter(bn, eqx.is_array), observed), settings)
+    res = run_layer.run(csmc.step, state, data, run_layer.raw_key(k_run), warmup + samples,
+                        config=cfg, chunk=chunk, checkpoint=checkpoint_path, fingerprint=fp,
+                        progress=None if progress is None else (lambda d, t, o: progress(d, t)),
+                        place=(lambda s: run_layer.shard_batch(s, chains, "chains"))
+                        if shard else None)
+    if res.stopped:
+        raise UsageError(f"sampling {res.stopped}")
+    out = {k: np.swapaxes(v, 0, 1) for k, v in res.outputs.items()}  # (chains, steps, ...)
+    z = out.pop("z")[:, warmup:]
+    stats = {k: v[:, warmup:] for k, v in out.items()}
+    seconds = res.seconds
+    diag = diagnostics.convergence(z.reshape(chains, samples, -1))
+    c_np = np.ones((n_cases, space.size), np.float32)  # the sweep moves z itself
+    names = [bn.names[k] for k in model.nodes]
+    summary = {
+        **diag,
+        "divergences": 0,
+        "seconds": round(seconds, 3),
+        "compile_seconds": round(res.compile_seconds, 3),
+        "pilot_seconds": 0.0,
+        "ess_min_per_s": diag["ess_min"] / seconds if seconds > 0 else None,
+        "ess_median_per_s": diag["ess_median"] / seconds if seconds > 0 else None,
+        "update_rate": float(np.mean(stats["update_rate"])),
+        "sampler": "particle-gibbs",
+        "seed": seed,
+        "chains": chains,
+        "warmup": warmup,
+        "samples": samples,
+        "cases": n_cases,
+        "form": {n: 1.0 for n in space.names},
+        "form_name": form,
+        "scheme": {"name": "particle-gibbs", "form": "particle", "particles": particles,
+                   "chain": f"{names[0]}..{names[-1]}", "length": len(names)},
+        "resumed_from": max(0, res.resumed_from - warmup),
+        "resumed_from_step": res.resumed_from,
+    }
+    return PosteriorSamples(space.split(z), space, c_np, "particle", summary, stats,
                             {n: np.asarray(v) for n, v in observed.items()})

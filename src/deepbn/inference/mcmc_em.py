@@ -46,6 +46,7 @@ import optax
 from deepbn import run as run_layer
 from deepbn.bn import BayesNet
 from deepbn.errors import UsageError
+from deepbn.inference import csmc
 from deepbn.inference.config import METHODS, OPTIMIZER_NAMES, FitConfig  # noqa: F401
 from deepbn.reparam import Reparam, coordinates, log_density, prior_latents, values
 
@@ -141,9 +142,24 @@ def _case_log_density(bn, reparam: Reparam, observed):
     return f
 
 
+def _particle_e_step(k_e, bn, u, reparam: Reparam, observed, cfg: FitConfig):
+    """``hmc_transitions`` particle-Gibbs sweeps of every case's trajectory (form particle)."""
+    model = csmc.chain_model(bn, tie=False)  # structure only: the same under tracing
+    paths = csmc.from_flat(reparam.space, bn, model, u)
+    start = paths
+    for k in jax.random.split(k_e, cfg.hmc_transitions):
+        paths = csmc.sweep_cases(k, paths, bn, observed, model, cfg.particles)
+    moved = jnp.mean(jnp.any(paths != start, axis=-1), axis=-1)  # (cases,)
+    return csmc.to_flat(reparam.space, bn, model, paths), moved
+
+
 def _em_iteration(k_e, state: FitState, static, reparam: Reparam, observed, cfg: FitConfig):
     bn = join_network(state.params, static)
     n_cases = state.u.shape[0]
+    if cfg.form == "particle":
+        u, acc = _particle_e_step(k_e, bn, state.u, reparam, observed, cfg)
+        return _m_step(state, static, reparam, observed, cfg, jax.lax.stop_gradient(u),
+                       state.aux, acc)
     log_p = _case_log_density(bn, reparam, observed)
 
     def chain(u_i, log_step, i, k):
@@ -165,7 +181,14 @@ def _em_iteration(k_e, state: FitState, static, reparam: Reparam, observed, cfg:
 
     u, log_step, acc = jax.vmap(chain)(state.u, state.aux, jnp.arange(n_cases),
                                        jax.random.split(k_e, n_cases))
-    u = jax.lax.stop_gradient(u)
+    return _m_step(state, static, reparam, observed, cfg, jax.lax.stop_gradient(u), log_step,
+                   acc)
+
+
+def _m_step(state: FitState, static, reparam: Reparam, observed, cfg: FitConfig, u, log_step,
+            acc):
+    """One optimiser step on log p(u, x) at the E-step's coordinates ``u``."""
+    n_cases = state.u.shape[0]
 
     def loss(params):
         net = join_network(params, static)
@@ -270,7 +293,14 @@ def fit(
     else:
         # no runs tied by equal values: the parameters are learned, step by step apart
         # (runs of one tie group stay tied: they share one parameter)
-        reparam = Reparam.from_form(bn, cfg.form, observed, n_cases, tie=False)
+        if cfg.form == "particle":
+            if csmc.chain_model(bn, tie=False) is None:
+                raise UsageError("--form particle needs a state-space network: a root latent "
+                                 "node and a recurrent run of latent nodes after it, each with "
+                                 "one observed child and nothing else")
+            reparam = Reparam.centred(bn, n_cases, tie=False)  # the sweeps move z itself
+        else:
+            reparam = Reparam.from_form(bn, cfg.form, observed, n_cases, tie=False)
         u0 = _initial_coordinates(bn, reparam, k_init, observed)
         aux = jnp.full((n_cases,), np.log(0.1)) if cfg.method == "mcmc-em" else jnp.full(
             (n_cases, reparam.space.size), np.log(0.1))
@@ -278,7 +308,10 @@ def fit(
         method = cfg.method
     state = FitState(params, u0, aux, opt_state, jnp.zeros((), jnp.int32))
     # the iteration count is not part of a run's identity: more continues it (driver rule)
-    settings = {"method": method, "config": {**cfg._asdict(), "iterations": None},
+    config = {**cfg._asdict(), "iterations": None}
+    if cfg.form != "particle":
+        config.pop("particles")  # not a setting of these runs: earlier checkpoints resume
+    settings = {"method": method, "config": config,
                 "seed": seed, "names": bn.names,
                 "parents": bn.parents, "observed": bn.observed, "families":
                 [c.family for c in bn.conditionals],

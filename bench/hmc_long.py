@@ -1,0 +1,162 @@
+"""Long runs of kingma-dbn: particle Gibbs (deepbn auto) vs NUTS in every form, as T grows.
+
+kingma-dbn (d = 10, sigma_z = 0.1) at T = 20, 100, 1000, one simulated
+sequence per T (seed 0), 4 chains. Runs: ``deepbn-auto`` (what ``deepbn
+posterior`` does by default: NUTS in the auxiliary form at T = 20, particle
+Gibbs from T = 50), ``deepbn-particle`` (particle Gibbs at every T),
+``deepbn-centred``, ``deepbn-auxiliary`` (NUTS), ``blackjax-aux`` (hand-written
+BlackJAX NUTS in the auxiliary form) and ``numpyro-centred`` / ``numpyro-aux``
+(NumPyro NUTS; the DBN's non-centring written by hand, as in
+``bench/hmc_dbn.py``, whose peers this reuses). Each run is its own process
+(compilation cache off) with a wall-clock limit; a run past it is reported as
+such. Reported: ESS (bulk, min and median over all latent coordinates, z-space),
+R-hat (rank-normalised split), seconds of warmup + sampling without
+compilation, ESS_min per second, ESS_min per 1000 draws.
+
+    python bench/hmc_long.py --T 20 100           # writes bench/hmc_long.json, .md, .png
+    python bench/hmc_long.py --T 1000 --only deepbn-auto --append
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RUNS = ["deepbn-auto", "deepbn-particle", "deepbn-centred", "deepbn-auxiliary",
+        "blackjax-aux", "numpyro-centred", "numpyro-aux"]
+PARTICLE_RUNS = ("deepbn-auto", "deepbn-particle")
+
+
+def child(T, name, chains, warmup, samples, particles):
+    sys.path.insert(0, str(HERE))
+    import jax
+
+    import hmc_dbn  # the peers: hand-written BlackJAX and NumPyro on kingma-dbn
+    from deepbn import examples
+
+    def case(network):
+        bn = examples.kingma_dbn(T=T)
+        x = bn.sample(jax.random.key(0), 1)
+        return bn, {n: x[n] for n in bn.observed_names}
+
+    hmc_dbn._case = case
+    if name.startswith("deepbn-"):
+        from deepbn.inference import hmc
+
+        bn, obs = case("kingma-dbn")
+        post = hmc.sample_posterior(bn, obs, form=name.split("-", 1)[1], chains=chains,
+                                    warmup=warmup, samples=samples, seed=1,
+                                    particles=particles)
+        s = post.summary
+        res = {k: s.get(k) for k in ("ess_min", "ess_median", "rhat_max", "seconds",
+                                     "compile_seconds", "pilot_seconds", "ess_min_per_s")}
+        res["scheme"] = s["scheme"]
+    elif name == "blackjax-aux":
+        res, _ = hmc_dbn.run_blackjax("kingma-dbn", chains, warmup, samples)
+    else:
+        res, _ = hmc_dbn.run_numpyro("kingma-dbn", name.endswith("centred"), chains, warmup,
+                                     samples)
+    res["ess_min_per_1000_draws"] = 1000.0 * res["ess_min"] / (chains * samples)
+    print(json.dumps(res, default=float))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--T", type=int, nargs="+", default=[20, 100, 1000])
+    ap.add_argument("--chains", type=int, default=4)
+    ap.add_argument("--warmup", type=int, default=300, help="NUTS warmup")
+    ap.add_argument("--samples", type=int, default=300, help="NUTS draws per chain")
+    ap.add_argument("--pg-warmup", type=int, default=200, help="particle-Gibbs burn-in")
+    ap.add_argument("--pg-samples", type=int, default=1000, help="particle-Gibbs draws")
+    ap.add_argument("--particles", type=int, default=128)
+    ap.add_argument("--limit", type=float, default=600.0, help="seconds per run")
+    ap.add_argument("--only", nargs="+", default=None)
+    ap.add_argument("--append", action="store_true", help="add to the existing results")
+    ap.add_argument("--out", default=str(HERE / "hmc_long.json"))
+    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        T, name = int(args.child[0]), args.child[1]
+        pg = name in PARTICLE_RUNS and not (name == "deepbn-auto" and T < 50)
+        child(T, name, args.chains, args.pg_warmup if pg else args.warmup,
+              args.pg_samples if pg else args.samples, args.particles)
+        return
+    out = Path(args.out)
+    results = json.loads(out.read_text())["results"] if args.append and out.exists() else []
+    for T in args.T:
+        for name in RUNS:
+            if args.only and name not in args.only:
+                continue
+            cmd = [sys.executable, __file__, "--child", str(T), name]
+            for opt in ("chains", "warmup", "samples", "pg_warmup", "pg_samples", "particles"):
+                cmd += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
+            env = {**os.environ, "JAX_ENABLE_COMPILATION_CACHE": "false"}
+            start = time.perf_counter()
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                                      timeout=args.limit)
+                if proc.returncode != 0:
+                    row = {"T": T, "run": name,
+                           "error": (proc.stderr.strip().splitlines() or ["?"])[-1][:300]}
+                else:
+                    row = {"T": T, "run": name,
+                           **json.loads(proc.stdout.strip().splitlines()[-1])}
+            except subprocess.TimeoutExpired:
+                row = {"T": T, "run": name, "error": f"past the {args.limit:.0f} s limit"}
+            row["wall_seconds"] = round(time.perf_counter() - start, 1)
+            results = [r for r in results if (r["T"], r["run"]) != (T, name)] + [row]
+            print(json.dumps(row, default=float), flush=True)
+            out.write_text(json.dumps({"results": results, "settings": {
+                k: getattr(args, k) for k in ("chains", "warmup", "samples", "pg_warmup",
+                                              "pg_samples", "particles", "limit")}},
+                indent=1, default=float))
+    table = _table(results)
+    out.with_suffix(".md").write_text(table)
+    print(table)
+    _plot(results, out.with_suffix(".png"))
+
+
+def _table(results) -> str:
+    lines = ["| T | run | ESS min | ESS median | R-hat max | ESS_min / 1000 draws | s (no "
+             "compile) | ESS_min/s |", "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(results, key=lambda r: (r["T"], RUNS.index(r["run"]))):
+        if "error" in r:
+            lines.append(f"| {r['T']} | {r['run']} | {r['error']} | | | | | |")
+            continue
+        rhat = "inf" if r["rhat_max"] is None else f"{r['rhat_max']:.3f}"
+        lines.append(f"| {r['T']} | {r['run']} | {r['ess_min']:.1f} | {r['ess_median']:.0f} | "
+                     f"{rhat} | {r['ess_min_per_1000_draws']:.1f} | {r['seconds']:.1f} | "
+                     f"{r['ess_min_per_s']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in RUNS:
+        pts = sorted((r["T"], r["ess_min_per_s"]) for r in results
+                     if r["run"] == name and "error" not in r and r["ess_min_per_s"])
+        if pts:
+            ax.plot(*np.array(pts).T, "o-", label=name)
+    ax.set(xscale="log", yscale="log", xlabel="T (time steps)", ylabel="ESS_min per second",
+           title="kingma-dbn (d = 10): sampling efficiency vs T")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

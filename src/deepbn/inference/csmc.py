@@ -1,0 +1,222 @@
+"""Particle Gibbs for a long recurrent run: conditional SMC with ancestor sampling.
+
+A dynamic Bayes net whose latent nodes are one chain z_1 -> z_2 -> ... -> z_T
+(a root *head* z_1 and a recurrent :class:`~deepbn.reparam.Run` z_2..z_T),
+each z_t with one observed child x_t, is a state-space model. Over long runs
+neither HMC form mixes (see the README, "Long runs"): the centred form couples
+neighbouring states tightly, the auxiliary form makes late data depend on early
+noise through a long composition of the dynamics, and on ``kingma-dbn`` the
+posterior over the trajectory is multimodal (the dynamics is a noisy limit
+cycle whose phase the data pin down only loosely), which no local move crosses.
+Conditional SMC moves the whole trajectory at once:
+
+- a bootstrap particle filter with ``N`` particles, one of which is held at the
+  current trajectory (the *reference*; Andrieu, Doucet & Holenstein, JRSS-B 2010,
+  Sec. 4.5, conditional SMC);
+- the reference's ancestor at every step is redrawn with weights
+  w_{t-1}^i p(z*_t | z_{t-1}^i) (*ancestor sampling*; Lindsten, Jordan & Schön,
+  JMLR 2014, Alg. 2), so that the whole path, not only its end, is renewed;
+- the new trajectory is one path traced back from a particle drawn by its final
+  weight.
+
+Each sweep leaves the posterior p(z_{1:T} | x_{1:T}) invariant whatever ``N``
+(ibid., Thm. 1); more particles mix faster. Cases are independent sequences,
+vmapped, as are the chains. :func:`init` / :func:`step` are an ``init`` / ``step``
+pair for :func:`deepbn.run.run` (checkpointed chunks, resume); the first
+``warmup`` sweeps are burn-in. Any continuous family serves as a transition
+(its ``sample`` and ``log_prob``) and any family as an emission (``log_prob``).
+
+Example:
+    >>> from deepbn import examples
+    >>> model = chain_model(examples.kingma_dbn(T=5, dim=2))
+    >>> model.nodes, model.emissions
+    ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9))
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from deepbn.bn import BayesNet
+from deepbn.reparam import LatentSpace, Reparam, Run, log_density, runs
+
+HEAD_FACTOR = 8  # particles at the head, per particle of the run
+
+
+class ChainModel(NamedTuple):
+    """Which nodes form the state-space model (static, found outside ``jit``)."""
+
+    nodes: tuple[int, ...]  # the latent chain in time order: head, then the run
+    emissions: tuple[int | None, ...]  # observed child of each (the head's may be None)
+    tied: bool  # the run's steps (and emissions) share one parameter set
+
+
+def chain_model(bn: BayesNet, tie: bool = True) -> ChainModel | None:
+    """The network as a state-space model, or None when it is not one.
+
+    It is one when its latent nodes are exactly a root head and one recurrent
+    run of :func:`deepbn.reparam.runs` starting at the head's child, every run
+    node has its emission, and every observed node is the single-parent child
+    of a chain node (nothing else in the network for the filter to ignore).
+    """
+    found = [r for r in runs(bn, tie=tie) if r.emissions is not None]
+    latent = [j for j in range(bn.d) if not bn.observed[j]]
+    if len(found) != 1:
+        return None
+    run = found[0]
+    parents = bn.parents[run.nodes[0]]
+    if len(parents) != 1:
+        return None
+    head = bn.index(parents[0])
+    if bn.observed[head] or bn.parents[head] or bn.dims[head] != bn.dims[run.nodes[0]]:
+        return None
+    if not bn.conditionals[head].continuous:
+        return None
+    if sorted(latent) != sorted((head,) + run.nodes):
+        return None
+    head_emissions = [j for j in range(bn.d)
+                      if bn.observed[j] and bn.parents[j] == (bn.names[head],)]
+    if len(head_emissions) > 1:
+        return None
+    emissions = (head_emissions[0] if head_emissions else None,) + run.emissions
+    observed = {j for j in range(bn.d) if bn.observed[j]}
+    if observed != {e for e in emissions if e is not None}:
+        return None
+    return ChainModel((head,) + run.nodes, emissions, run.tied)
+
+
+class ParticleConfig(NamedTuple):
+    """Static settings of particle Gibbs (hashable)."""
+
+    model: ChainModel
+    particles: int
+    space: LatentSpace
+    n_cases: int
+    warmup: int
+    runs: tuple[Run, ...] = ()  # the network's runs, for the log-density (walked as scans)
+
+
+class ParticleData(NamedTuple):
+    bn: BayesNet
+    observed: dict  # name -> (cases, dim)
+
+
+class ParticleState(NamedTuple):
+    t: jnp.ndarray  # sweeps taken (int32 scalar)
+    reference: jnp.ndarray  # (chains, cases, T, dim): each chain's current trajectory
+
+
+def _stack(modules):
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *modules)
+
+
+def _resample(key, log_w, n):
+    """n ancestors drawn i.i.d. with probabilities ∝ exp(log_w) (inverse CDF, O(N log N))."""
+    cdf = jnp.cumsum(jax.nn.softmax(log_w))
+    idx = jnp.searchsorted(cdf, jax.random.uniform(key, (n,)) * cdf[-1])
+    return jnp.minimum(idx, log_w.shape[0] - 1)
+
+
+def _sweep(key, reference, bn: BayesNet, xs, x_head, model: ChainModel, n: int):
+    """One conditional-SMC sweep with ancestor sampling for one case: a new (T, dim) path.
+
+    ``xs`` (T-1, e): the run's emissions; ``x_head`` (e,) or None: the head's.
+    """
+    conds = bn.conditionals
+    head = conds[model.nodes[0]]
+    run_nodes, run_em = model.nodes[1:], model.emissions[1:]
+    if model.tied:
+        step_cond, step_em = conds[run_nodes[0]], conds[run_em[0]]
+        per_step = None
+    else:
+        per_step = (_stack([conds[k] for k in run_nodes]), _stack([conds[e] for e in run_em]))
+    k0, k1, k_run, k_end = jax.random.split(key, 4)
+    # the head is drawn from its prior, usually far broader than its posterior: HEAD_FACTOR
+    # times more particles there, so that ancestor sampling finds alternatives to the
+    # reference's z_1 (a valid CSMC: the particle number may vary with t)
+    m = HEAD_FACTOR * n
+    z0 = head.sample(k0, jnp.zeros((m, 0))).at[-1].set(reference[0])
+    if x_head is None:
+        log_w0 = jnp.zeros(m)
+    else:
+        log_w0 = conds[model.emissions[0]].log_prob(jnp.broadcast_to(x_head, (m,) + x_head.shape),
+                                                    z0)
+
+    def step(carry, inp):
+        z, log_w = carry
+        k, z_ref, x_t = inp[:3]
+        cond, em = (step_cond, step_em) if per_step is None else inp[3]
+        k_a, k_z, k_as = jax.random.split(k, 3)
+        a = _resample(k_a, log_w, n - 1)
+        moved = cond.sample(k_z, z[a])
+        # ancestor sampling: the reference's parent redrawn ∝ w_{t-1}^i p(z*_t | z_{t-1}^i)
+        a_ref = jax.random.categorical(k_as, log_w + cond.log_prob(
+            jnp.broadcast_to(z_ref, z.shape), z))
+        z_new = jnp.concatenate([moved, z_ref[None]])
+        log_w = em.log_prob(jnp.broadcast_to(x_t, (n,) + x_t.shape), z_new)
+        return (z_new, log_w), (z_new, jnp.concatenate([a, a_ref[None]]))
+
+    first = (k1, reference[1], xs[0])
+    if per_step is not None:
+        first = first + (jax.tree_util.tree_map(lambda a: a[0], per_step),)
+    (z1, log_w1), (_, a1) = step((z0, log_w0), first)
+    steps = reference.shape[0] - 2
+    inputs = (jax.random.split(k_run, steps), reference[2:], xs[1:])
+    if per_step is not None:
+        inputs = inputs + (jax.tree_util.tree_map(lambda a: a[1:], per_step),)
+    (_, log_w), (zs, ancestors) = jax.lax.scan(step, (z1, log_w1), inputs)
+    zs = jnp.concatenate([z1[None], zs])  # (T - 1, n, dim): steps 2..T
+    last = jax.random.categorical(k_end, log_w)
+
+    def trace(b, t):  # the particle at time t + 1 (0-based), then its parent's index
+        return jnp.where(t > 0, ancestors[jnp.maximum(t - 1, 0)][b], b), zs[t][b]
+
+    b1, path = jax.lax.scan(trace, last, jnp.arange(steps, -1, -1))
+    return jnp.concatenate([z0[a1[b1]][None], path[::-1]])
+
+
+def to_flat(space: LatentSpace, bn: BayesNet, model: ChainModel,
+            paths: jnp.ndarray) -> jnp.ndarray:
+    """(..., T, dim) trajectories -> (..., size) latent values in the space's order."""
+    return space.join({bn.names[k]: paths[..., t, :] for t, k in enumerate(model.nodes)})
+
+
+def from_flat(space: LatentSpace, bn: BayesNet, model: ChainModel,
+              z: jnp.ndarray) -> jnp.ndarray:
+    """Inverse of :func:`to_flat`."""
+    parts = space.split(z)
+    return jnp.stack([parts[bn.names[k]] for k in model.nodes], axis=-2)
+
+
+def init(z0: jnp.ndarray, data: ParticleData, cfg: ParticleConfig) -> ParticleState:
+    """Chains at the latent values ``z0`` (chains, cases, size)."""
+    return ParticleState(jnp.zeros((), jnp.int32), from_flat(cfg.space, data.bn, cfg.model, z0))
+
+
+def sweep_cases(key, reference, bn: BayesNet, observed, model: ChainModel, n: int):
+    """One sweep for every case: ``reference`` (cases, T, dim) -> the new trajectories."""
+    # (cases, T-1, e): the run's emissions
+    xs = jnp.stack([observed[bn.names[e]] for e in model.emissions[1:]], axis=1)
+    keys = jax.random.split(key, reference.shape[0])
+    if model.emissions[0] is None:
+        return jax.vmap(lambda k, r, x: _sweep(k, r, bn, x, None, model, n))(keys, reference, xs)
+    x_head = observed[bn.names[model.emissions[0]]]
+    return jax.vmap(lambda k, r, x, x0: _sweep(k, r, bn, x, x0, model, n))(
+        keys, reference, xs, x_head)
+
+
+def step(key, state: ParticleState, data: ParticleData, cfg: ParticleConfig):
+    """One particle-Gibbs sweep of every chain (burn-in while ``state.t < warmup``)."""
+    bn = data.bn
+    keys = jax.random.split(key, state.reference.shape[0])
+    new = jax.vmap(lambda k, r: sweep_cases(k, r, bn, data.observed, cfg.model,
+                                            cfg.particles))(keys, state.reference)
+    z = to_flat(cfg.space, bn, cfg.model, new)  # (chains, cases, size)
+    centred = Reparam(cfg.space, jnp.ones((cfg.n_cases, cfg.space.size)), cfg.runs)
+    lp = jax.vmap(lambda zz: log_density(bn, centred, zz, data.observed))(z)
+    # the share of states the sweep renewed: low values flag a degenerate path
+    moved = jnp.mean(jnp.any(new != state.reference, axis=-1), axis=(1, 2))
+    return ParticleState(state.t + 1, new), {"z": z, "lp": lp, "update_rate": moved}
