@@ -1,5 +1,6 @@
 import itertools
 
+import jax.numpy as jnp
 import networkx as nx
 import numpy as np
 import pytest
@@ -62,6 +63,20 @@ def test_ancestors_match_networkx(A):
         assert {i for i in range(A.shape[0]) if R[i, j]} == anc
     assert list(graph.parents(A, 0)) == sorted(G.predecessors(0))
     assert list(graph.children(A, 0)) == sorted(G.successors(0))
+
+
+def test_acyclicity_above_d_120_is_exact_below_the_cap_and_finite_when_dense():
+    rng = np.random.default_rng(0)
+    d = 130
+    A = (rng.random((2, d, d)) < 0.004) * rng.random((2, d, d)) * (1 - np.eye(d))
+    h, grad = graph._acyclicity_poly_and_grad(jnp.asarray(A, jnp.float32))
+    M = np.eye(d) + A / d
+    P = np.stack([np.linalg.matrix_power(m, d - 1) for m in M])
+    np.testing.assert_allclose(h, np.einsum("bij,bji->b", P, M) - d, rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(grad, P.transpose(0, 2, 1), rtol=1e-3, atol=1e-6)
+    dense = jnp.full((200, 200), 0.5) * (1 - jnp.eye(200))  # (I + A/d)^199 ~ 1e35: overflow
+    h, grad = graph._acyclicity_poly_and_grad(dense)
+    assert np.isfinite(float(h)) and np.all(np.isfinite(grad)) and float(grad.max()) > 1e29
 
 
 def test_has_cycle_batched_matches_networkx():

@@ -97,11 +97,15 @@ def bge_node_scores(G: jnp.ndarray, stats: BGeStats, max_parents: int | None = N
     K = d - 1 if max_parents is None else min(int(max_parents), d - 1)
     G = G * (1.0 - jnp.eye(d, dtype=G.dtype))
     t = stats.alpha_mu * (stats.alpha_w - d - 1) / (stats.alpha_mu + 1)
-    # XLA's top_k is stable: each column's parents in index order, then non-parents as
-    # padding (masked out below)
-    in_family, idx = jax.lax.top_k(G.T, K)  # (d, K)
     nodes = jnp.arange(d)
-    idx = jnp.concatenate([idx, nodes[:, None]], axis=1)  # node j last in its family
+    if K == d - 1:  # every family fits: a fixed order (the other nodes, then j), no search
+        idx = jnp.asarray([[k for k in range(d) if k != j] + [j] for j in range(d)])
+        in_family = jnp.take_along_axis(G.T, idx[:, :-1], axis=1)
+    else:
+        # XLA's top_k is stable: each column's parents in index order, then non-parents as
+        # padding (masked out below)
+        in_family, idx = jax.lax.top_k(G.T, K)  # (d, K)
+        idx = jnp.concatenate([idx, nodes[:, None]], axis=1)  # node j last in its family
     m = jnp.concatenate([in_family, jnp.ones((d, 1), G.dtype)], axis=1)
     R = stats.R[0][idx[:, :, None], idx[:, None, :]] if stats.R.shape[0] == 1 else \
         stats.R[nodes[:, None, None], idx[:, :, None], idx[:, None, :]]
