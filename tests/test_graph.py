@@ -65,7 +65,7 @@ def test_ancestors_match_networkx(A):
     assert list(graph.children(A, 0)) == sorted(G.successors(0))
 
 
-def test_acyclicity_above_d_120_is_exact_below_the_cap_and_finite_when_dense():
+def test_acyclicity_above_d_64_is_exact_below_the_cap_and_finite_when_dense():
     rng = np.random.default_rng(0)
     d = 130
     A = (rng.random((2, d, d)) < 0.004) * rng.random((2, d, d)) * (1 - np.eye(d))
@@ -76,7 +76,8 @@ def test_acyclicity_above_d_120_is_exact_below_the_cap_and_finite_when_dense():
     np.testing.assert_allclose(grad, P.transpose(0, 2, 1), rtol=1e-3, atol=1e-6)
     dense = jnp.full((200, 200), 0.5) * (1 - jnp.eye(200))  # (I + A/d)^199 ~ 1e35: overflow
     h, grad = graph._acyclicity_poly_and_grad(dense)
-    assert np.isfinite(float(h)) and np.all(np.isfinite(grad)) and float(grad.max()) > 1e29
+    assert np.isfinite(float(h)) and np.all(np.isfinite(grad)) and float(grad.max()) > 1e14
+    assert np.isfinite(np.square(np.float32(grad.max())))  # the optimiser squares it
 
 
 def test_has_cycle_batched_matches_networkx():
