@@ -65,7 +65,7 @@ def test_ancestors_match_networkx(A):
     assert list(graph.children(A, 0)) == sorted(G.successors(0))
 
 
-def test_acyclicity_above_d_64_is_exact_below_the_cap_and_finite_when_dense():
+def test_acyclicity_above_d_100_is_exact_below_the_cap_and_finite_when_dense():
     rng = np.random.default_rng(0)
     d = 130
     A = (rng.random((2, d, d)) < 0.004) * rng.random((2, d, d)) * (1 - np.eye(d))
