@@ -113,10 +113,12 @@ def write_table(results: list[dict], path: Path) -> None:
              "settings |", "|---|---|---|---|---|---|---|---|"]
     for r in sorted(results, key=lambda r: (r["d"], VARIANTS.index(r["variant"]), r["seed"])):
         if "error" in r:
-            lines.append(f"| {r['variant']} | {r['d']} | {r['true_edges']} | {r['error']} "
+            note = f" [{r['note']}]" if "note" in r else ""
+            lines.append(f"| {r['variant']} | {r['d']} | {r['true_edges']} | {r['error']}{note} "
                          "| | | | |")
             continue
         svgd = f" ({r['svgd_seconds']:.1f})" if "svgd_seconds" in r else ""
+        svgd += f" [{r['note']}]" if "note" in r else ""
         lines.append(f"| {r['variant']} | {r['d']} | {r['true_edges']} | {r['seconds']:.1f}"
                      f"{svgd} | {r['peak_rss_mib']:.0f} | {r['auroc']:.3f} | {r['eshd']:.1f} "
                      f"| {r.get('config', '')} |")
