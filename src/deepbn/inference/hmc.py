@@ -163,16 +163,8 @@ def sample_posterior(
                 "names": bn.names, "parents": bn.parents, "observed": bn.observed,
                 "families": [c.family for c in bn.conditionals]}
     fp = run_layer.fingerprint((eqx.filter(bn, eqx.is_array), observed, c), settings)
-    res = run_layer.run(nuts.step, state, data, run_layer.raw_key(k_run), warmup + samples,
-                        config=cfg, chunk=chunk, checkpoint=checkpoint_path, fingerprint=fp,
-                        progress=None if progress is None else (lambda d, t, o: progress(d, t)),
-                        place=(lambda s: run_layer.shard_batch(s, chains, "chains"))
-                        if shard else None)
-    if res.stopped:
-        raise UsageError(f"sampling {res.stopped}")
-    out = {k: np.swapaxes(v, 0, 1) for k, v in res.outputs.items()}  # (chains, steps, ...)
-    z = out.pop("z")[:, warmup:]  # (chains, draws, cases, size)
-    stats = {k: v[:, warmup:] for k, v in out.items()}
+    res, z, stats, out = _run_chains(nuts.step, state, data, k_run, warmup, samples, cfg, chunk,
+                                     checkpoint_path, fp, progress, shard, chains)
     warm_steps = out["n_steps"][:, :warmup]
     grads = stats["n_steps"]
     seconds = res.seconds
@@ -252,16 +244,8 @@ def _sample_particle(bn, observed, model, form, chains, warmup, samples, seed, p
                 "names": bn.names, "parents": bn.parents, "observed": bn.observed,
                 "families": [c.family for c in bn.conditionals]}
     fp = run_layer.fingerprint((eqx.filter(bn, eqx.is_array), observed), settings)
-    res = run_layer.run(csmc.step, state, data, run_layer.raw_key(k_run), warmup + samples,
-                        config=cfg, chunk=chunk, checkpoint=checkpoint_path, fingerprint=fp,
-                        progress=None if progress is None else (lambda d, t, o: progress(d, t)),
-                        place=(lambda s: run_layer.shard_batch(s, chains, "chains"))
-                        if shard else None)
-    if res.stopped:
-        raise UsageError(f"sampling {res.stopped}")
-    out = {k: np.swapaxes(v, 0, 1) for k, v in res.outputs.items()}  # (chains, steps, ...)
-    z = out.pop("z")[:, warmup:]
-    stats = {k: v[:, warmup:] for k, v in out.items()}
+    res, z, stats, _ = _run_chains(csmc.step, state, data, k_run, warmup, samples, cfg, chunk,
+                                   checkpoint_path, fp, progress, shard, chains)
     seconds = res.seconds
     diag = diagnostics.convergence(z.reshape(chains, samples, -1))
     c_np = np.ones((n_cases, space.size), np.float32)  # the sweep moves z itself
@@ -290,3 +274,21 @@ def _sample_particle(bn, observed, model, form, chains, warmup, samples, seed, p
     }
     return PosteriorSamples(space.split(z), space, c_np, "particle", summary, stats,
                             {n: np.asarray(v) for n, v in observed.items()})
+
+
+def _run_chains(step, state, data, k_run, warmup: int, samples: int, cfg, chunk: int,
+                checkpoint_path, fingerprint: str, progress, shard: bool, chains: int):
+    """Warmup + sampling steps of every chain through the driver (checkpoints, resume,
+    sharding); returns (the driver's result, z draws (chains, draws, cases, size), the
+    sampling phase's statistics, every step's outputs as (chains, steps, ...))."""
+    res = run_layer.run(step, state, data, run_layer.raw_key(k_run), warmup + samples,
+                        config=cfg, chunk=chunk, checkpoint=checkpoint_path,
+                        fingerprint=fingerprint,
+                        progress=None if progress is None else (lambda d, t, o: progress(d, t)),
+                        place=(lambda s: run_layer.shard_batch(s, chains, "chains"))
+                        if shard else None)
+    if res.stopped:
+        raise UsageError(f"sampling {res.stopped}")
+    out = {k: np.swapaxes(v, 0, 1) for k, v in res.outputs.items()}
+    z = out.pop("z")[:, warmup:]
+    return res, z, {k: v[:, warmup:] for k, v in out.items()}, out
