@@ -32,7 +32,8 @@ def summarize(run: StructureRun, truth: np.ndarray | None = None,
         "max_parents": cfg.max_parents,
         # graphs with a node of more than max_parents parents: prior probability 0, so their
         # DiBS+ weight is 0 (their empirical weight is not)
-        "particles_beyond_max_parents": int(np.sum(post.outside_prior() & ~post.cyclic)),
+        "particles_beyond_max_parents": int(np.sum(post.beyond_max_parents))
+        if post.beyond_max_parents is not None else 0,
     }
     if run.runs > 1:
         diag = diagnostics.run_diagnostics(post, run.runs)
