@@ -70,16 +70,21 @@ def _kalman_smoother(x: np.ndarray):
     return np.array(means[::-1]), np.array(variances[::-1])
 
 
+def _particle_gibbs_and_smoother(T: int, data_seed: int, **sampler):
+    """Particle Gibbs (4 chains, 1000 draws) on simulated data and the exact answer:
+    (the posterior, draws (chains, draws, T, 2), smoothed means, smoothed variances)."""
+    bn = _linear_gaussian_ssm(T)
+    x = _simulate(T, np.random.default_rng(data_seed))
+    obs = {f"x{t + 1}": jnp.asarray([[x[t]]], jnp.float32) for t in range(T)}
+    post = hmc.sample_posterior(bn, obs, form="particle", chains=4, samples=1000, **sampler)
+    z = np.stack([post.samples[f"z{t}"][:, :, 0, :] for t in range(1, T + 1)], axis=2)
+    return (post, z, *_kalman_smoother(x))
+
+
 def test_particle_gibbs_matches_the_kalman_smoother_at_T_200():
     T = 200
-    bn = _linear_gaussian_ssm(T)
-    x = _simulate(T, np.random.default_rng(3))
-    obs = {f"x{t + 1}": jnp.asarray([[x[t]]], jnp.float32) for t in range(T)}
-    mean, var = _kalman_smoother(x)
-    post = hmc.sample_posterior(bn, obs, form="particle", chains=4, warmup=50, samples=1000,
-                                seed=0, particles=64)
+    post, z, mean, var = _particle_gibbs_and_smoother(T, 3, warmup=50, seed=0, particles=64)
     assert post.summary["scheme"]["name"] == "particle-gibbs"
-    z = np.stack([post.samples[f"z{t}"][:, :, 0, :] for t in range(1, T + 1)], axis=2)
     draws = z.reshape(4 * 1000, T, 2)
     ess = np.asarray(effective_sample_size(jnp.asarray(z.reshape(4, 1000, -1)), 0, 1))
     ess = ess.reshape(T, 2)
@@ -117,13 +122,7 @@ def test_auto_takes_particle_gibbs_for_long_chains_only():
 def test_few_particles_still_leave_the_posterior_invariant():
     """Conditional SMC is exact for any number of particles (Andrieu et al. 2010, Thm 5)."""
     T = 4
-    bn = _linear_gaussian_ssm(T)
-    x = _simulate(T, np.random.default_rng(1))
-    obs = {f"x{t + 1}": jnp.asarray([[x[t]]], jnp.float32) for t in range(T)}
-    mean, var = _kalman_smoother(x)
-    post = hmc.sample_posterior(bn, obs, form="particle", chains=4, warmup=20, samples=1000,
-                                seed=1, particles=3)
-    z = np.stack([post.samples[f"z{t}"][:, :, 0, :] for t in range(1, T + 1)], axis=2)
+    _, z, mean, var = _particle_gibbs_and_smoother(T, 1, warmup=20, seed=1, particles=3)
     draws = z.reshape(-1, T, 2)
     se = np.sqrt(var / 1000.0)  # a conservative ESS: a quarter of the 4000 draws
     assert np.all(np.abs(draws.mean(0) - mean) < 4.5 * se)

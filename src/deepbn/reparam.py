@@ -273,7 +273,9 @@ class Reparam(eqx.Module):
         return Reparam(self.space, self.weights, ())
 
 
-def _stack(modules):
+def stack_modules(modules):
+    """Modules of one structure (e.g. a run's per-step conditionals) as one module whose
+    leaves carry a leading axis, for ``lax.scan``."""
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *modules)
 
 
@@ -314,7 +316,7 @@ def _scan_run(bn, space, run: Run, pa0, u, centring, u_parts, c_parts, observed)
         cond = bn.conditionals[run.nodes[0]]
         per_step = None  # the scan closes over the one set of parameters
     else:
-        cond = per_step = _stack([bn.conditionals[k] for k in run.nodes])
+        cond = per_step = stack_modules([bn.conditionals[k] for k in run.nodes])
     fixed = cond.fixed_scale()
     if fixed is not None:
         # σ does not depend on the parents: σ^{1-c} u leaves the loop
@@ -348,7 +350,7 @@ def _scan_run(bn, space, run: Run, pa0, u, centring, u_parts, c_parts, observed)
         if run.tied:
             log_p = log_p + jnp.sum(bn.conditionals[run.emissions[0]].log_prob(xs, zs), axis=0)
         else:
-            em = _stack([bn.conditionals[e] for e in run.emissions])
+            em = stack_modules([bn.conditionals[e] for e in run.emissions])
             log_p = log_p + jnp.sum(jax.vmap(lambda k, x, z: k.log_prob(x, z))(em, xs, zs),
                                     axis=0)
     return zs, log_p

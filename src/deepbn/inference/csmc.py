@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from deepbn.bn import BayesNet
-from deepbn.reparam import LatentSpace, Reparam, Run, log_density, runs
+from deepbn.reparam import LatentSpace, Reparam, Run, log_density, runs, stack_modules
 
 HEAD_FACTOR = 8  # particles at the head, per particle of the run
 
@@ -109,10 +109,6 @@ class ParticleState(NamedTuple):
     reference: jnp.ndarray  # (chains, cases, T, dim): each chain's current trajectory
 
 
-def _stack(modules):
-    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *modules)
-
-
 def _resample(key, log_w, n):
     """n ancestors drawn i.i.d. with probabilities ∝ exp(log_w) (inverse CDF, O(N log N))."""
     cdf = jnp.cumsum(jax.nn.softmax(log_w))
@@ -132,7 +128,8 @@ def _sweep(key, reference, bn: BayesNet, xs, x_head, model: ChainModel, n: int):
         step_cond, step_em = conds[run_nodes[0]], conds[run_em[0]]
         per_step = None
     else:
-        per_step = (_stack([conds[k] for k in run_nodes]), _stack([conds[e] for e in run_em]))
+        per_step = (stack_modules([conds[k] for k in run_nodes]),
+                    stack_modules([conds[e] for e in run_em]))
     k0, k1, k_run, k_end = jax.random.split(key, 4)
     # the head is drawn from its prior, usually far broader than its posterior: HEAD_FACTOR
     # times more particles there, so that ancestor sampling finds alternatives to the
