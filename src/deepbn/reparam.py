@@ -317,6 +317,35 @@ def _scan_run(bn, space, run: Run, pa0, u, centring, u_parts, c_parts, observed)
         per_step = None  # the scan closes over the one set of parameters
     else:
         cond = per_step = stack_modules([bn.conditionals[k] for k in run.nodes])
+    known = _known_run(space, names, centring)
+    if known is not None and np.all(known == 1.0):
+        # centred: z = u, no sequential loop at all
+        return _run_terms(bn, run, cond, per_step, pa0, us, cs, observed)
+    if known is not None and np.all(known == 0.0):
+        # auxiliary: ε = u, so p(u) needs no second pass over the locations
+        zs = _run_states(run, cond, per_step, pa0, us, cs)
+        base = bn.conditionals[run.nodes[0]]
+        return _run_emissions(bn, run, jnp.sum(base.base_log_prob(us), axis=0), zs, observed)
+    return _run_terms(bn, run, cond, per_step, pa0,
+                      _run_states(run, cond, per_step, pa0, us, cs), cs, observed)
+
+
+def _known_run(space: LatentSpace, names, weights) -> np.ndarray | None:
+    """A run's centring weights when they are a compile-time constant, else None.
+
+    Read with numpy: any jnp operation inside a trace is staged, constant or not.
+    """
+    try:
+        weights = np.asarray(weights)
+    except jax.errors.TracerArrayConversionError:
+        return None
+    at = [space.names.index(n) for n in names]
+    return np.stack([weights[..., space.offsets[k] : space.offsets[k] + space.dims[k]]
+                     for k in at])
+
+
+def _run_states(run: Run, cond, per_step, pa0, us, cs):
+    """The run's values z (length, *batch, dim): the sequential part."""
     fixed = cond.fixed_scale()
     if fixed is not None:
         # σ does not depend on the parents: σ^{1-c} u leaves the loop
@@ -338,13 +367,22 @@ def _scan_run(bn, space, run: Run, pa0, u, centring, u_parts, c_parts, observed)
     else:
         _, zs = jax.lax.scan(step, pa0, (per_step, shift, weight) if fixed is not None
                              else (per_step, us, cs))
-    # every log-density term at once, outside the sequential loop
+    return zs
+
+
+def _run_terms(bn, run: Run, cond, per_step, pa0, zs, cs, observed):
+    """(zs, summed log-density): every term at once, outside the sequential loop."""
     pas = jnp.concatenate([pa0[None], zs[:-1]])
     if run.tied:
         log_p = jnp.sum(_latent_term(cond, *cond.loc_scale(pas), zs, cs), axis=0)
     else:
         log_p = jnp.sum(jax.vmap(lambda k, pa, z, c: _latent_term(k, *k.loc_scale(pa), z, c))(
             per_step, pas, zs, cs), axis=0)
+    return _run_emissions(bn, run, log_p, zs, observed)
+
+
+def _run_emissions(bn, run: Run, log_p, zs, observed):
+    """``log_p`` plus the run's emissions' log-densities given its values ``zs``."""
     if run.emissions is not None:
         xs = jnp.stack([observed[bn.names[e]] for e in run.emissions])
         if run.tied:
