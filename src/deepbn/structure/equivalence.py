@@ -112,7 +112,7 @@ def fixed_pairs(d: int, knowledge=None, targets=None) -> np.ndarray:
         hard = np.asarray(knowledge.forbidden, bool) | np.asarray(knowledge.required, bool)
         fixed |= hard | hard.T
     if targets is not None:
-        for t in np.unique(np.asarray(targets) != 0, axis=0):  # the distinct targets
+        for t in intervention_targets(targets):
             fixed |= t[:, None] != t[None, :]
     np.fill_diagonal(fixed, False)
     return fixed
