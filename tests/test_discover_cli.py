@@ -10,6 +10,7 @@ import pytest
 from deepbn import examples, graph
 from deepbn.cli.app import main
 from deepbn.io.tables import write_table
+from deepbn.structure import equivalence
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,22 @@ def test_discover_with_interventions_and_network_truth(tmp_path, capsys):
         assert all(p["weight_dibs_plus"] == 0 for p, b in zip(particles, beyond) if b)
     if summary["particles_beyond_max_parents"]:
         assert "more than 1 parents" in err
+    # the targets {} and {x0} orient every edge at the intervened node in the class
+    rows = (tmp_path / "o" / "cpdag.csv").read_text().splitlines()[1:] \
+        if summary["cpdag"] else []
+    for cause, effect, directed in (r.split(",") for r in rows):
+        if net.names[0] in (cause, effect):
+            assert directed == "1"
+    # and E-SHD compares each particle's class and the truth's under the same targets
+    fixed = equivalence.fixed_pairs(len(net.names), targets=mask)
+    graphs = np.zeros((len(particles), *fixed.shape), bool)
+    for k, p in enumerate(particles):
+        for cause, effect in p["edges"]:
+            graphs[k, net.names.index(cause), net.names.index(effect)] = True
+    weights = np.array([p["weight_dibs_plus"] for p in particles])
+    cyclic = np.array([p["cyclic"] for p in particles])
+    assert summary["eshd_cpdag"] == pytest.approx(equivalence.expected_shd_cpdag(
+        graphs, weights, net.adjacency(), cyclic, fixed))
 
 
 @pytest.mark.parametrize("case,message", [

@@ -262,19 +262,23 @@ def test_discover_with_forbidden_and_required_edges(files, chain):
     for child, pa in parents.items():
         for p in pa:
             G[NAMES.index(p), NAMES.index(child)] = True
+    # the class restricted by the knowledge: the required a -> d is directed whatever the data
+    knowledge = read_knowledge(NAMES, tmp / "forbid.csv", tmp / "require.csv")
+    fixed = equivalence.fixed_pairs(4, knowledge)
     expected = ["cause,effect,directed"] + [
         f"{a},{b},{int(kind == 'directed')}"
-        for a, b, kind in equivalence.edge_list(equivalence.cpdag(G), NAMES)]
+        for a, b, kind in equivalence.edge_list(equivalence.cpdag(G, fixed), NAMES)]
     assert (out / "cpdag.csv").read_text().splitlines() == expected
+    assert "a,d,1" in expected
     particles = json.loads((out / "graphs.json").read_text())["particles"]
-    reference = equivalence.cpdag(A)
+    reference = equivalence.cpdag(A, fixed)
     expected_eshd = 0.0  # the DiBS+ weights of eshd, over each particle's class
     for particle in particles:
         P = np.zeros((4, 4), bool)
         for cause, effect in particle["edges"]:
             P[NAMES.index(cause), NAMES.index(effect)] = True
         expected_eshd += particle["weight_dibs_plus"] * equivalence.shd_cpdag(
-            equivalence.cpdag(P), reference)
+            equivalence.cpdag(P, fixed), reference)
     assert summary["eshd_cpdag"] == pytest.approx(expected_eshd)
     assert (out / "graph.png").stat().st_size > 1000
 

@@ -51,7 +51,7 @@ def write_results(folder: ResultsFolder, run: StructureRun, names: list[str],
         k = run.posterior.most_probable()
         write_network(out / "network.json", run.posterior.network(k))
         with atomic_write(out / "cpdag.csv") as f:
-            f.write(cpdag_csv(run.posterior.graphs[k], names))
+            f.write(cpdag_csv(run.posterior.graphs[k], names, run.posterior.fixed_pairs))
         summary["network"] = "network.json"
         summary["cpdag"] = "cpdag.csv"
         summary["network_particle"] = k

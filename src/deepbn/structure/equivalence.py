@@ -1,4 +1,5 @@
-"""Markov equivalence classes of DAGs: the CPDAG and the SHD between CPDAGs.
+"""Markov equivalence classes of DAGs, restricted by background knowledge and
+interventions: the (maximally oriented) CPDAG and the SHD between CPDAGs.
 
 Two DAGs are Markov equivalent (they imply the same conditional
 independences, and observational data cannot tell them apart) exactly when
@@ -16,6 +17,48 @@ when the only orientations to start from are v-structures, Meek 1995, Thm 3):
 - R2: a -> b -> c and a - c                      => a -> c  (no cycle)
 - R3: a - c -> b, a - d -> b, a - b, c and d non-adjacent => a -> b.
 
+**Background knowledge and interventions** shrink the class. Hard knowledge
+(a forbidden edge, a tier order, a required edge) excludes one orientation of
+an edge; an intervention target I (a set of nodes intervened on together)
+tells the orientation of every edge with exactly one endpoint in I.
+:func:`fixed_pairs` lists these pairs; ``cpdag(A, fixed)`` orients each of them
+as in ``A`` and closes under R1–R4, where
+
+- R4: a - b, c -> d -> b, a adjacent to c and d, c and b non-adjacent => a -> b
+
+(b -> a would force d -> a and c -> a, and with it the new v-structure c -> a <- b).
+
+- Knowledge (Meek 1995, Thm 4): the DAGs of the class that satisfy consistent
+  background knowledge (required and forbidden orientations) are exactly
+  represented by the pattern with the knowledge's orientations added and closed
+  under R1–R4: an edge comes out directed exactly when every such DAG agrees
+  on it (the maximally oriented PDAG). A DAG that satisfies the knowledge
+  orients a fixed pair as the knowledge demands, so orienting it "as in A" is
+  orienting it by the knowledge; for a DAG that violates the knowledge (a true
+  graph, say) it is the class of the DAGs that agree with it on those pairs.
+- Interventions (Hauser & Bühlmann, JMLR 13, 2012, "Characterization and
+  greedy learning of interventional Markov equivalence classes of DAGs"): for a
+  conservative family of targets 𝓘 (every node is left alone by some target;
+  ``read_mask`` refuses a variable intervened on in every sample), D1 and D2 are
+  𝓘-Markov equivalent iff for every I ∈ 𝓘 the intervention graphs D1^(I) and
+  D2^(I) (the arrows into I removed) have the same skeleton and v-structures
+  (their Thm 10; taking for each node a target that leaves it alone shows that
+  𝓘-equivalent DAGs are Markov equivalent). For two Markov-equivalent DAGs an edge a – b survives in
+  D^(I) unless it points into I, so the skeletons agree exactly when every
+  edge with one endpoint in I and one outside is oriented alike, and then the
+  v-structures agree too (the arrows into a collider outside I are kept, the
+  cut ones are common, and acyclicity settles a kept edge closing a triangle).
+  The class is thus the observational class restricted to the DAGs that orient
+  the cut edges as D does, and the 𝓘-essential graph E_𝓘(D) (an edge directed
+  iff every member of the class agrees) is the maximally oriented PDAG of
+  Meek's Thm 4 with those orientations as background knowledge. As their
+  characterisation of 𝓘-essential graphs (Thm 18) requires, it has no line
+  cut by a target and no induced a -> b - c; ``tests/test_equivalence.py``
+  checks both and, against brute-force enumeration of the restricted classes,
+  every mark. The family is the set of distinct rows of the intervention mask
+  (the empty target among them when some rows are observational; it cuts
+  nothing).
+
 A partially directed graph is one boolean matrix ``C``: ``C[i, j]`` and not
 ``C[j, i]`` is the directed edge i -> j; ``C[i, j]`` and ``C[j, i]`` is the
 undirected edge i - j.
@@ -26,6 +69,9 @@ Example:
     [[0, 0, 1], [0, 0, 1], [0, 0, 0]]
     >>> cpdag(A.T).astype(int).tolist()                         # 0 <- 2 -> 1: all reversible
     [[0, 0, 1], [0, 0, 1], [1, 1, 0]]
+    >>> chain = np.eye(3, k=1, dtype=bool)                       # 0 -> 1 -> 2
+    >>> cpdag(chain, fixed_pairs(3, targets=[[0, 0, 0], [1, 0, 0]])).astype(int).tolist()
+    [[0, 1, 0], [0, 0, 1], [0, 0, 0]]
 """
 
 from __future__ import annotations
@@ -49,20 +95,56 @@ def v_structures(A) -> set[tuple[int, int, int]]:
     return found
 
 
-def cpdag(A) -> np.ndarray:
-    """The CPDAG of the DAG ``A`` (see the module doc for the matrix convention)."""
+def fixed_pairs(d: int, knowledge=None, targets=None) -> np.ndarray:
+    """(d, d) symmetric bool: the pairs whose orientation background knowledge or
+    interventions fix (see the module doc).
+
+    ``knowledge``: a checked :class:`~deepbn.structure.knowledge.Knowledge` (tiers
+    and prior probabilities 0 / 1 already folded into ``forbidden`` / ``required``);
+    a pair with either direction forbidden or required is fixed, soft edge priors
+    fix nothing. ``targets``: (m, d) 0/1, one intervention target per row; an
+    intervention mask (``mask[n, j] = 1``: node j intervened on in sample n) can
+    be given as it is, its distinct rows being the family of targets. A pair is
+    fixed when some target holds exactly one of its nodes.
+    """
+    fixed = np.zeros((d, d), bool)
+    if knowledge is not None:
+        hard = np.asarray(knowledge.forbidden, bool) | np.asarray(knowledge.required, bool)
+        fixed |= hard | hard.T
+    if targets is not None:
+        for t in intervention_targets(targets):
+            fixed |= t[:, None] != t[None, :]
+    np.fill_diagonal(fixed, False)
+    return fixed
+
+
+def intervention_targets(mask) -> np.ndarray:
+    """The family of intervention targets of a mask: its distinct rows, (m, d) bool."""
+    return np.unique(np.asarray(mask) != 0, axis=0)
+
+
+def cpdag(A, fixed=None) -> np.ndarray:
+    """The CPDAG of the DAG ``A`` (see the module doc for the matrix convention); with
+    ``fixed`` (:func:`fixed_pairs`) the maximally oriented graph of ``A``'s class
+    restricted to the DAGs that orient those pairs as ``A`` does."""
     A = as_adjacency(A)
     skeleton = A | A.T
     C = skeleton.copy()  # every edge undirected ...
     for a, c, b in v_structures(A):  # ... but the v-structures'
         C[c, a] = C[c, b] = False
-    while _apply_meek_rules(C, skeleton):
+    # R4 only with background orientations: from v-structures alone it never fires
+    # (Meek 1995, Thm 3), and leaving it out keeps the plain CPDAG exactly as it was
+    background = fixed is not None and bool(np.any(np.asarray(fixed, bool) & skeleton))
+    if background:
+        C &= ~(np.asarray(fixed, bool) & A.T)  # ... and the fixed pairs', as in A
+    while _apply_meek_rules(C, skeleton, r4=background):
         pass
     return C
 
 
-def _apply_meek_rules(C: np.ndarray, skeleton: np.ndarray) -> bool:
-    """One pass of R1–R3 over every undirected edge, orienting in place; True if any fired."""
+def _apply_meek_rules(C: np.ndarray, skeleton: np.ndarray, r4: bool = False) -> bool:
+    """One pass of R1–R3 (and R4) over every undirected edge, orienting in place; True if
+    any fired."""
     directed = C & ~C.T  # directed[i, j]: i -> j
     changed = False
     for x, y in np.argwhere(C & C.T):
@@ -73,7 +155,14 @@ def _apply_meek_rules(C: np.ndarray, skeleton: np.ndarray) -> bool:
         r2 = bool(np.any(directed[x] & directed[:, y]))
         into_y = np.flatnonzero(C[x] & C[:, x] & directed[:, y])  # x - c -> y
         r3 = bool(np.any(~skeleton[np.ix_(into_y, into_y)] & ~np.eye(len(into_y), dtype=bool)))
-        if r1 or r2 or r3:
+        if r4 and not (r1 or r2 or r3):
+            d_ = np.flatnonzero(skeleton[x] & directed[:, y])  # x ~ d -> y
+            c_ = np.flatnonzero(skeleton[x] & ~skeleton[:, y])  # x ~ c, c and y non-adjacent
+            c_ = c_[c_ != y]
+            r4_fires = bool(np.any(directed[np.ix_(c_, d_)]))  # c -> d
+        else:
+            r4_fires = False
+        if r1 or r2 or r3 or r4_fires:
             C[y, x] = False
             directed[x, y] = True
             changed = True
@@ -90,25 +179,28 @@ def shd_cpdag(C1, C2) -> int:
 
 
 def expected_shd_cpdag(graphs: np.ndarray, weights: np.ndarray, truth: np.ndarray,
-                       cyclic: np.ndarray | None = None) -> float:
-    """Σ_k w_k SHD(CPDAG(G_k), CPDAG(G*)). A cyclic graph has no equivalence class: it is
+                       cyclic: np.ndarray | None = None, fixed: np.ndarray | None = None
+                       ) -> float:
+    """Σ_k w_k SHD(CPDAG(G_k), CPDAG(G*)), every class restricted by the same ``fixed``
+    pairs (:func:`fixed_pairs`). A cyclic graph has no equivalence class: it is
     compared as it is, every edge directed (DiBS+ gives it weight 0 anyway)."""
-    reference = cpdag(truth)
+    reference = cpdag(truth, fixed)
     total = 0.0
     for k, (g, w) in enumerate(zip(graphs, weights)):
         if w == 0:
             continue
-        own = as_adjacency(g) if cyclic is not None and cyclic[k] else cpdag(g)
+        own = as_adjacency(g) if cyclic is not None and cyclic[k] else cpdag(g, fixed)
         total += float(w) * shd_cpdag(own, reference)
     return total
 
 
-def class_marks(graphs: np.ndarray, weights: np.ndarray, cyclic: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def class_marks(graphs: np.ndarray, weights: np.ndarray, cyclic: np.ndarray | None = None,
+                fixed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(compelled, reversible): compelled[i, j] = Σ_k w_k 1[i -> j is directed in CPDAG(G_k)],
-    reversible[i, j] = Σ_k w_k 1[i - j is undirected in CPDAG(G_k)] (symmetric). A pair's
-    P(adjacent) is compelled[i, j] + compelled[j, i] + reversible[i, j]; a cyclic graph counts
-    as it is, every edge directed."""
+    reversible[i, j] = Σ_k w_k 1[i - j is undirected in CPDAG(G_k)] (symmetric), each class
+    restricted by the ``fixed`` pairs (:func:`fixed_pairs`). A pair's P(adjacent) is
+    compelled[i, j] + compelled[j, i] + reversible[i, j]; a cyclic graph counts as it is,
+    every edge directed."""
     graphs = np.asarray(graphs, bool)
     cyclic = np.zeros(len(graphs), bool) if cyclic is None else np.asarray(cyclic, bool)
     d = graphs.shape[1]
@@ -122,7 +214,7 @@ def class_marks(graphs: np.ndarray, weights: np.ndarray, cyclic: np.ndarray | No
         else:
             C = seen.get(g.tobytes())
             if C is None:
-                C = seen[g.tobytes()] = cpdag(g)
+                C = seen[g.tobytes()] = cpdag(g, fixed)
         compelled += w * (C & ~C.T)
         reversible += w * (C & C.T)
     return compelled, reversible

@@ -21,7 +21,7 @@ import numpy as np
 from deepbn import run as run_layer
 from deepbn.errors import DataError, KnowledgeError, UsageError, require_count
 from deepbn.io.tables import column_centers, column_scales, scale_columns
-from deepbn.structure import dibs
+from deepbn.structure import dibs, equivalence
 from deepbn.structure.config import DiBSConfig, check_scaling, check_steps
 from deepbn.structure.knowledge import Knowledge
 from deepbn.structure.posterior import GraphPosterior, from_particles
@@ -93,7 +93,10 @@ def learn_structure(
     ``checkpoint_path`` the particles are saved after every chunk of steps and a
     checkpoint of the same data, settings and seed is resumed (more steps than
     it holds continue it); one of other data or settings is refused.
-    ``names`` label the variables of the posterior's networks.
+    ``names`` label the variables of the posterior's networks. The posterior's
+    ``fixed_pairs`` are the pairs that the hard knowledge and the mask's
+    intervention targets orient (:func:`deepbn.structure.equivalence.fixed_pairs`):
+    its equivalence classes are the ones they leave.
 
     ``runs`` R > 1 runs R independent DiBS posteriors at once: the state gains a
     leading run axis, :func:`dibs.step_runs` vmaps the SVGD step over it (each
@@ -164,7 +167,8 @@ def learn_structure(
     post = from_particles(final, data, cfg)
     post = post._replace(names=tuple(names) if names is not None else None, model=cfg.model,
                          x_scaled=np.asarray(xs), keep=np.asarray(data.keep),
-                         center=column_centers(x, scaling), scale=column_scales(x, scaling))
+                         center=column_centers(x, scaling), scale=column_scales(x, scaling),
+                         fixed_pairs=equivalence.fixed_pairs(d, knowledge, mask))
     return StructureRun(post, data, cfg, scaling, x, res.outputs["edges"],
                         res.outputs["cyclic"].astype(int), res.seconds, res.resumed_from,
                         res.compile_seconds, knowledge, runs)

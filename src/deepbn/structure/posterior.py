@@ -38,6 +38,9 @@ class GraphPosterior(NamedTuple):
     scale: np.ndarray | None = None
     # (P,) bool: a node has more parents than the bound (prior probability 0), or None
     beyond_max_parents: np.ndarray | None = None
+    # (d, d) bool, symmetric: the pairs whose orientation the run's hard knowledge or
+    # intervention targets fix (equivalence.fixed_pairs); None: the plain Markov classes
+    fixed_pairs: np.ndarray | None = None
 
     def outside_prior(self) -> np.ndarray:
         """(P,) bool: graphs of prior probability 0, cyclic or beyond the parent bound; they
@@ -59,10 +62,11 @@ class GraphPosterior(NamedTuple):
 
     def class_marks(self, mixture: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(compelled, reversible) edge probabilities over the particles' Markov equivalence
-        classes (:func:`deepbn.structure.equivalence.class_marks`): what the data can orient
-        and what they only make adjacent."""
+        classes (:func:`deepbn.structure.equivalence.class_marks`), restricted by the hard
+        knowledge and the intervention targets (``fixed_pairs``): what the data, knowledge
+        and interventions can orient and what they only make adjacent."""
         w = self.weights_mixture if mixture else self.weights_empirical
-        return equivalence.class_marks(self.graphs, w, self.cyclic)
+        return equivalence.class_marks(self.graphs, w, self.cyclic, self.fixed_pairs)
 
     def most_probable(self) -> int:
         """Index of the particle with the highest DiBS+ weight (an acyclic one if any)."""

@@ -52,7 +52,7 @@ def summarize(run: StructureRun, truth: np.ndarray | None = None,
         for suffix, mixture in (("", True), ("_dibs", False)):
             w = post.weights_mixture if mixture else post.weights_empirical
             summary["eshd_cpdag" + suffix] = equivalence.expected_shd_cpdag(
-                post.graphs, w, truth, post.cyclic)
+                post.graphs, w, truth, post.cyclic, post.fixed_pairs)
     if heldout is not None:
         ll = heldout_log_liks(post, heldout, cfg, run.scaling, run.x_reference)
         summary["neg_ll"] = metrics.neg_log_likelihood(ll, post.weights_mixture)
@@ -115,10 +115,12 @@ def edge_summary_csv(post: GraphPosterior, names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def cpdag_csv(G: np.ndarray, names: list[str]) -> str:
+def cpdag_csv(G: np.ndarray, names: list[str], fixed: np.ndarray | None = None) -> str:
     """cpdag.csv: the equivalence class of the DAG ``G`` as ``cause,effect,directed`` rows
     (directed 1: oriented so in every DAG of the class; 0: either way, listed once with the
-    earlier column first)."""
-    rows = equivalence.edge_list(equivalence.cpdag(G), names)
+    earlier column first); with ``fixed`` (:func:`deepbn.structure.equivalence.fixed_pairs`)
+    the class of the DAGs that also agree with ``G`` on the pairs that hard knowledge or
+    interventions orient."""
+    rows = equivalence.edge_list(equivalence.cpdag(G, fixed), names)
     lines = [f"{a},{b},{int(kind == 'directed')}" for a, b, kind in rows]
     return "\n".join(["cause,effect,directed", *lines]) + "\n"
