@@ -28,7 +28,7 @@ as in ``A`` and closes under R1–R4, where
 
 (b -> a would force d -> a and c -> a, and with it the new v-structure c -> a <- b).
 
-- Knowledge (Meek 1995, Thm 4): the DAGs of the class that satisfy consistent
+- Knowledge (Meek 1995): the DAGs of the class that satisfy consistent
   background knowledge (required and forbidden orientations) are exactly
   represented by the pattern with the knowledge's orientations added and closed
   under R1–R4: an edge comes out directed exactly when every such DAG agrees
@@ -42,17 +42,18 @@ as in ``A`` and closes under R1–R4, where
   ``read_mask`` refuses a variable intervened on in every sample), D1 and D2 are
   𝓘-Markov equivalent iff for every I ∈ 𝓘 the intervention graphs D1^(I) and
   D2^(I) (the arrows into I removed) have the same skeleton and v-structures
-  (their Thm 10; taking for each node a target that leaves it alone shows that
-  𝓘-equivalent DAGs are Markov equivalent). For two Markov-equivalent DAGs an edge a – b survives in
-  D^(I) unless it points into I, so the skeletons agree exactly when every
+  (their criterion for 𝓘-Markov equivalence; taking for each node a target that
+  leaves it alone shows that 𝓘-equivalent DAGs are Markov equivalent). For two
+  Markov-equivalent DAGs an edge a – b survives in D^(I) unless it points into
+  I, so the skeletons agree exactly when every
   edge with one endpoint in I and one outside is oriented alike, and then the
   v-structures agree too (the arrows into a collider outside I are kept, the
   cut ones are common, and acyclicity settles a kept edge closing a triangle).
   The class is thus the observational class restricted to the DAGs that orient
   the cut edges as D does, and the 𝓘-essential graph E_𝓘(D) (an edge directed
   iff every member of the class agrees) is the maximally oriented PDAG of
-  Meek's Thm 4 with those orientations as background knowledge. As their
-  characterisation of 𝓘-essential graphs (Thm 18) requires, it has no line
+  Meek (1995) with those orientations as background knowledge. As their
+  characterisation of 𝓘-essential graphs requires, it has no line
   cut by a target and no induced a -> b - c; ``tests/test_equivalence.py``
   checks both and, against brute-force enumeration of the restricted classes,
   every mark. The family is the set of distinct rows of the intervention mask
