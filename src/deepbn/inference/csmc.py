@@ -17,7 +17,18 @@ Conditional SMC moves the whole trajectory at once:
   w_{t-1}^i p(z*_t | z_{t-1}^i) (*ancestor sampling*; Lindsten, Jordan & Schön,
   JMLR 2014, Alg. 2), so that the whole path, not only its end, is renewed;
 - the new trajectory is one path traced back from a particle drawn by its final
-  weight.
+  weight;
+- resampling is adaptive (only where the weights' ESS is below
+  :data:`RESAMPLE_BELOW` of the particles; Del Moral, Doucet & Jasra, JRSS-B 2006):
+  with weak observations the genealogies then coalesce slowly and far more of the
+  path is renewed per sweep.
+
+*Blocked* particle Gibbs (``block`` > 0; Singh, Lindsten & Moulines, Biometrika
+2017) runs the same conditional SMC on blocks of the chain conditioned on the
+states around them, two staggered partitions per sweep (:func:`block_starts`),
+the blocks of one half-sweep vmapped. It is exact but not the default: on
+``kingma-dbn`` the expanding dynamics leaves a block's fixed end reachable only
+from paths next to the reference's, and it mixes far worse (README, "Long runs").
 
 Each sweep leaves the posterior p(z_{1:T} | x_{1:T}) invariant whatever ``N``
 (ibid., Thm. 1); more particles mix faster. Cases are independent sequences,
