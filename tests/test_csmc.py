@@ -215,3 +215,15 @@ def test_posterior_and_fit_cli_report_particle_gibbs(tmp_path, capsys):
     assert main(["posterior", "example:gaussian-hierarchy", str(hier), "--out",
                  str(tmp_path / "bad"), "--form", "particle"]) == 2
     assert "state-space network" in capsys.readouterr().err
+
+
+def test_particle_defaults_are_filled_in_and_bad_ones_refused():
+    from deepbn.inference.config import particle_settings
+
+    assert particle_settings(1000) == (128, 0)  # the default: the whole chain, 128 particles
+    assert particle_settings(1000, block=20) == (32, 20)
+    assert particle_settings(10, block=20) == (128, 0)  # a block as long as the chain: whole
+    assert particle_settings(1000, 64, 20) == (64, 20)
+    for particles, block in ((1, None), (None, 1), (None, -3)):
+        with pytest.raises(UsageError):
+            particle_settings(1000, particles, block)
