@@ -124,6 +124,11 @@ def sample_posterior(
     every chunk is checkpointed (adapted step size and mass matrix, every
     chain's state, the draws so far) and a run of the same network, data and
     settings resumes from it, ending with the draws an uninterrupted run gives.
+
+    ``particles`` and ``block``: particle Gibbs's settings (the run goes that way when
+    :func:`choose_scheme` says so); None fills in
+    :func:`deepbn.inference.config.particle_settings`'s defaults, reported in the
+    summary's ``scheme``.
     """
     check_settings(sampler, form, chains, warmup, samples, integration_steps, chunk,
                    particles, block)
