@@ -1,5 +1,6 @@
 """Particle Gibbs over a recurrent chain (deepbn.inference.csmc) against the Kalman smoother."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -81,25 +82,82 @@ def _particle_gibbs_and_smoother(T: int, data_seed: int, **sampler):
     return (post, z, *_kalman_smoother(x))
 
 
-def test_particle_gibbs_matches_the_kalman_smoother_at_T_200():
-    T = 200
-    post, z, mean, var = _particle_gibbs_and_smoother(T, 3, warmup=50, seed=0, particles=64)
+def _check_against_kalman(z, mean, var, rhat_q95=1.01):
+    """Means and variances of every coordinate within Monte-Carlo error of the smoother's
+    (the error from each coordinate's own ESS), and R-hat over all coordinates."""
+    chains, draws, T, _ = z.shape
+    flat = jnp.asarray(z.reshape(chains, draws, -1))
+    ess = np.asarray(effective_sample_size(flat, 0, 1)).reshape(T, 2)
+    pooled = z.reshape(chains * draws, T, 2)
+    z_mean = (pooled.mean(0) - mean) / np.sqrt(var / ess)
+    z_var = (pooled.var(0) / var - 1.0) / np.sqrt(2.0 / ess)
+    # neighbouring states' errors are correlated, so the mean square has few degrees of
+    # freedom: 2.5 allows for that and still fails a shifted or mis-scaled posterior
+    assert np.max(np.abs(z_mean)) < 4.5 and np.mean(z_mean**2) < 2.5
+    assert np.max(np.abs(z_var)) < 4.5 and abs(np.mean(pooled.var(0) / var) - 1.0) < 0.05
+    r = np.asarray(rhat(flat, chain_axis=0, sample_axis=1))
+    assert np.quantile(r, 0.95) < rhat_q95
+
+
+def test_particle_gibbs_matches_the_kalman_smoother_at_T_100():
+    """The whole chain in one conditional SMC (adaptive resampling, ancestor sampling)."""
+    T = 100
+    post, z, mean, var = _particle_gibbs_and_smoother(T, 3, warmup=50, seed=0, particles=32,
+                                                      block=0)
     assert post.summary["scheme"]["name"] == "particle-gibbs"
-    draws = z.reshape(4 * 1000, T, 2)
-    ess = np.asarray(effective_sample_size(jnp.asarray(z.reshape(4, 1000, -1)), 0, 1))
-    ess = ess.reshape(T, 2)
-    # Monte-Carlo error of each coordinate's mean and variance from its own ESS
-    z_mean = (draws.mean(0) - mean) / np.sqrt(var / ess)
-    z_var = (draws.var(0) / var - 1.0) / np.sqrt(2.0 / ess)
-    assert np.max(np.abs(z_mean)) < 4.5 and np.mean(z_mean**2) < 2.0
-    assert np.max(np.abs(z_var)) < 4.5 and abs(np.mean(draws.var(0) / var) - 1.0) < 0.05
-    # the issue's target is 1.01: reached in the bulk, not at the few steps after an outlying
-    # observation (x_187 here), where the bootstrap filter's particles rarely reach the
-    # smoothed state and ancestor sampling seldom switches (1.0096 with 64 particles, 1.020
-    # with 128 in the same budget): README, "Long runs"
-    assert post.summary["rhat_max"] < 1.03
-    r = np.asarray(rhat(jnp.asarray(z.reshape(4, 1000, -1)), chain_axis=0, sample_axis=1))
-    assert np.quantile(r, 0.95) < 1.01
+    assert post.summary["scheme"]["block"] == 0
+    assert post.summary["rhat_max"] < 1.03  # the worst of 200 coordinates
+    _check_against_kalman(z, mean, var)
+
+
+def test_blocked_particle_gibbs_matches_the_kalman_smoother():
+    """Blocks of 8 states conditioned on their neighbours, two staggered partitions; T = 30
+    is not a multiple of the block, so partial blocks at both ends are exercised."""
+    T = 30
+    post, z, mean, var = _particle_gibbs_and_smoother(T, 3, warmup=50, seed=1, particles=16,
+                                                      block=8)
+    assert post.summary["scheme"]["block"] == 8
+    assert post.summary["scheme"]["sweeps_per_draw"] == 2
+    _check_against_kalman(z, mean, var)
+
+
+def test_block_layout_covers_every_state_and_every_neighbour_pair():
+    for T, L in ((30, 8), (17, 4), (1000, 20), (9, 2)):
+        halves = csmc.block_starts(T, L)
+        cover = np.zeros(T, int)
+        pairs = set()
+        for h in halves:
+            blocks = [range(max(s, 0), min(s + L, T)) for s in h]
+            for a, b in zip(blocks, blocks[1:], strict=False):
+                assert b.start - a.stop >= 1  # a fixed state between blocks drawn together
+            for blk in blocks:
+                cover[list(blk)] += 1
+                pairs |= {(t, t + 1) for t in blk if t + 1 in blk}
+        assert np.all(cover == 2)  # once per partition
+        assert pairs == {(t, t + 1) for t in range(T - 1)}  # no pair is always split
+
+
+def test_an_interrupted_blocked_run_resumes_to_the_uninterrupted_draws(tmp_path):
+    bn = examples.kingma_dbn(T=7, dim=2)
+    x = bn.sample(jax.random.key(0), 1)
+    obs = {n: x[n] for n in bn.observed_names}
+    kw = dict(form="particle", warmup=10, samples=20, chains=2, seed=3, chunk=10,
+              particles=4, block=3)
+    whole = hmc.sample_posterior(bn, obs, **kw)
+    ck = tmp_path / "pg.npz"
+
+    def stop(done, total):
+        if done >= 20:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        hmc.sample_posterior(bn, obs, checkpoint_path=ck, progress=stop, **kw)
+    resumed = hmc.sample_posterior(bn, obs, checkpoint_path=ck, **kw)
+    assert resumed.summary["resumed_from"] == 10
+    for name in whole.samples:
+        np.testing.assert_array_equal(resumed.samples[name], whole.samples[name])
+    with pytest.raises(UsageError, match="other data or settings"):
+        hmc.sample_posterior(bn, obs, checkpoint_path=ck, **{**kw, "block": 2})
 
 
 def test_chain_model_finds_state_space_networks_only():
@@ -122,7 +180,8 @@ def test_auto_takes_particle_gibbs_for_long_chains_only():
 def test_few_particles_still_leave_the_posterior_invariant():
     """Conditional SMC is exact for any number of particles (Andrieu et al. 2010, Thm 5)."""
     T = 4
-    _, z, mean, var = _particle_gibbs_and_smoother(T, 1, warmup=20, seed=1, particles=3)
+    _, z, mean, var = _particle_gibbs_and_smoother(T, 1, warmup=20, seed=1, particles=3,
+                                                   block=0)
     draws = z.reshape(-1, T, 2)
     se = np.sqrt(var / 1000.0)  # a conservative ESS: a quarter of the 4000 draws
     assert np.all(np.abs(draws.mean(0) - mean) < 4.5 * se)
@@ -142,7 +201,8 @@ def test_posterior_and_fit_cli_report_particle_gibbs(tmp_path, capsys):
                  "--samples", "20", "--particles", "8", "--form", "particle", "--json"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["scheme"] == {"name": "particle-gibbs", "form": "particle", "particles": 8,
-                                 "chain": "z1..z6", "length": 6}
+                                 "chain": "z1..z6", "length": 6, "block": 0,
+                                 "sweeps_per_draw": 1, "resample_below": 0.5}
     with np.load(out / "samples.npz") as f:
         assert f["z6"].shape == (2, 20, 2, 2)
     fit = tmp_path / "fit"
@@ -155,3 +215,15 @@ def test_posterior_and_fit_cli_report_particle_gibbs(tmp_path, capsys):
     assert main(["posterior", "example:gaussian-hierarchy", str(hier), "--out",
                  str(tmp_path / "bad"), "--form", "particle"]) == 2
     assert "state-space network" in capsys.readouterr().err
+
+
+def test_particle_defaults_are_filled_in_and_bad_ones_refused():
+    from deepbn.inference.config import particle_settings
+
+    assert particle_settings(1000) == (128, 0)  # the default: the whole chain, 128 particles
+    assert particle_settings(1000, block=20) == (32, 20)
+    assert particle_settings(10, block=20) == (128, 0)  # a block as long as the chain: whole
+    assert particle_settings(1000, 64, 20) == (64, 20)
+    for particles, block in ((1, None), (None, 1), (None, -3)):
+        with pytest.raises(UsageError):
+            particle_settings(1000, particles, block)

@@ -93,8 +93,12 @@ def posterior(
     samples: int = typer.Option(1000, help="Draws per chain after warmup."),
     integration_steps: int = typer.Option(16, help="Leapfrog steps per HMC transition "
                                                    "(--sampler hmc)."),
-    particles: int = typer.Option(128, help="Particles per conditional-SMC sweep (particle "
-                                            "Gibbs: --form particle, or auto's choice)."),
+    particles: int = typer.Option(None, help="Particles per conditional-SMC sweep (particle "
+                                             "Gibbs: --form particle, or auto's choice); "
+                                             "default 128, or 32 per block with --block."),
+    block: int = typer.Option(None, help="Particle Gibbs in blocks of this many states "
+                                         "(two staggered partitions); default 0: the "
+                                         "whole chain in one sweep."),
     checkpoint_every: int = typer.Option(100, help="Transitions (warmup or draws) between "
                                                    "checkpoints; Ctrl-C loses at most these."),
     seed: int = SeedOption,
@@ -105,7 +109,7 @@ def posterior(
     from deepbn.inference.config import check_settings  # no JAX: errors at once
 
     check_settings(sampler, form, chains, warmup, samples, integration_steps, checkpoint_every,
-                   particles)
+                   particles, block)
     from deepbn.inference import arviz_export, hmc
     from deepbn.plots import traces
     from deepbn.results import ResultsFolder
@@ -117,7 +121,7 @@ def posterior(
     folder.write_config({"network": bn, "data": str(data), "latent": list(net.latent_names),
                          "form": form, "sampler": sampler, "chains": chains, "warmup": warmup,
                          "samples": samples, "integration_steps": integration_steps,
-                         "particles": particles, "seed": seed})
+                         "particles": particles, "block": block, "seed": seed})
     columns = [TextColumn("sampling"), BarColumn(),
                TextColumn("{task.fields[phase]}"), TimeElapsedColumn()]
     with progress_bar(*columns) as bar:
@@ -132,7 +136,7 @@ def posterior(
                                     warmup=warmup, samples=samples, seed=seed,
                                     integration_steps=integration_steps, progress=update,
                                     checkpoint_path=folder.checkpoint, chunk=checkpoint_every,
-                                    particles=particles)
+                                    particles=particles, block=block)
     no_time = "no sampling in this call (it resumed a finished run)"
     s = folder.write_summary({"network": bn, "data": str(data), "seed": seed, **post.summary},
                              reasons={"ess_min_per_s": no_time, "ess_median_per_s": no_time})
@@ -153,8 +157,10 @@ def posterior(
     rhat = "inf" if s["rhat_max"] is None else f"{s['rhat_max']:.3f}"
     scheme = s["scheme"]
     if scheme["name"] == "particle-gibbs":
+        blocks = (f", blocks of {scheme['block']} states" if scheme["block"] else "")
         how = (f"particle Gibbs (conditional SMC, ancestor sampling, {scheme['particles']} "
-               f"particles) over the chain {scheme['chain']} ({scheme['length']} states)")
+               f"particles{blocks}) over the chain {scheme['chain']} ({scheme['length']} "
+               "states)")
     else:
         how = (f"form {post.form}: {len(centred)} node(s) centred, "
                f"{len(post.space.names) - len(centred)} auxiliary")

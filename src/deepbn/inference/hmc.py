@@ -38,7 +38,7 @@ from deepbn import run as run_layer
 from deepbn.bn import BayesNet
 from deepbn.errors import UsageError
 from deepbn.inference import diagnostics, nuts
-from deepbn.inference.config import PARTICLE_MIN_LENGTH, PARTICLES, check_settings
+from deepbn.inference.config import PARTICLE_MIN_LENGTH, check_settings, particle_settings
 from deepbn.reparam import (
     LatentSpace,
     Reparam,
@@ -112,7 +112,8 @@ def sample_posterior(
     checkpoint_path: str | Path | None = None,
     chunk: int = 100,
     shard: bool = True,
-    particles: int = PARTICLES,
+    particles: int | None = None,
+    block: int | None = None,
 ) -> PosteriorSamples:
     """Posterior draws of the latent nodes given ``observed`` ((cases, dim) per node).
 
@@ -124,8 +125,14 @@ def sample_posterior(
     every chunk is checkpointed (adapted step size and mass matrix, every
     chain's state, the draws so far) and a run of the same network, data and
     settings resumes from it, ending with the draws an uninterrupted run gives.
+
+    ``particles`` and ``block``: particle Gibbs's settings (the run goes that way when
+    :func:`choose_scheme` says so); None fills in
+    :func:`deepbn.inference.config.particle_settings`'s defaults, reported in the
+    summary's ``scheme``.
     """
-    check_settings(sampler, form, chains, warmup, samples, integration_steps, chunk)
+    check_settings(sampler, form, chains, warmup, samples, integration_steps, chunk,
+                   particles, block)
     space = LatentSpace.from_network(bn)  # no latent nodes / discrete latents: say so first
     missing = [n for n in bn.observed_names if n not in observed]
     if missing:
@@ -136,7 +143,8 @@ def sample_posterior(
     scheme = choose_scheme(bn, form, sampler, centring)
     if scheme is not None:
         return _sample_particle(bn, observed, scheme, form, chains, warmup, samples, seed,
-                                particles, n_cases, progress, checkpoint_path, chunk, shard)
+                                particles, block, n_cases, progress, checkpoint_path, chunk,
+                                shard)
     start = time.perf_counter()
     # built outside jit, so that tied recurrent runs are seen as tied
     if centring is not None:
@@ -233,9 +241,11 @@ def choose_scheme(bn: BayesNet, form: str, sampler: str = "nuts",
 
 
 def _sample_particle(bn, observed, model, form, chains, warmup, samples, seed, particles,
-                     n_cases, progress, checkpoint_path, chunk, shard) -> PosteriorSamples:
+                     block, n_cases, progress, checkpoint_path, chunk, shard) -> PosteriorSamples:
     """:func:`sample_posterior` by particle Gibbs (:mod:`deepbn.inference.csmc`)."""
     from deepbn.inference import csmc
+
+    particles, block = particle_settings(len(model.nodes), particles, block)
 
     space = LatentSpace.from_network(bn)
     centred = Reparam.centred(bn, n_cases)
@@ -244,11 +254,12 @@ def _sample_particle(bn, observed, model, form, chains, warmup, samples, seed, p
     z0 = _prior_draws(bn, centred, jax.random.split(k_init, chains), observed)
     if not np.isfinite(float(_log_density_at(bn, centred, z0[0], observed))):
         _check_finite(bn, centred, z0[0], observed)  # names the node (slower to compile)
-    cfg = csmc.ParticleConfig(model, particles, space, n_cases, warmup, centred.runs)
+    cfg = csmc.ParticleConfig(model, particles, space, n_cases, warmup, centred.runs, block)
     data = csmc.ParticleData(bn, observed)
     state = eqx.filter_jit(csmc.init)(z0, data, cfg)
     settings = {"method": "posterior", "sampler": "particle-gibbs", "form": form,
-                "chains": chains, "warmup": warmup, "particles": particles, "seed": seed,
+                "chains": chains, "warmup": warmup, "particles": particles, "block": block,
+                "seed": seed,
                 "names": bn.names, "parents": bn.parents, "observed": bn.observed,
                 "families": [c.family for c in bn.conditionals]}
     fp = run_layer.fingerprint((eqx.filter(bn, eqx.is_array), observed), settings)
@@ -276,7 +287,12 @@ def _sample_particle(bn, observed, model, form, chains, warmup, samples, seed, p
         "form": {n: 1.0 for n in space.names},
         "form_name": form,
         "scheme": {"name": "particle-gibbs", "form": "particle", "particles": particles,
-                   "chain": f"{names[0]}..{names[-1]}", "length": len(names)},
+                   "chain": f"{names[0]}..{names[-1]}", "length": len(names),
+                   # 0: one conditional SMC over the whole chain per draw; else each draw
+                   # sweeps two staggered partitions into blocks of this many states
+                   "block": block,
+                   "sweeps_per_draw": 2 if block else 1,
+                   "resample_below": None if block else csmc.RESAMPLE_BELOW},
         "resumed_from": max(0, res.resumed_from - warmup),
         "resumed_from_step": res.resumed_from,
     }
