@@ -161,17 +161,14 @@ def test_same_seed_same_result_and_resume(tmp_path):
 
 
 def test_occam_factor_enters_the_joint_models_log_terms_by_default_for_linear_only():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(30, 3)).astype(np.float32)
+    assert DiBSConfig(model="linear").resolved(3).occam is True
+    assert DiBSConfig(model="mlp").resolved(3).occam is False
+    x = np.random.default_rng(0).normal(size=(30, 3)).astype(np.float32)
     G = jnp.asarray([[0, 1, 1], [0, 0, 1], [0, 0, 0]], jnp.float32)
-    for model, on in (("linear", True), ("mlp", False)):
-        cfg = DiBSConfig(model=model).resolved(3)
-        assert cfg.occam is on
-        data = dibs.make_data(x, config=cfg)
-        theta = dibs.init(jax.random.PRNGKey(0), 3, cfg).theta
-        theta = jax.tree_util.tree_map(lambda a: a[0], theta)
-        gap = dibs.node_log_terms(G, theta, data, cfg._replace(occam=True)) \
-            - dibs.node_log_terms(G, theta, data, cfg._replace(occam=False))
-        per_parent = 1.0 if model == "linear" else cfg.hidden
-        np.testing.assert_allclose(gap, -0.5 * per_parent * np.log(30) * np.array([0, 1, 2]),
-                                   rtol=1e-5, atol=1e-5)
+    cfg = DiBSConfig(model="linear").resolved(3)
+    data = dibs.make_data(x, config=cfg)
+    theta = scores.init_linear_theta(jax.random.PRNGKey(0), 3)
+    gap = dibs.node_log_terms(G, theta, data, cfg) \
+        - dibs.node_log_terms(G, theta, data, cfg._replace(occam=False))
+    np.testing.assert_allclose(gap, -0.5 * np.log(30) * np.array([0, 1, 2]), rtol=1e-5,
+                               atol=1e-5)
