@@ -127,7 +127,7 @@ def main() -> None:
     out = Path(args.out)
     for seed in args.seeds:
         for model in args.models:
-            for k in args.densities if model != "mlp" else args.densities[:1]:
+            for k in args.densities:
                 A, x, x_test = make_data(seed, args.d, k, model)
                 with tempfile.NamedTemporaryFile(suffix=".npz") as f:
                     np.savez(f.name, x=x.astype(np.float32), x_test=x_test.astype(np.float32))

@@ -158,3 +158,17 @@ def test_same_seed_same_result_and_resume(tmp_path):
     np.testing.assert_array_equal(resumed.posterior.graphs, a.posterior.graphs)
     with pytest.raises(UsageError, match="other data or settings"):
         learn_structure(x, cfg, steps=60, seed=4, checkpoint_path=tmp_path / "c.npz")
+
+
+def test_occam_factor_enters_the_joint_models_log_terms_by_default_for_linear_only():
+    assert DiBSConfig(model="linear").resolved(3).occam is True
+    assert DiBSConfig(model="mlp").resolved(3).occam is False
+    x = np.random.default_rng(0).normal(size=(30, 3)).astype(np.float32)
+    G = jnp.asarray([[0, 1, 1], [0, 0, 1], [0, 0, 0]], jnp.float32)
+    cfg = DiBSConfig(model="linear").resolved(3)
+    data = dibs.make_data(x, config=cfg)
+    theta = scores.init_linear_theta(jax.random.PRNGKey(0), 3)
+    gap = dibs.node_log_terms(G, theta, data, cfg) \
+        - dibs.node_log_terms(G, theta, data, cfg._replace(occam=False))
+    np.testing.assert_allclose(gap, -0.5 * np.log(30) * np.array([0, 1, 2]), rtol=1e-5,
+                               atol=1e-5)

@@ -174,3 +174,36 @@ def test_heldout_log_lik_is_in_the_original_units():
     ref += stats.norm(mu[1] + s[1] * 0.7 * (x_test[:, 0] - mu[0]) / s[0],
                       s[1] * np.exp(-0.4)).logpdf(x_test[:, 1]).sum()
     assert got == pytest.approx(ref, rel=1e-4)
+
+
+def test_occam_factor_is_the_laplace_volume_of_a_parents_weight():
+    # y = w x + noise, w ~ N(0, 1): the evidence log ∫ p(y | w) p(w) dw (by quadrature on a
+    # fine grid) minus the peak max_w log p(y, w) is the parameter's log volume; the Occam
+    # factor -½ log n must follow it up to a constant that does not grow with n
+    rng = np.random.default_rng(0)
+    sigma2, gaps = 0.3, []
+    for n in (50, 2000):
+        x = rng.normal(size=n)
+        y = 0.7 * x + np.sqrt(sigma2) * rng.normal(size=n)
+        w = np.linspace(-3.0, 4.0, 400_001)
+        sse = y @ y - 2 * w * (x @ y) + w**2 * (x @ x)
+        log_joint = (-0.5 * sse / sigma2 - 0.5 * n * np.log(2 * np.pi * sigma2)
+                     + stats.norm.logpdf(w))
+        evidence = np.logaddexp.reduce(log_joint) + np.log(w[1] - w[0])
+        G = jnp.asarray([[0.0, 1.0], [0.0, 0.0]])
+        occam = scores.occam_log_factor(G, jnp.ones((n, 2)), "linear")
+        assert float(occam[0]) == 0.0  # no parents, no parameters
+        gaps.append((evidence - log_joint.max()) - float(occam[1]))
+    # the two volumes differ by ½ log(40) = 1.84 nats; the gap moves only with Σx²/n
+    assert abs(gaps[0] - gaps[1]) < 0.2, gaps
+
+
+def test_occam_factor_counts_each_parents_parameters_and_kept_samples():
+    G = jnp.asarray([[0, 1, 1], [0, 0, 1], [0, 0, 0]], jnp.float32)
+    keep = jnp.ones((40, 3)).at[:10, 2].set(0.0)  # node 2 intervened on in 10 samples
+    parents = np.array([0.0, 1.0, 2.0])
+    n = np.array([40.0, 40.0, 30.0])
+    np.testing.assert_allclose(scores.occam_log_factor(G, keep, "linear"),
+                               -0.5 * parents * np.log(n), rtol=1e-6)
+    np.testing.assert_allclose(scores.occam_log_factor(G, keep, "mlp", hidden=5),
+                               -2.5 * parents * np.log(n), rtol=1e-6)

@@ -41,6 +41,10 @@ class DiBSConfig(NamedTuple):
     step_size: float | None = None  # RMSprop step; default 0.005 (bge), 0.01 (joint)
     hidden: int = 5
     theta_prior_sigma: float = 1.0
+    # joint models: the Laplace (BIC) Occam factor of the parameters an edge brings,
+    # -(p/2) log n per parent (p = 1 linear, ``hidden`` mlp), in every graph's log terms;
+    # None: on for linear, off for mlp (there it empties the graphs: bench/dibs_vs_dibslib.py)
+    occam: bool | None = None
     # K: graphs with a node of more than K parents get prior probability 0, and BGe scores
     # each family on K + 1 variables instead of d; None: auto by d
     max_parents: int | None = None
@@ -72,6 +76,8 @@ class DiBSConfig(NamedTuple):
             cfg = cfg._replace(max_parents=LARGE_GRAPH_MAX_PARENTS if large else d - 1)
         if cfg.n_acyclicity_samples is None:
             cfg = cfg._replace(n_acyclicity_samples=4 if large else 16)
+        if cfg.occam is None:
+            cfg = cfg._replace(occam=cfg.model == "linear")
         if cfg.alpha_slope is None:
             cfg = cfg._replace(alpha_slope=1.0 if cfg.model == "bge" else 0.5)
         return cfg
