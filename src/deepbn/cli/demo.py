@@ -25,12 +25,14 @@ def demo(
 
     require_count("the number of samples", n)  # before the data files are written
     check_steps(steps)
+    from deepbn.results import ResultsFolder
+
+    folder = ResultsFolder(out, "demo")  # an unusable --out is refused before JAX starts
     import jax
 
     from deepbn import graph
     from deepbn.examples import load
     from deepbn.io.tables import write_table
-    from deepbn.results import ResultsFolder
     from deepbn.structure.dibs import DiBSConfig
 
     net = load(NETWORK)
@@ -38,7 +40,6 @@ def demo(
     names = list(net.names)
     x = net.to_table(net.sample(key_train, n))
     x_test = net.to_table(net.sample(key_test, 100))
-    folder = ResultsFolder(out, "demo")
     folder.write_config({"network": NETWORK, "n": n, "steps": steps, "seed": seed})
     write_table(out / "data.csv", x, names)
     truth = net.adjacency()

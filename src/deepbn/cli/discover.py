@@ -129,14 +129,16 @@ def discover(
                      n_particles=particles, n_graph_samples=graph_samples,
                      max_parents=max_parents).check()
     check_scaling(standardize)
-    from deepbn.io.tables import match_columns, read_table
-    from deepbn.results import ResultsFolder
-    from deepbn.structure.inputs import read_mask, read_truth
-    from deepbn.structure.knowledge import read_knowledge
+    from deepbn.io.tables import match_columns, read_table  # pandas, no JAX
 
     table = read_table(data)
     if len(table.names) < 2:
         raise DataError(f"{data}: structure learning needs at least 2 variables (columns)")
+    # JAX (through deepbn.graph) only once the data are read: a bad table is refused at once
+    from deepbn.results import ResultsFolder
+    from deepbn.structure.inputs import read_mask, read_truth
+    from deepbn.structure.knowledge import read_knowledge
+
     mask = read_mask(interventions, table) if interventions is not None else None
     true_A = read_truth(truth, table.names) if truth is not None else None
     held = None
