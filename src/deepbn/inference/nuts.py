@@ -7,7 +7,14 @@ step-size adaptation and Welford diagonal mass-matrix adaptation, composed
 over BlackJAX's schedule exactly as ``blackjax.window_adaptation`` does, but
 one step at a time so that :func:`deepbn.run.run` can checkpoint in the
 middle of warmup. After warmup the adapted step size and inverse mass matrix
-stay fixed. Each chain adapts on its own (chains are vmapped); the step
+stay fixed. The chains adapt together: one dual averaging on their mean
+acceptance rate and one Welford estimate over all of their positions, so
+every chain gets the same step size and mass matrix. The chains are vmapped,
+so each NUTS transition costs the longest trajectory among them; with a step
+size per chain the chain with the smallest one set that length while the
+others used a fraction of it (on kingma-dbn, T = 20, 4 chains: 1.34 gradient
+slots per gradient used, against 1.16 for hand-written BlackJAX's per-chain
+adaptation), and the pooled mass matrix sees four times the draws. The step
 counter in the state says which phase a step is in, so the kernels are
 never written twice.
 
@@ -75,9 +82,9 @@ class SamplerData(NamedTuple):
 
 
 class AdaptationState(NamedTuple):
-    step_size_state: Any  # dual averaging, per chain
-    mass_matrix_state: Any  # Welford, per chain
-    step_size: jnp.ndarray  # (chains,) used by the kernel during warmup
+    step_size_state: Any  # dual averaging, shared by the chains
+    mass_matrix_state: Any  # Welford over every chain's draws
+    step_size: jnp.ndarray  # (chains,) used by the kernel during warmup (equal entries)
     inverse_mass_matrix: jnp.ndarray  # (chains, size)
 
 
@@ -136,27 +143,34 @@ def init(u0: jnp.ndarray, data: SamplerData, cfg: SamplerConfig) -> SamplerState
     (mm_init, _, _), (da_init, _, _) = _adaptation(cfg)
     n_chains, dim = u0.shape
     chain = jax.vmap(lambda u: blackjax.nuts.init(u, logdensity))(u0)
-    mm = jax.vmap(lambda _: mm_init(dim))(jnp.arange(n_chains))
-    da = jax.vmap(lambda _: da_init(jnp.float32(1.0)))(jnp.arange(n_chains))
+    mm = mm_init(dim)
+    da = da_init(jnp.float32(1.0))
     ones = jnp.ones((n_chains,), jnp.float32)
-    adaptation = AdaptationState(da, mm, ones, mm.inverse_mass_matrix)
-    return SamplerState(jnp.zeros((), jnp.int32), chain, adaptation, ones,
-                        mm.inverse_mass_matrix)
+    mass = jnp.broadcast_to(mm.inverse_mass_matrix, (n_chains, dim))
+    adaptation = AdaptationState(da, mm, ones, mass)
+    return SamplerState(jnp.zeros((), jnp.int32), chain, adaptation, ones, mass)
 
 
-def _adapt(ad: AdaptationState, stage, position, acceptance, cfg: SamplerConfig):
-    """One step of Stan's window adaptation for one chain (fast or slow window)."""
+def _adapt(ad: AdaptationState, stage, positions, acceptance, cfg: SamplerConfig):
+    """One step of Stan's window adaptation, pooled over the chains (fast or slow window):
+    ``positions`` (chains, size), ``acceptance`` (chains,)."""
     (_, mm_update, mm_final), (da_init, da_update, da_final) = _adaptation(cfg)
-    da = da_update(ad.step_size_state, acceptance)
-    mm = jax.lax.cond(stage[0] == 1, lambda: mm_update(ad.mass_matrix_state, position),
-                      lambda: ad.mass_matrix_state)
+    da = da_update(ad.step_size_state, jnp.mean(acceptance))
+
+    def welford():
+        return jax.lax.scan(lambda m, p: (mm_update(m, p), None), ad.mass_matrix_state,
+                            positions)[0]
+
+    mm = jax.lax.cond(stage[0] == 1, welford, lambda: ad.mass_matrix_state)
 
     def window_end():
         mm_new = mm_final(mm)
         return da_init(da_final(da)), mm_new
 
     da, mm = jax.lax.cond(stage[1] == 1, window_end, lambda: (da, mm))
-    return AdaptationState(da, mm, jnp.exp(da.log_step_size), mm.inverse_mass_matrix)
+    n_chains, dim = positions.shape
+    return AdaptationState(da, mm, jnp.full((n_chains,), jnp.exp(da.log_step_size)),
+                           jnp.broadcast_to(mm.inverse_mass_matrix, (n_chains, dim)))
 
 
 def step(key, state: SamplerState, data: SamplerData, cfg: SamplerConfig):
@@ -173,9 +187,9 @@ def step(key, state: SamplerState, data: SamplerData, cfg: SamplerConfig):
 
     def adapt():
         stage = data.schedule[jnp.minimum(state.t, data.schedule.shape[0] - 1)]
-        new = jax.vmap(lambda a, p, acc: _adapt(a, stage, p, acc, cfg))(
-            ad, chain.position, info.acceptance_rate)
-        return new, jnp.exp(new.step_size_state.log_step_size_avg), new.inverse_mass_matrix
+        new = _adapt(ad, stage, chain.position, info.acceptance_rate, cfg)
+        final = jnp.exp(new.step_size_state.log_step_size_avg)
+        return new, jnp.full_like(new.step_size, final), new.inverse_mass_matrix
 
     ad, final_step, final_mass = jax.lax.cond(
         in_warmup, adapt, lambda: (ad, state.step_size, state.inverse_mass_matrix))
