@@ -143,8 +143,10 @@ def init(u0: jnp.ndarray, data: SamplerData, cfg: SamplerConfig) -> SamplerState
     (mm_init, _, _), (da_init, _, _) = _adaptation(cfg)
     n_chains, dim = u0.shape
     chain = jax.vmap(lambda u: blackjax.nuts.init(u, logdensity))(u0)
-    mm = mm_init(dim)
-    da = da_init(jnp.float32(1.0))
+    # arrays throughout (the initial states hold Python scalars, which a checkpoint
+    # would store as float64 / int64)
+    mm = jax.tree_util.tree_map(jnp.asarray, mm_init(dim))
+    da = jax.tree_util.tree_map(jnp.asarray, da_init(jnp.float32(1.0)))
     ones = jnp.ones((n_chains,), jnp.float32)
     mass = jnp.broadcast_to(mm.inverse_mass_matrix, (n_chains, dim))
     adaptation = AdaptationState(da, mm, ones, mass)
