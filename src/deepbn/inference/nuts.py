@@ -82,10 +82,8 @@ class SamplerData(NamedTuple):
 
 
 class AdaptationState(NamedTuple):
-    step_size_state: Any  # dual averaging, shared by the chains
-    mass_matrix_state: Any  # Welford over every chain's draws
-    step_size: jnp.ndarray  # (chains,) used by the kernel during warmup (equal entries)
-    inverse_mass_matrix: jnp.ndarray  # (chains, size)
+    step_size_state: Any  # dual averaging, shared by the chains (its step size is warmup's)
+    mass_matrix_state: Any  # Welford over every chain's draws (its matrix is warmup's)
 
 
 class SamplerState(NamedTuple):
@@ -122,7 +120,7 @@ def _logdensity(data: SamplerData, cfg: SamplerConfig):
     def logdensity(u_flat):
         return log_density(data.bn, reparam, u_flat.reshape(cfg.n_cases, size), data.observed)
 
-    return logdensity, reparam
+    return logdensity
 
 
 def _adaptation(cfg: SamplerConfig):
@@ -139,7 +137,7 @@ def _kernel(cfg: SamplerConfig):
 
 def init(u0: jnp.ndarray, data: SamplerData, cfg: SamplerConfig) -> SamplerState:
     """Chains at the flat positions ``u0`` (chains, cases * size), adaptation at its start."""
-    logdensity, _ = _logdensity(data, cfg)
+    logdensity = _logdensity(data, cfg)
     (mm_init, _, _), (da_init, _, _) = _adaptation(cfg)
     n_chains, dim = u0.shape
     chain = jax.vmap(lambda u: blackjax.nuts.init(u, logdensity))(u0)
@@ -149,8 +147,7 @@ def init(u0: jnp.ndarray, data: SamplerData, cfg: SamplerConfig) -> SamplerState
     da = jax.tree_util.tree_map(jnp.asarray, da_init(jnp.float32(1.0)))
     ones = jnp.ones((n_chains,), jnp.float32)
     mass = jnp.broadcast_to(mm.inverse_mass_matrix, (n_chains, dim))
-    adaptation = AdaptationState(da, mm, ones, mass)
-    return SamplerState(jnp.zeros((), jnp.int32), chain, adaptation, ones, mass)
+    return SamplerState(jnp.zeros((), jnp.int32), chain, AdaptationState(da, mm), ones, mass)
 
 
 def _adapt(ad: AdaptationState, stage, positions, acceptance, cfg: SamplerConfig):
@@ -169,20 +166,19 @@ def _adapt(ad: AdaptationState, stage, positions, acceptance, cfg: SamplerConfig
         mm_new = mm_final(mm)
         return da_init(da_final(da)), mm_new
 
-    da, mm = jax.lax.cond(stage[1] == 1, window_end, lambda: (da, mm))
-    n_chains, dim = positions.shape
-    return AdaptationState(da, mm, jnp.full((n_chains,), jnp.exp(da.log_step_size)),
-                           jnp.broadcast_to(mm.inverse_mass_matrix, (n_chains, dim)))
+    return AdaptationState(*jax.lax.cond(stage[1] == 1, window_end, lambda: (da, mm)))
 
 
 def step(key, state: SamplerState, data: SamplerData, cfg: SamplerConfig):
     """One transition of every chain: adaptive while ``state.t < warmup``, then fixed."""
-    logdensity, _ = _logdensity(data, cfg)
+    logdensity = _logdensity(data, cfg)
     kernel, extra = _kernel(cfg)
     in_warmup = state.t < cfg.warmup
     ad = state.adaptation
-    step_size = jnp.where(in_warmup, ad.step_size, state.step_size)
-    inverse_mass = jnp.where(in_warmup, ad.inverse_mass_matrix, state.inverse_mass_matrix)
+    step_size = jnp.where(in_warmup, jnp.exp(ad.step_size_state.log_step_size),
+                          state.step_size)
+    inverse_mass = jnp.where(in_warmup, ad.mass_matrix_state.inverse_mass_matrix,
+                             state.inverse_mass_matrix)
     keys = jax.random.split(key, step_size.shape[0])
     chain, info = jax.vmap(lambda k, s, e, m: kernel(k, s, logdensity, e, m, **extra))(
         keys, state.chain, step_size, inverse_mass)
@@ -191,7 +187,9 @@ def step(key, state: SamplerState, data: SamplerData, cfg: SamplerConfig):
         stage = data.schedule[jnp.minimum(state.t, data.schedule.shape[0] - 1)]
         new = _adapt(ad, stage, chain.position, info.acceptance_rate, cfg)
         final = jnp.exp(new.step_size_state.log_step_size_avg)
-        return new, jnp.full_like(new.step_size, final), new.inverse_mass_matrix
+        return (new, jnp.full_like(state.step_size, final),
+                jnp.broadcast_to(new.mass_matrix_state.inverse_mass_matrix,
+                                 state.inverse_mass_matrix.shape))
 
     ad, final_step, final_mass = jax.lax.cond(
         in_warmup, adapt, lambda: (ad, state.step_size, state.inverse_mass_matrix))
