@@ -43,8 +43,7 @@ class FitConfig(NamedTuple):
         require_positive("the learning rate", self.learning_rate)
         if self.form == "particle" and self.method != "mcmc-em":
             raise UsageError("--form particle is an MCMC-EM E-step; use --method mcmc-em")
-        if self.particles < 2:
-            raise UsageError(f"particle Gibbs needs at least 2 particles; got {self.particles}")
+        particle_settings(2, self.particles)
         return self
 
 

@@ -130,6 +130,33 @@ def _resample(key, log_w, n):
     return jnp.minimum(idx, log_w.shape[0] - 1)
 
 
+def _propagate(k_a, k_z, k_as, cond, z, log_w, z_ref, n: int,
+               resample_below: float | None = None):
+    """One step of conditional SMC: the n - 1 free particles resampled by their weights
+    and moved by ``cond``, the reference's state ``z_ref`` kept last, its parent drawn by
+    ancestor sampling. Returns (the new particles (n, dim), their parents' indices (n,),
+    the log-weights they carry over: 0 after resampling).
+
+    ``resample_below`` (adaptive resampling): resample only when the weights' ESS is below
+    this share of the particles; None: always.
+    """
+    a = _resample(k_a, log_w, n - 1)
+    # ancestor sampling: the reference's parent redrawn ∝ w_{t-1}^i p(z*_t | z_{t-1}^i)
+    a_ref = jax.random.categorical(k_as, log_w + cond.log_prob(
+        jnp.broadcast_to(z_ref, z.shape), z))
+    w_prev = 0.0
+    if resample_below is not None:
+        # while the weights are even, particles keep their own parents (and weights), so
+        # the genealogies coalesce far more slowly
+        p = jax.nn.softmax(log_w)
+        again = 1.0 / jnp.sum(p * p) < resample_below * n
+        a = jnp.where(again, a, jnp.arange(n - 1))
+        a_ref = jnp.where(again, a_ref, n - 1)
+        w_prev = jnp.where(again, 0.0, log_w)
+    moved = cond.sample(k_z, z[a])
+    return (jnp.concatenate([moved, z_ref[None]]), jnp.concatenate([a, a_ref[None]]), w_prev)
+
+
 def _sweep(key, reference, bn: BayesNet, xs, x_head, model: ChainModel, n: int,
            resample_below: float = RESAMPLE_BELOW):
     """One conditional-SMC sweep with ancestor sampling for one case: a new (T, dim) path.
@@ -163,24 +190,10 @@ def _sweep(key, reference, bn: BayesNet, xs, x_head, model: ChainModel, n: int,
         z, log_w = carry
         k, z_ref, x_t = inp[:3]
         cond, em = (step_cond, step_em) if per_step is None else inp[3]
-        k_a, k_z, k_as = jax.random.split(k, 3)
-        a = _resample(k_a, log_w, n - 1)
-        # ancestor sampling: the reference's parent redrawn ∝ w_{t-1}^i p(z*_t | z_{t-1}^i)
-        a_ref = jax.random.categorical(k_as, log_w + cond.log_prob(
-            jnp.broadcast_to(z_ref, z.shape), z))
-        w_prev = 0.0
-        if not force:
-            # adaptive resampling: while the weights are even, particles keep their own
-            # parents (and weights), so the genealogies coalesce far more slowly
-            p = jax.nn.softmax(log_w)
-            again = 1.0 / jnp.sum(p * p) < resample_below * n
-            a = jnp.where(again, a, jnp.arange(n - 1))
-            a_ref = jnp.where(again, a_ref, n - 1)
-            w_prev = jnp.where(again, 0.0, log_w)
-        moved = cond.sample(k_z, z[a])
-        z_new = jnp.concatenate([moved, z_ref[None]])
+        z_new, anc, w_prev = _propagate(*jax.random.split(k, 3), cond, z, log_w, z_ref, n,
+                                        None if force else resample_below)
         log_w = w_prev + em.log_prob(jnp.broadcast_to(x_t, (n,) + x_t.shape), z_new)
-        return (z_new, log_w), (z_new, jnp.concatenate([a, a_ref[None]]))
+        return (z_new, log_w), (z_new, anc)
 
     first = (k1, reference[1], xs[0])
     if per_step is not None:
@@ -251,12 +264,7 @@ def _block(key, reference, xs, x_head, start, length: int, bn: BayesNet, model: 
         k, z_ref, x_t, t, ok = inp
         cond, em = at(t)
         k_a, k_z, k_as, k_h = jax.random.split(k, 4)
-        a = _resample(k_a, log_w, n - 1)
-        moved = cond.sample(k_z, z[a])
-        # ancestor sampling: the reference's parent redrawn ∝ w_{t-1}^i p(z*_t | z_{t-1}^i)
-        a_ref = jax.random.categorical(k_as, log_w + cond.log_prob(
-            jnp.broadcast_to(z_ref, z.shape), z))
-        z_run = jnp.concatenate([moved, z_ref[None]])
+        z_run, anc_run, _ = _propagate(k_a, k_z, k_as, cond, z, log_w, z_ref, n)
         w_run = em.log_prob(jnp.broadcast_to(x_t, (n,) + x_t.shape), z_run)
         is_head = t == 0
         z_head = head.sample(k_h, jnp.zeros((n, 0))).at[-1].set(z_ref)
@@ -265,7 +273,7 @@ def _block(key, reference, xs, x_head, start, length: int, bn: BayesNet, model: 
         keep = jnp.arange(n)
         z_new = jnp.where(is_head, z_head, z_run)
         w_new = jnp.where(is_head, w_head, w_run)
-        anc = jnp.where(is_head, keep, jnp.concatenate([a, a_ref[None]]))
+        anc = jnp.where(is_head, keep, anc_run)
         z_new, w_new = jnp.where(ok, z_new, z), jnp.where(ok, w_new, log_w)
         return (z_new, w_new), (z_new, jnp.where(ok, anc, keep))
 
