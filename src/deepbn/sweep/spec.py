@@ -185,14 +185,15 @@ def _split(command: tuple[str, ...], where) -> list[list[str]]:
 
 def expand(command: Iterable[str], grid: dict[str, Iterable[Value]], seeds: Iterable[int],
            where: str | Path = "sweep") -> list[Run]:
-    """The runs of a grid: every combination of the settings' values times every seed.
+    """The runs of a grid: every seed times every combination of the settings' values
+    (seed-major order).
 
     See the module docstring for how settings, the seed and the run's folder
     reach the command lines.
 
     Example:
-        >>> [r.name for r in expand(["discover d.csv"], {"steps": [5, 10]}, [0])]
-        ['steps=5,seed=0', 'steps=10,seed=0']
+        >>> [r.name for r in expand(["discover d.csv"], {"steps": [5, 10]}, [0, 1])]
+        ['steps=5,seed=0', 'steps=10,seed=0', 'steps=5,seed=1', 'steps=10,seed=1']
     """
     command = tuple(command)
     grid = {k: tuple(v) for k, v in grid.items()}
@@ -200,9 +201,10 @@ def expand(command: Iterable[str], grid: dict[str, Iterable[Value]], seeds: Iter
     placed = [{m for t in step for m in PLACEHOLDER.findall(t)} for step in steps]
     unplaced = [k for k in grid if not any(k in p for p in placed)]
     runs = []
-    for combination in itertools.product(*grid.values()):
-        settings = dict(zip(grid, combination))
-        for seed in seeds:
+    # seed-major: a sweep stopped part-way holds every setting at its first seeds
+    for seed in seeds:
+        for combination in itertools.product(*grid.values()):
+            settings = dict(zip(grid, combination))
             values = {**settings, "seed": seed}
             argv = []
             for k, (tokens, names) in enumerate(zip(steps, placed)):
