@@ -21,3 +21,12 @@ def test_uniform_and_logistic_pass_goodness_of_fit_and_keys_are_independent():
     a, b = jax.random.split(jax.random.key(3))
     np.testing.assert_array_equal(noise.logistic(a, (4, 5)), noise.logistic(a, (4, 5)))
     assert not np.array_equal(noise.logistic(a, (4, 5)), noise.logistic(b, (4, 5)))
+
+
+def test_the_logistic_of_a_uniform_makes_the_same_bernoulli_draw_as_comparing_with_sigmoid():
+    u = noise.uniform(jax.random.key(4), (10_000,))
+    logits = np.asarray(jax.random.normal(jax.random.key(5), (10_000,))) * 4
+    by_logistic = np.asarray(logits + noise.logistic_of(u) > 0)
+    by_uniform = np.asarray(u < jax.nn.sigmoid(logits))
+    # equal except where float rounding meets the boundary
+    assert np.mean(by_logistic != by_uniform) < 1e-3

@@ -129,6 +129,23 @@ def test_bounded_parent_bge_equals_the_full_score_and_normal_wishart(intervened)
     assert over[19] == pytest.approx(ref5[19], rel=1e-5)
 
 
+def test_first_parents_are_each_columns_lowest_indices_across_word_boundaries():
+    """The bit-packed search against numpy at d = 70 (three 32-bit words per column):
+    empty columns, columns with fewer than K parents and with more, parents on both sides
+    of a word boundary."""
+    d, K = 70, 6
+    rng = np.random.default_rng(2)
+    G = (rng.random((d, d)) < rng.random(d)[None, :] * 0.3).astype(np.float32)
+    G[:, :2] = 0
+    G[[31, 32, 63, 64, 69], 1] = 1
+    found, index = (np.asarray(a) for a in scores.first_parents(jnp.asarray(G), K))
+    for j in range(d):
+        parents = np.flatnonzero(G[:, j])[:K]
+        np.testing.assert_array_equal(found[:, j], np.arange(K) < len(parents))
+        np.testing.assert_array_equal(index[: len(parents), j], parents)
+    assert found[:, 0].sum() == 0 and list(index[:5, 1]) == [31, 32, 63, 64, 69]
+
+
 def test_linear_and_mlp_likelihoods_against_direct_formulas():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(20, 3)).astype(np.float32)

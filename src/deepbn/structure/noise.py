@@ -40,7 +40,12 @@ def uniform(key: jax.Array, shape: tuple[int, ...]) -> jnp.ndarray:
     return (bits.astype(jnp.float32) + 0.5) * (1.0 / (1 << 24))
 
 
+def logistic_of(u: jnp.ndarray) -> jnp.ndarray:
+    """ε = log(1 - u) - log u, standard logistic for uniform u, with 1[L + ε > 0] = 1[u < σ(L)]:
+    the logistic variable that goes with a Bernoulli draw made by comparing u with σ(L)."""
+    return jnp.log1p(-u) - jnp.log(u)
+
+
 def logistic(key: jax.Array, shape: tuple[int, ...]) -> jnp.ndarray:
-    """Standard logistic variables log u - log(1 - u), float32."""
-    u = uniform(key, shape)
-    return jnp.log(u) - jnp.log1p(-u)
+    """Standard logistic variables, float32: :func:`logistic_of` :func:`uniform`."""
+    return logistic_of(uniform(key, shape))

@@ -98,19 +98,22 @@ def bge_node_scores(G: jnp.ndarray, stats: BGeStats, max_parents: int | None = N
     G = G * (1.0 - jnp.eye(d, dtype=G.dtype))
     t = stats.alpha_mu * (stats.alpha_w - d - 1) / (stats.alpha_mu + 1)
     nodes = jnp.arange(d)
+    # families laid out batch-last, (K + 1, d): the gather then builds the (K + 1, K + 1, d)
+    # stack the factorisation runs on, with no transpose
     if K == d - 1:  # every family fits: a fixed order (the other nodes, then j), no search
-        idx = jnp.asarray([[k for k in range(d) if k != j] + [j] for j in range(d)])
-        in_family = jnp.take_along_axis(G.T, idx[:, :-1], axis=1)
+        idx = jnp.asarray([[k for k in range(d) if k != j] + [j] for j in range(d)]).T
+        in_family = jnp.take_along_axis(G, idx[:-1], axis=0)
     else:
-        # XLA's top_k is stable: each column's parents in index order, then non-parents as
-        # padding (masked out below)
-        in_family, idx = jax.lax.top_k(G.T, K)  # (d, K)
-        idx = jnp.concatenate([idx, nodes[:, None]], axis=1)  # node j last in its family
-    m = jnp.concatenate([in_family, jnp.ones((d, 1), G.dtype)], axis=1)
-    R = stats.R[0][idx[:, :, None], idx[:, None, :]] if stats.R.shape[0] == 1 else \
-        stats.R[nodes[:, None, None], idx[:, :, None], idx[:, None, :]]
-    F = R * (m[:, :, None] * m[:, None, :]) + (1.0 - m)[:, :, None] * jnp.eye(K + 1)
-    log_diag = _cholesky_log_diagonal(jnp.moveaxis(F, 0, -1))  # (K + 1, d)
+        in_family, first = first_parents(G, K)
+        idx = jnp.concatenate([first, nodes[None, :]], axis=0)  # node j last in its family
+    m = jnp.concatenate([in_family, jnp.ones((1, d), G.dtype)], axis=0)
+    # one flat gather (XLA's CPU gather with two index arrays is ~2x slower)
+    flat = idx[:, None, :] * d + idx[None, :, :]
+    if stats.R.shape[0] > 1:
+        flat = flat + nodes * (d * d)
+    R = jnp.take(stats.R.reshape(-1), flat, mode="clip")
+    F = R * (m[:, None, :] * m[None, :, :]) + (1.0 - m)[:, None, :] * np.eye(K + 1)[:, :, None]
+    log_diag = _cholesky_log_diagonal(F)  # (K + 1, d)
     logdet_pa = 2.0 * jnp.sum(log_diag[:-1], axis=0)
     log_schur = 2.0 * log_diag[-1]
     N = stats.n
@@ -123,6 +126,34 @@ def bge_node_scores(G: jnp.ndarray, stats: BGeStats, max_parents: int | None = N
         + 0.5 * (stats.alpha_w - d + 2 * n_pa + 1) * jnp.log(t)
         - 0.5 * a * log_schur - 0.5 * logdet_pa
     )
+
+
+def first_parents(G: jnp.ndarray, K: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """The first K parents (in index order) of every column of a 0/1 graph ``G`` (d, d):
+    (found (K, d) 0/1, index (K, d); 0 where a column has fewer than K parents).
+
+    ``lax.top_k`` does this in one call, but on CPU it sorts each column; here a column is
+    packed into 32-bit words and each of K rounds takes its lowest set bit (x & -x, counted
+    with popcount) and clears it (x & (x - 1)): 3.5x faster at d = 100, K = 8.
+    """
+    d = G.shape[-1]
+    n_words = -(-d // 32)
+    # word w of column j holds rows 32w ... 32w + 31 (packed along the parent axis: no
+    # transpose); distinct powers of two, so their sum is the bitwise or
+    bits = (jnp.pad(G, ((0, 32 * n_words - d), (0, 0))) > 0).astype(jnp.uint32)
+    words = jnp.sum(bits.reshape(n_words, 32, d) << jnp.arange(32, dtype=jnp.uint32)[:, None],
+                    axis=1, dtype=jnp.uint32)  # (n_words, d)
+    word_index = jnp.arange(n_words)[:, None]
+    found, index = [], []
+    for _ in range(K):
+        w = jnp.argmax(words != 0, axis=0)  # each column's first word with a bit left
+        at_w = word_index == w
+        x = jnp.sum(jnp.where(at_w, words, 0), axis=0, dtype=jnp.uint32)
+        lowest = jax.lax.population_count((x & (~x + 1)) - 1).astype(jnp.int32)
+        found.append(x != 0)
+        index.append(jnp.where(x != 0, w * 32 + lowest, 0))
+        words = jnp.where(at_w, x & (x - 1), words)
+    return jnp.stack(found).astype(G.dtype), jnp.stack(index)
 
 
 UNROLLED_CHOLESKY_MAX = 16  # sizes up to which the unrolled factorisation beats LAPACK's
