@@ -75,9 +75,10 @@ def blocks_within(A, hidden, budget: int) -> int:
     return max(1, (budget - base) // (one - base))
 
 
-def fit_grf(A, train, test, batches, seed, blocks, hidden, lr, chunk, affine, spectral):
+def fit_grf(A, train, test, batches, seed, blocks, hidden, lr, chunk, affine, spectral,
+            linear=False):
     density = FlowDensity.init(jax.random.key(seed), A, blocks, tuple(hidden), affine=affine,
-                               spectral=spectral)
+                               spectral=spectral, linear=linear)
     params, static = eqx.partition(density, eqx.is_inexact_array)
     opt = optax.adam(lr)
     train_j = jnp.asarray(train)
@@ -154,6 +155,9 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, nargs="+", default=[64])
     ap.add_argument("--no-block-affine", action="store_true",
                     help="GRF without the elementwise affine after each block")
+    ap.add_argument("--linear", action="store_true",
+                    help="GRF with a learned linear regression on the parents in front "
+                         "(FlowDensity(linear=True))")
     ap.add_argument("--chunk", type=int, default=100, help="deepbn steps per jitted scan")
     ap.add_argument("--out", default=str(HERE / "grf_vs_maf.json"))
     args = ap.parse_args()
@@ -169,7 +173,8 @@ def main() -> None:
             blocks = (blocks_within(A, args.hidden, maf["parameters"]) if args.grf_blocks == 0
                       else args.grf_blocks) if "parameters" in maf else args.blocks
             grf, grf_power = [fit_grf(A, train, test, batches, seed, blocks, args.hidden,
-                                      args.lr, args.chunk, not args.no_block_affine, spectral)
+                                      args.lr, args.chunk, not args.no_block_affine, spectral,
+                                      args.linear)
                               for spectral in ("exact", "power")]
             for r in (grf, grf_power, maf):  # standardised units -> the data's units
                 if "nll" in r:

@@ -112,11 +112,16 @@ def test_spectral_norm_where_a_persistent_power_vector_settles_in_one_block():
     assert float(found) == pytest.approx(3.0, rel=1e-3)
 
 
-def test_flow_density_integrates_to_one_and_its_samples_follow_it():
+@pytest.mark.parametrize("linear", [False, True])
+def test_flow_density_integrates_to_one_and_its_samples_follow_it(linear):
+    """With ``linear``, a regression of x1 on x0 of slope 1.5 in front of the flow: its
+    log-determinant is 0 and the draws invert it."""
     A = np.array([[0, 1], [0, 0]], bool)
-    density = FlowDensity.init(jax.random.key(3), A, blocks=3, hidden=(16,))
+    density = FlowDensity.init(jax.random.key(3), A, blocks=3, hidden=(16,), linear=linear)
     density = eqx.tree_at(lambda m: (m.shift, m.log_scale), density,
                           (jnp.array([0.5, -1.0]), jnp.array([0.3, -0.4])))
+    if linear:
+        density = eqx.tree_at(lambda m: m.linear, density, jnp.array([[0.0, 1.5], [0.7, 0.0]]))
     g = jnp.linspace(-12.0, 12.0, 481)
     x0, x1 = jnp.meshgrid(g, g, indexing="ij")
     x = jnp.stack([x0.ravel(), x1.ravel()], -1)
@@ -134,7 +139,8 @@ def test_flow_density_integrates_to_one_and_its_samples_follow_it():
 def test_initial_parameters_are_strongly_typed():
     # a weak-typed leaf turns strong after the first optimiser update, and a jitted
     # training loop would compile a second time
-    density = FlowDensity.init(jax.random.key(0), _dag(0), blocks=2, hidden=(8,), affine=True)
+    density = FlowDensity.init(jax.random.key(0), _dag(0), blocks=2, hidden=(8,), affine=True,
+                               linear=True)
     weak = [a.shape for a in jax.tree_util.tree_leaves(eqx.filter(density, eqx.is_array))
             if a.weak_type]
     assert weak == []
