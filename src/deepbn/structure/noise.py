@@ -1,8 +1,9 @@
-"""Cheap logistic noise for DiBS's graph samples (a counter-based hash).
+"""Cheap uniform (and logistic) noise for DiBS's graph samples (a counter-based hash).
 
-A DiBS step draws P x M x d² logistic variables (20 particles x 16 graphs x 10⁴
-entries at d = 100: 3.2 million per step), and on a CPU JAX's Threefry generator
-then costs more than the rest of the step. Here the uniforms are a hash of their
+A DiBS step draws P x M x d² uniforms (20 particles x 16 graphs x 10⁴ entries at
+d = 100: 3.2 million per step), and on a CPU JAX's Threefry generator then costs
+more than the rest of the step. A graph sample compares them with σ(L); the
+Gumbel-softmax graphs take the logistic variables :func:`logistic_of` them. Here the uniforms are a hash of their
 index, keyed by two words drawn from the caller's JAX key: ``lowbias32`` (C.
 Wellons, "Hash function prospector", 2018: an integer mixer with very low
 avalanche bias) applied twice, ``mix(mix(i ^ k₀) + k₁)``, top 24 bits. About
