@@ -6,8 +6,8 @@ more than the rest of the step. A graph sample compares them with σ(L); the
 Gumbel-softmax graphs use the logistic variables :func:`logistic_of` makes of them.
 Here the uniforms are a hash of their index, keyed by two words drawn from the
 caller's JAX key: ``lowbias32`` (C. Wellons, "Hash function prospector", 2018: an
-integer mixer with very low avalanche bias) applied twice, ``mix(mix(i ^ k₀) + k₁)``, top 24 bits. About
-4x faster than ``jax.random.logistic`` on 2 CPU cores; the stream is a pure
+integer mixer with very low avalanche bias) applied twice, ``mix(mix(i ^ k₀) + k₁)``,
+top 24 bits. About 4x faster than ``jax.random.logistic`` on 2 CPU cores; the stream is a pure
 function of the key, so the same seed gives the same result. It serves Monte-Carlo
 gradient estimates, not cryptography.
 
