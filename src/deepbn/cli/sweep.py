@@ -81,6 +81,8 @@ def sweep(
             elif outcome.status == "failed":
                 line += f"  exit {outcome.exit_code}: {outcome.error}"
             bar.console.print(Text(line), soft_wrap=True)
+            # pooled after every run: a grid of hours shows its numbers as they come
+            pool.write_results(spec, runs, out)
 
         if executor == "ray":
             execute.run_ray(todo, out, spec, jobs=jobs, address=address, on_end=on_end)
