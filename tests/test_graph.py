@@ -65,6 +65,13 @@ def test_ancestors_match_networkx(A):
     assert list(graph.children(A, 0)) == sorted(G.successors(0))
 
 
+@settings(max_examples=40, deadline=None)
+@given(adjacency_matrices())
+def test_longest_path_matches_networkx(A):
+    A = np.triu(A, 1)  # a DAG
+    assert graph.longest_path(A) == nx.dag_longest_path_length(graph.to_networkx(A))
+
+
 def test_acyclicity_above_d_100_is_exact_below_the_cap_and_finite_when_dense():
     rng = np.random.default_rng(0)
     d = 130

@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deepbn import graph
 from deepbn import masks as dag_masks
 from deepbn.nn import MLP, Fixed, normal_log_prob
 
@@ -312,7 +313,7 @@ class FlowDensity(eqx.Module):
         if not linear:
             return FlowDensity(flow, jnp.zeros(d), jnp.zeros(d))
         return FlowDensity(flow, jnp.zeros(d), jnp.zeros(d), jnp.zeros((d, d)),
-                           Fixed(jnp.asarray(A, jnp.float32)), _longest_path(A))
+                           Fixed(jnp.asarray(A, jnp.float32)), graph.longest_path(A))
 
     def _regression(self):
         return self.linear * jax.lax.stop_gradient(self.parents.value)
@@ -338,14 +339,3 @@ class FlowDensity(eqx.Module):
     def refresh(self, iterations: int = 50) -> FlowDensity:
         return eqx.tree_at(lambda m: m.flow, self, self.flow.refresh(iterations))
 
-
-def _longest_path(A: np.ndarray) -> int:
-    """The number of edges on the longest directed path of DAG ``A``."""
-    from deepbn import graph
-
-    length = np.zeros(A.shape[0], int)
-    for j in graph.topological_order(A):
-        parents = np.flatnonzero(A[:, j])
-        if parents.size:
-            length[j] = 1 + length[parents].max()
-    return int(length.max()) if length.size else 0

@@ -101,6 +101,17 @@ def is_dag(A) -> bool:
     return find_cycle(A) is None
 
 
+def longest_path(A) -> int:
+    """The number of edges on the longest directed path of DAG ``A`` (0 without edges)."""
+    A = as_adjacency(A)
+    length = np.zeros(A.shape[0], int)
+    for j in topological_order(A):
+        pa = np.flatnonzero(A[:, j])
+        if pa.size:
+            length[j] = 1 + length[pa].max()
+    return int(length.max()) if length.size else 0
+
+
 def parents(A, j: int) -> np.ndarray:
     """Indices of the parents of node ``j``."""
     return np.flatnonzero(as_adjacency(A)[:, j])
