@@ -29,3 +29,12 @@ def run_on_two_host_devices(code: str) -> None:
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("ok")
+
+
+def interrupt_after(n: int):
+    """A progress callback that raises KeyboardInterrupt (as Ctrl-C would) once ``n`` steps
+    are done; whatever else a caller passes it is ignored."""
+    def progress(done, *_):
+        if done >= n:
+            raise KeyboardInterrupt
+    return progress

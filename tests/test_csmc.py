@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from blackjax.diagnostics import effective_sample_size, rhat
 
+from conftest import interrupt_after
 from deepbn import examples
 from deepbn.bn import BayesNet
 from deepbn.conditionals import LinearGaussian
@@ -146,12 +147,8 @@ def test_an_interrupted_blocked_run_resumes_to_the_uninterrupted_draws(tmp_path)
     whole = hmc.sample_posterior(bn, obs, **kw)
     ck = tmp_path / "pg.npz"
 
-    def stop(done, total):
-        if done >= 20:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        hmc.sample_posterior(bn, obs, checkpoint_path=ck, progress=stop, **kw)
+        hmc.sample_posterior(bn, obs, checkpoint_path=ck, progress=interrupt_after(20), **kw)
     resumed = hmc.sample_posterior(bn, obs, checkpoint_path=ck, **kw)
     assert resumed.summary["resumed_from"] == 10
     for name in whole.samples:

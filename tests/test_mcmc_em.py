@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
+from conftest import interrupt_after
 from deepbn.bn import BayesNet
 from deepbn.conditionals import LinearGaussian
 from deepbn.errors import UsageError
@@ -71,13 +72,9 @@ def test_vi_improves_the_fit_and_resume_continues(tmp_path):
     assert full.curve[-1, 1] > full.curve[0, 1] + 20
     ck = tmp_path / "fit.npz"
 
-    def interrupt(done, info):
-        if done >= 50:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
         mcmc_em.fit(start, data, cfg, learn=["x1", "x2", "x3"], checkpoint_path=ck,
-                    progress=interrupt)
+                    progress=interrupt_after(50))
     resumed = mcmc_em.fit(start, data, cfg, learn=["x1", "x2", "x3"], checkpoint_path=ck)
     assert resumed.resumed_from == 50
     np.testing.assert_allclose(resumed.network.conditionals[1].weight,

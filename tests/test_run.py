@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import run_on_two_host_devices
+from conftest import interrupt_after, run_on_two_host_devices
 from deepbn import examples, run
 from deepbn.errors import UsageError
 from deepbn.inference import hmc, mcmc_em
@@ -21,13 +21,6 @@ def _walk(key, state, data, config):
     return (x, t + 1), {"x": x, "t": t}
 
 
-def _interrupt_after(n):
-    def progress(done, total, out):
-        if done >= n:
-            raise KeyboardInterrupt
-    return progress
-
-
 def test_chunking_never_changes_the_result_and_resume_is_bit_identical(tmp_path):
     state = (jnp.zeros(3), jnp.zeros((), jnp.int32))
     key = run.raw_key(7)
@@ -38,7 +31,7 @@ def test_chunking_never_changes_the_result_and_resume_is_bit_identical(tmp_path)
     ck = tmp_path / "c.npz"
     with pytest.raises(KeyboardInterrupt):
         run.run(_walk, state, jnp.float32(0.5), key, 23, chunk=5, checkpoint=ck,
-                fingerprint="f", progress=_interrupt_after(10))
+                fingerprint="f", progress=interrupt_after(10))
     resumed = run.run(_walk, state, jnp.float32(0.5), key, 23, chunk=5, checkpoint=ck,
                       fingerprint="f")
     assert resumed.resumed_from == 10
@@ -84,12 +77,8 @@ def test_nuts_resumes_bit_identically_after_an_interruption(tmp_path):
     whole = hmc.sample_posterior(bn, obs, **kw)
     ck = tmp_path / "nuts.npz"
 
-    def stop(done, total):
-        if done >= 150:  # after warmup, in the middle of the draws
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        hmc.sample_posterior(bn, obs, checkpoint_path=ck, progress=stop, **kw)
+    with pytest.raises(KeyboardInterrupt):  # after warmup, in the middle of the draws
+        hmc.sample_posterior(bn, obs, checkpoint_path=ck, progress=interrupt_after(150), **kw)
     resumed = hmc.sample_posterior(bn, obs, checkpoint_path=ck, **kw)
     assert resumed.summary["resumed_from"] == 30
     for name in whole.samples:
@@ -98,12 +87,8 @@ def test_nuts_resumes_bit_identically_after_an_interruption(tmp_path):
     # interrupted during warmup: the adaptation state is in the checkpoint too
     ck2 = tmp_path / "warm.npz"
 
-    def stop_warm(done, total):
-        if done >= 50:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        hmc.sample_posterior(bn, obs, checkpoint_path=ck2, progress=stop_warm, **kw)
+        hmc.sample_posterior(bn, obs, checkpoint_path=ck2, progress=interrupt_after(50), **kw)
     again = hmc.sample_posterior(bn, obs, checkpoint_path=ck2, **kw)
     np.testing.assert_array_equal(again.samples["mu"], whole.samples["mu"])
     with pytest.raises(UsageError, match="other data or settings"):
