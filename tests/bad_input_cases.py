@@ -296,6 +296,11 @@ CASES: list[tuple[str, list[str], str]] = [
      "columns do not match the observed nodes"),
     ("siren heldout other columns", _siren("--heldout", "{d}/ab.csv"),
      "columns do not match the observed nodes"),
+    ("siren heldout twice", _siren("--heldout", "{d}/tree.csv", "--heldout-rows", "2"),
+     "give --heldout FILE or --heldout-rows N, not both"),
+    ("siren too few rows", _siren("--train-per-node", "100"),
+     "has 12 rows; the run needs 3100 training rows"),
+    ("siren steps 0", _siren("--steps", "0"), "the number of steps must be at least 1"),
     # sweep
     ("sweep spec missing", ["sweep", "{d}/no_such.toml", "--out", "{out}"],
      "no_such.toml: no such sweep spec"),

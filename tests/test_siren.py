@@ -112,3 +112,38 @@ def test_cli_train_writes_eval_and_refuses_bad_input(tmp_path, capsys):
     assert main(bad) == 2
     err = capsys.readouterr().err
     assert "x1" in err and "Traceback" not in err
+
+
+def test_network_nll_is_the_closed_form_marginal():
+    # a -> b with a latent: b ~ N(w mu_a + c, w^2 s_a^2 + s_b^2), worked by hand
+    from scipy.stats import norm
+
+    from deepbn.siren.experiment import network_nll
+    net = BayesNet(["a", "b"], [[], ["a"]],
+                   [LinearGaussian(jnp.zeros((1, 0)), jnp.array([1.5]), jnp.array([2.0])),
+                    LinearGaussian(jnp.array([[-0.7]]), jnp.array([0.3]), jnp.array([0.5]))],
+                   [False, True])
+    b = np.array([[0.1], [-2.0], [3.3]])
+    sd = np.sqrt(0.7**2 * 2.0**2 + 0.5**2)
+    expected = -norm(-0.7 * 1.5 + 0.3, sd).logpdf(b[:, 0]).mean()
+    assert network_nll(net, ["b"], b) == pytest.approx(expected, rel=1e-6)  # float32 parameters
+    assert network_nll(_circuit(), ["x0", "x1"], np.zeros((2, 2))) is None
+
+
+def test_cli_train_rows_per_node_heldout_rows_and_steps(tmp_path, capsys):
+    from deepbn.siren.experiment import network_nll
+    tree = examples.load("example:gaussian-binary-tree")
+    spec = siren.SirenSpec.from_network(tree, [n for n in tree.names
+                                               if tree.adjacency()[tree.index(n)].any()], "true")
+    s = tree.sample(jax.random.key(0), 40)
+    x = np.concatenate([np.asarray(s[n]) for n in spec.observed], axis=1)
+    write_table(tmp_path / "d.csv", x, list(spec.observed))
+    # 31 nodes x 1 = the first 31 rows train, the last 5 are held out; 31 // 8 = 3 steps
+    # per epoch, so 7 steps take 3 epochs
+    assert main(["siren", "train", "example:gaussian-binary-tree", str(tmp_path / "d.csv"),
+                 "--train-per-node", "1", "--heldout-rows", "5", "--steps", "7", "--batch", "8",
+                 "--blocks", "1", "--iw", "4", "--out", str(tmp_path / "o"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["n_train"], summary["n_test"], summary["epochs"]) == (31, 5, 3)
+    assert summary["nll_network"] == pytest.approx(network_nll(tree, spec.observed, x[-5:]),
+                                                   rel=1e-6)
