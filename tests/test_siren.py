@@ -147,3 +147,10 @@ def test_cli_train_rows_per_node_heldout_rows_and_steps(tmp_path, capsys):
     assert (summary["n_train"], summary["n_test"], summary["epochs"]) == (31, 5, 3)
     assert summary["nll_network"] == pytest.approx(network_nll(tree, spec.observed, x[-5:]),
                                                    rel=1e-6)
+
+
+def test_kl_weight_rises_linearly_to_one_over_the_warmup():
+    from deepbn.siren.experiment import kl_weight
+    assert [kl_weight(e, 10, 0.4) for e in range(10)] == [0.25, 0.5, 0.75] + [1.0] * 7
+    assert [kl_weight(e, 5, 0.0) for e in range(5)] == [1.0] * 5
+    assert kl_weight(0, 2000, 0.2) == pytest.approx(1 / 400)

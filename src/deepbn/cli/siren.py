@@ -46,6 +46,9 @@ def train(
     batch: int = typer.Option(64, help="Minibatch size (at most the number of rows)."),
     lr: float = typer.Option(3e-3, help="Adam learning rate."),
     blocks: int = typer.Option(4, help="Residual blocks per flow."),
+    warmup: float = typer.Option(0.2, help="KL warm-up: the KL term's weight rises from ~0 to "
+                                           "1 over this fraction of the epochs (keeps latents "
+                                           "from collapsing); 0 turns it off."),
     iw: int = typer.Option(1000, "--iw", help="Importance samples for the held-out NLL."),
     seed: int = SeedOption,
     as_json: bool = JsonOption,
@@ -61,7 +64,7 @@ def train(
     net = load(bn)
     names = default_latent(net) if latent is None else node_list(latent)
     spec = siren.SirenSpec.from_network(net, names, variant)
-    siren_experiment.check_settings(epochs, batch, lr, blocks, iw=iw)
+    siren_experiment.check_settings(epochs, batch, lr, blocks, iw=iw, warmup=warmup)
     table = read_table(data, allow_constant=True)
     x = match_columns(table, list(spec.observed), f"the observed nodes of {bn}",
                       ignore=list(spec.latent))
@@ -76,14 +79,15 @@ def train(
     folder.write_config({"network": bn, "data": str(data), "latent": names, "variant": variant,
                          "heldout": heldout, "heldout_rows": heldout_rows,
                          "train_per_node": train_per_node, "steps": steps, "epochs": epochs,
-                         "batch": batch, "lr": lr, "blocks": blocks, "iw": iw, "seed": seed})
+                         "batch": batch, "lr": lr, "blocks": blocks, "iw": iw,
+                         "warmup": warmup, "seed": seed})
     with progress_bar(TextColumn(f"siren {variant}"), BarColumn(),
                       TextColumn("epoch {task.completed}/{task.total}"),
                       TextColumn("ELBO {task.fields[elbo]:.3f}"), TimeElapsedColumn()) as bar:
         task = bar.add_task("train", total=epochs, elbo=float("nan"))
         result = siren_experiment.train(
             net, names, variant, x_train, x_test, epochs=epochs, batch=batch, lr=lr,
-            blocks=blocks, seed=seed, out=out, iw=iw,
+            blocks=blocks, seed=seed, out=out, iw=iw, warmup=warmup,
             on_epoch_end=lambda r: bar.update(task, completed=r["epoch"], elbo=r["elbo"]))
     if result["elbo_curve"]:
         plots.training_curve(np.array(result["elbo_curve"]), out / "training_curve.png",

@@ -41,8 +41,10 @@ NULL_REASONS = {"nll_network": "the network is not linear-Gaussian: its marginal
 
 
 def check_settings(epochs: int = 300, batch: int = 64, lr: float = 3e-3, blocks: int = 4,
-                   hidden: Sequence[int] = (64,), iw: int = 1000) -> None:
+                   hidden: Sequence[int] = (64,), iw: int = 1000, warmup: float = 0.2) -> None:
     """One-line errors for training settings no run can use."""
+    if not 0.0 <= warmup <= 1.0:
+        raise UsageError(f"--warmup is a fraction of the epochs, between 0 and 1; got {warmup}")
     require_count("the number of epochs", epochs)
     require_count("the batch size", batch)
     require_count("the number of flow blocks", blocks)
@@ -55,11 +57,18 @@ def check_settings(epochs: int = 300, batch: int = 64, lr: float = 3e-3, blocks:
 def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray,
           x_test: np.ndarray, epochs: int = 300, batch: int = 64, lr: float = 3e-3,
           blocks: int = 4, hidden: Sequence[int] = (64,), seed: int = 0,
-          out: str | Path | None = None, iw: int = 1000,
+          out: str | Path | None = None, iw: int = 1000, linear: bool = False,
+          warmup: float = 0.2,
           progress: Callable[[int, float], None] | None = None,
           on_epoch_end: Callable[[dict], None] | None = None) -> dict:
-    """Fit one variant; returns eval numbers (``nll``, ``re``, ``seconds``) and the history."""
-    check_settings(epochs, batch, lr, blocks, hidden, iw)
+    """Fit one variant; returns eval numbers (``nll``, ``re``, ``seconds``) and the history.
+
+    ``warmup``: the KL term's weight rises linearly from 1/(warmup x epochs) to 1 over
+    that fraction of the epochs (KL warm-up; Bowman et al. 2016, Sønderby et al. 2016,
+    Sec. 2.3), so that latents are not switched off before the decoder learns to use
+    them; the reported ELBO is always the full one.
+    """
+    check_settings(epochs, batch, lr, blocks, hidden, iw, warmup)
     spec = siren.SirenSpec.from_network(bn, latent, variant)
     x_train = np.asarray(x_train, np.float32)
     x_test = np.asarray(x_test, np.float32)
@@ -72,19 +81,21 @@ def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray
     xs_train, xs_test = (x_train - mean) / sd, (x_test - mean) / sd
     key = jax.random.key(seed)
     k_init, k_train, k_eval = jax.random.split(key, 3)
-    model = siren.init(k_init, spec, blocks, tuple(hidden))
+    model = siren.init(k_init, spec, blocks, tuple(hidden), linear)
     batch = max(1, min(batch, xs_train.shape[0]))
     opt = optax.adam(lr)
 
     def loss_fn(params, fixed, k, x, scalars):
-        value = jnp.mean(siren.elbo(nn.merge(params, fixed), k, x, spec))
-        return -value, (fixed, {"elbo": value})
+        reconstruction, kl = siren.elbo_terms(nn.merge(params, fixed), k, x, spec)
+        value = jnp.mean(reconstruction + kl)
+        return -jnp.mean(reconstruction + scalars["beta"] * kl), (fixed, {"elbo": value})
 
     epoch_fn = training.make_epoch(
         loss_fn, opt, batch, progress,
         post_update=lambda p, f: nn.split(siren.refresh(nn.merge(p, f), 1)))
     fingerprint = {"variant": variant, "latent": list(spec.latent), "n": int(x_train.shape[0]),
                    "blocks": blocks, "hidden": list(hidden), "lr": lr, "batch": batch,
+                   "linear": linear, "warmup": warmup,
                    "seed": seed, "nodes": list(bn.names)}  # the data's bytes: in fit
 
     def on_epoch(e, metrics, carry):
@@ -96,6 +107,7 @@ def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray
     params, fixed = nn.split(model)
     carry, history, message = training.run_epochs(
         epoch_fn, (params, fixed, opt.init(params)), xs_train, k_train, epochs, out, fingerprint,
+        scalars_for=lambda e: {"beta": np.float32(kl_weight(e, epochs, warmup))},
         on_epoch=on_epoch)
     seconds = time.perf_counter() - t0
     if message:
@@ -115,6 +127,12 @@ def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray
                    explain_nulls({k: v for k, v in result.items() if k != "elbo_curve"},
                                  NULL_REASONS))
     return {**result, "model": model, "spec": spec}
+
+
+def kl_weight(epoch: int, epochs: int, warmup: float) -> float:
+    """The KL term's weight in epoch ``epoch`` (from 0): rising linearly to 1 at the end of
+    the first ``warmup`` fraction of the ``epochs``, then 1."""
+    return min(1.0, (epoch + 1) / max(1, round(warmup * epochs)))
 
 
 def network_nll(bn: BayesNet, observed: Sequence[str], x: np.ndarray) -> float | None:

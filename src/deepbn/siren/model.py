@@ -129,7 +129,8 @@ class Siren(eqx.Module):
     decoder: GaussianMLP
 
 
-def init(key, spec: SirenSpec, blocks: int = 4, hidden: Sequence[int] = (64,)) -> Siren:
+def init(key, spec: SirenSpec, blocks: int = 4, hidden: Sequence[int] = (64,),
+         linear: bool = False) -> Siren:
     nz, nx = len(spec.latent), len(spec.observed)
     k1, k2, k3 = jax.random.split(key, 3)
     dec_parents = np.array(spec.decoder_parents, bool).reshape(nz + nx, nx)
@@ -140,7 +141,8 @@ def init(key, spec: SirenSpec, blocks: int = 4, hidden: Sequence[int] = (64,)) -
         enc = GaussianMLP.init(k2, nx, 2 * nz, hid)
         dense = GaussianMLP.init(k3, nz, nx, hid)
         return Siren(None, None, enc, None, dense)
-    prior = FlowDensity.init(k1, np.array(spec.prior_dag, bool).reshape(nz, nz), blocks, hidden)
+    prior = FlowDensity.init(k1, np.array(spec.prior_dag, bool).reshape(nz, nz), blocks, hidden,
+                             linear=linear)
     encoder = GraphicalResidualFlow.init(
         k2, np.array(spec.encoder_dag, bool).reshape(nz, nz), blocks, hidden,
         conditions=np.array(spec.encoder_conditions, bool).reshape(nx, nz))
@@ -190,10 +192,17 @@ def decoder_log_prob(model: Siren, x, z, spec: SirenSpec):
     return model.decoder.log_prob(x, inputs)
 
 
+def elbo_terms(model: Siren, key, x, spec: SirenSpec):
+    """The single-sample ELBO's two terms per example: log p(x | z) and log p(z) - log q(z | x)
+    (minus a one-sample KL estimate), at one draw z ~ q(z | x)."""
+    z, log_q = encode_sample(model, key, x)
+    return decoder_log_prob(model, x, z, spec), prior_log_prob(model, z) - log_q
+
+
 def elbo(model: Siren, key, x, spec: SirenSpec):
     """Single-sample ELBO per example: log p(x | z) + log p(z) - log q(z | x)."""
-    z, log_q = encode_sample(model, key, x)
-    return decoder_log_prob(model, x, z, spec) + prior_log_prob(model, z) - log_q
+    reconstruction, kl = elbo_terms(model, key, x, spec)
+    return reconstruction + kl
 
 
 def importance_log_likelihood(model: Siren, key, x, spec: SirenSpec, k: int = 1000):
