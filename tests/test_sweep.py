@@ -142,6 +142,8 @@ def test_values_that_differ_only_in_dropped_characters_get_distinct_folders():
     ("command = 'discover d.csv'\n[grid]\nn = [1]\n[[plot]]\nx = 'n'", "plot[0].metric: missing"),
     ("command = 'discover d.csv'\n[grid]\nn = [1]\n[[plot]]\nmetric = 'e'\nx = 'n'\n"
      "file = '../e.png'", "plot[0].file: must be a file name ending in .png"),
+    ("command = 'discover d.csv'\n[grid]\nn = [1]\n[[plot]]\nmetric = 'e'\nx = 'n'\n"
+     "logy = 'yes'", "plot[0].logy: must be true or false, got 'yes'"),
     ("command = 'discover d.csv'\n[grid\n", "not valid TOML"),
 ])
 def test_spec_mistakes_are_one_line_naming_the_key(tmp_path, text, message):
@@ -152,7 +154,7 @@ def test_spec_mistakes_are_one_line_naming_the_key(tmp_path, text, message):
 
 
 def test_the_example_specs_expand():
-    specs = sorted((REPO / "sweeps").glob("*.toml"))
+    specs = sorted((REPO / "sweeps").glob("*.toml")) + sorted((REPO / "bench").glob("*.toml"))
     assert specs
     for path in specs:
         spec = load_spec(path, {"sample", "discover", "fit", "posterior", "vae", "siren"})
@@ -334,3 +336,16 @@ def test_sweep_through_the_executable(tmp_path):
         ("n=3,seed=0", "done", "3"), ("n=5,seed=0", "done", "5")]
     assert "| 3 | 1/1 |" in (out / "results.md").read_text()
     assert "plot[0]: no finished run reported 'rows'" in first.stderr  # sample writes no summary
+
+
+def test_logy_plots_positive_metrics_and_falls_back_with_a_warning(tmp_path, fake):
+    program, _ = fake
+    spec = _spec(tmp_path, TRAIN_EVAL.replace('mode = ["train", "fail"]', 'mode = ["train"]')
+                 + "logy = true\n[[plot]]\nmetric = \"loss\"\nx = \"lr\"\nlogy = true\n")
+    out = tmp_path / "out"
+    execute.run_local(spec.runs(), out, spec, jobs=2, program=program)
+    _, rows = pool.write_results(spec, spec.runs(), out)
+    # ll = -loss - seed < 0 cannot go on a log axis; loss > 0 can
+    assert pool.write_plots(spec, rows, out) == [
+        "plot[0]: 'll' has values <= 0; ll_vs_lr.png drawn with a linear y axis instead of logy"]
+    assert (out / "ll_vs_lr.png").exists() and (out / "loss_vs_lr.png").exists()

@@ -299,7 +299,8 @@ def manifold(images: np.ndarray, side: int, path: str | os.PathLike, title: str 
 
 def sweep_lines(lines: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]],
                 path: str | os.PathLike, xlabel: str, ylabel: str,
-                ticks: Sequence[str] | None = None, logx: bool = False, title: str = "") -> None:
+                ticks: Sequence[str] | None = None, logx: bool = False, title: str = "",
+                logy: bool = False) -> None:
     """A metric against a setting, one line per variant: ``lines`` maps a label to
     (x, mean, standard error); ``ticks`` names the positions 0, 1, ... of a setting
     whose values are not numbers."""
@@ -311,6 +312,8 @@ def sweep_lines(lines: dict[str, tuple[Sequence[float], Sequence[float], Sequenc
                     yerr=np.asarray(se)[order], marker="o", capsize=3, label=label)
     if logx:
         ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
     if ticks is None:  # a tick at each value of the setting, where they are few
         values = sorted({float(v) for x, _, _ in lines.values() for v in x})
         ticks = [f"{v:g}" for v in values] if len(values) <= 12 else None

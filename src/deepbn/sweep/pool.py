@@ -184,8 +184,13 @@ def write_plots(spec: SweepSpec, rows: Sequence[dict], out: str | Path) -> list[
             x.append(settings[plot.x] if numeric else xs.index(settings[plot.x]))
             mean.append(m)
             se.append(0.0 if math.isnan(s) else s)
+        logy = plot.logy and all(m > 0 for _, means, _ in lines.values() for m in means)
+        if plot.logy and not logy:
+            warnings.append(f"plot[{k}]: '{plot.metric}' has values <= 0; {plot.file} drawn "
+                            "with a linear y axis instead of logy")
         plots.sweep_lines(lines, Path(out) / plot.file, xlabel=plot.x, ylabel=plot.metric,
                           ticks=None if numeric else [text(v) for v in xs], logx=plot.logx,
+                          logy=logy,
                           title=plot.title or f"{plot.metric} against {plot.x} "
                                               "(mean ± s.e. over seeds)")
     return warnings

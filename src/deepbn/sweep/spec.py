@@ -52,7 +52,7 @@ from deepbn.errors import UsageError
 
 KEYS = ("command", "seeds", "grid", "metrics", "resources", "env", "plot")
 RESOURCE_KEYS = ("cpus", "gpus")
-PLOT_KEYS = ("metric", "x", "file", "logx", "title")
+PLOT_KEYS = ("metric", "x", "file", "logx", "logy", "title")
 # results.csv columns the sweep itself fills; a setting of the same name would hide them
 RESERVED = ("run", "status", "seed", "out", "exit_code", "error", "wall_seconds")
 SETTING_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
@@ -72,6 +72,7 @@ class Plot:
     x: str
     file: str
     logx: bool = False
+    logy: bool = False  # for metrics spanning decades (e.g. an overfitting baseline's NLL)
     title: str = ""
 
 
@@ -306,13 +307,14 @@ def _plots(where, value: Any, grid: dict) -> tuple[Plot, ...]:
             raise _fail(where, f"{at}.file", f"{file} is written by an earlier plot; name "
                                              "another file")
         files.add(file)
-        logx = table.get("logx", False)
-        if not isinstance(logx, bool):
-            raise _fail(where, f"{at}.logx", f"must be true or false, got {logx!r}")
+        logx, logy = table.get("logx", False), table.get("logy", False)
+        for key, flag in (("logx", logx), ("logy", logy)):
+            if not isinstance(flag, bool):
+                raise _fail(where, f"{at}.{key}", f"must be true or false, got {flag!r}")
         title = table.get("title", "")
         if not isinstance(title, str):
             raise _fail(where, f"{at}.title", f"must be a string, got {title!r}")
-        plots.append(Plot(table["metric"], table["x"], file, logx, title))
+        plots.append(Plot(table["metric"], table["x"], file, logx=logx, logy=logy, title=title))
     return tuple(plots)
 
 
