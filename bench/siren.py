@@ -33,7 +33,8 @@ HERE = Path(__file__).resolve().parent
 NETWORKS = ("arithmetic-circuit", "gaussian-binary-tree", "ecoli70", "magic-niab")
 
 
-def run(network: str, setting: str, variant: str, seed: int, steps: int, test: int) -> dict:
+def run(network: str, setting: str, variant: str, seed: int, steps: int, test: int,
+        warmup: float) -> dict:
     bn = examples.load(f"example:{network}")
     latent = default_latent(bn)
     spec = siren.SirenSpec.from_network(bn, latent, variant)
@@ -43,7 +44,7 @@ def run(network: str, setting: str, variant: str, seed: int, steps: int, test: i
     batch = min(64, n)
     epochs = max(1, -(-steps // (n // batch)))
     res = siren_experiment.train(bn, latent, variant, x[:n], x[n:], epochs=epochs, batch=batch,
-                                 seed=seed)
+                                 seed=seed, warmup=warmup)
     return {"network": network, "setting": setting, "variant": variant, "seed": seed,
             "n_train": n, "epochs": epochs, "nll": res["nll"], "re": res["re"],
             "seconds": res["seconds"], "latent": len(latent), "observed": len(spec.observed)}
@@ -57,6 +58,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--test", type=int, default=1000)
+    ap.add_argument("--warmup", type=float, default=0.2,
+                    help="KL warm-up fraction (siren_sparse.md predates it: --warmup 0)")
     ap.add_argument("--out", default=str(HERE / "siren.json"))
     args = ap.parse_args()
     rows = []
@@ -65,7 +68,8 @@ def main() -> None:
             for seed in args.seeds:
                 for variant in args.variants:
                     try:
-                        row = run(network, setting, variant, seed, args.steps, args.test)
+                        row = run(network, setting, variant, seed, args.steps, args.test,
+                                  args.warmup)
                     except Exception as e:  # noqa: BLE001 - a failed run is reported, not fatal
                         row = {"network": network, "setting": setting, "variant": variant,
                                "seed": seed, "error": f"{type(e).__name__}: {e}"[:300]}

@@ -49,6 +49,7 @@ def main() -> None:
              "|---|---|---|---|---|---|---|"]
     for network in NETWORKS:
         bn = examples.load(f"example:{network}")
+        assert set(bn.dims) == {1}, "node indices below are covariance indices: scalar nodes"
         _, cov = bn.linear_gaussian_moments()
         A = bn.adjacency()
         splits = {"non-leaf latent (default)": set(default_latent(bn)),

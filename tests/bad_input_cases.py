@@ -301,6 +301,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("siren too few rows", _siren("--train-per-node", "100"),
      "has 12 rows; the run needs 3100 training rows"),
     ("siren steps 0", _siren("--steps", "0"), "the number of steps must be at least 1"),
+    ("siren heldout rows all", _siren("--heldout-rows", "12"),
+     "has 12 rows; --heldout-rows 12 leaves none to train on"),
     ("siren warmup above 1", _siren("--warmup", "2"), "--warmup is a fraction of the epochs"),
     # sweep
     ("sweep spec missing", ["sweep", "{d}/no_such.toml", "--out", "{out}"],

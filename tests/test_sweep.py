@@ -338,14 +338,24 @@ def test_sweep_through_the_executable(tmp_path):
     assert "plot[0]: no finished run reported 'rows'" in first.stderr  # sample writes no summary
 
 
-def test_logy_plots_positive_metrics_and_falls_back_with_a_warning(tmp_path, fake):
+def test_logy_plots_positive_metrics_and_falls_back_with_a_warning(tmp_path, fake, monkeypatch):
     program, _ = fake
     spec = _spec(tmp_path, TRAIN_EVAL.replace('mode = ["train", "fail"]', 'mode = ["train"]')
                  + "logy = true\n[[plot]]\nmetric = \"loss\"\nx = \"lr\"\nlogy = true\n")
     out = tmp_path / "out"
     execute.run_local(spec.runs(), out, spec, jobs=2, program=program)
     _, rows = pool.write_results(spec, spec.runs(), out)
+    drawn = {}
+    from deepbn import plots
+    real = plots.sweep_lines
+
+    def spy(lines, path, **kw):
+        drawn[Path(path).name] = kw["logy"]
+        real(lines, path, **kw)
+
+    monkeypatch.setattr(plots, "sweep_lines", spy)
     # ll = -loss - seed < 0 cannot go on a log axis; loss > 0 can
     assert pool.write_plots(spec, rows, out) == [
         "plot[0]: 'll' has values <= 0; ll_vs_lr.png drawn with a linear y axis instead of logy"]
+    assert drawn == {"ll_vs_lr.png": False, "loss_vs_lr.png": True}
     assert (out / "ll_vs_lr.png").exists() and (out / "loss_vs_lr.png").exists()

@@ -46,9 +46,10 @@ def train(
     batch: int = typer.Option(64, help="Minibatch size (at most the number of rows)."),
     lr: float = typer.Option(3e-3, help="Adam learning rate."),
     blocks: int = typer.Option(4, help="Residual blocks per flow."),
-    warmup: float = typer.Option(0.2, help="KL warm-up: the KL term's weight rises from ~0 to "
-                                           "1 over this fraction of the epochs (keeps latents "
-                                           "from collapsing); 0 turns it off."),
+    warmup: float = typer.Option(0.2, help="KL warm-up: the KL term's weight rises linearly, "
+                                           "epoch by epoch, to 1 over this fraction of the "
+                                           "epochs (keeps latents from collapsing); 0 turns it "
+                                           "off."),
     iw: int = typer.Option(1000, "--iw", help="Importance samples for the held-out NLL."),
     seed: int = SeedOption,
     as_json: bool = JsonOption,
@@ -64,7 +65,8 @@ def train(
     net = load(bn)
     names = default_latent(net) if latent is None else node_list(latent)
     spec = siren.SirenSpec.from_network(net, names, variant)
-    siren_experiment.check_settings(epochs, batch, lr, blocks, iw=iw, warmup=warmup)
+    siren_experiment.check_settings(epochs if steps is None else 1, batch, lr, blocks, iw=iw,
+                                    warmup=warmup)
     table = read_table(data, allow_constant=True)
     x = match_columns(table, list(spec.observed), f"the observed nodes of {bn}",
                       ignore=list(spec.latent))
@@ -122,6 +124,9 @@ def _split_rows(x: np.ndarray, data: Path, heldout: Path | None, heldout_rows: i
         n_test = 0
     elif heldout_rows is not None:
         n_test = heldout_rows
+        if n_test >= len(x):
+            raise DataError(f"{data}: has {len(x)} rows; --heldout-rows {n_test} leaves none "
+                            "to train on")
     else:
         n_test = max(1, len(x) // 5)
     n_train = len(x) - n_test if train_per_node is None else train_per_node * d

@@ -36,8 +36,8 @@ from deepbn.errors import UsageError, require_count, require_positive
 from deepbn.results import explain_nulls, write_json
 from deepbn.siren import model as siren
 
-NULL_REASONS = {"nll_network": "the network is not linear-Gaussian: its marginal NLL has no "
-                               "closed form"}
+NULL_REASONS = {"nll_network": "no closed form: the network is not linear-Gaussian (or its "
+                               "observed nodes have a singular covariance)"}
 
 
 def check_settings(epochs: int = 300, batch: int = 64, lr: float = 3e-3, blocks: int = 4,
@@ -96,6 +96,9 @@ def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray
     fingerprint = {"variant": variant, "latent": list(spec.latent), "n": int(x_train.shape[0]),
                    "blocks": blocks, "hidden": list(hidden), "lr": lr, "batch": batch,
                    "linear": linear, "warmup": warmup,
+                   # the KL weight of every epoch: a run resumed with another length would
+                   # join two schedules
+                   "warmup_epochs": 0 if warmup == 0 else max(1, round(warmup * epochs)),
                    "seed": seed, "nodes": list(bn.names)}  # the data's bytes: in fit
 
     def on_epoch(e, metrics, carry):
@@ -119,6 +122,7 @@ def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray
               "nll_standardised": float(-ll.mean()),
               "nll_network": network_nll(bn, spec.observed, x_test), "re": float(re.mean()),
               "seconds": round(seconds, 3), "epochs": len(history.records),
+              "steps": len(history.records) * (xs_train.shape[0] // batch),
               "n_train": int(x_train.shape[0]), "n_test": int(x_test.shape[0]), "iw": iw,
               "latent": list(spec.latent), "observed": list(spec.observed),
               "elbo_curve": [r["elbo"] for r in history.records]}
@@ -130,8 +134,9 @@ def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray
 
 
 def kl_weight(epoch: int, epochs: int, warmup: float) -> float:
-    """The KL term's weight in epoch ``epoch`` (from 0): rising linearly to 1 at the end of
-    the first ``warmup`` fraction of the ``epochs``, then 1."""
+    """The KL term's weight in epoch ``epoch`` (from 0): rising linearly, one step per
+    epoch, to 1 at the end of the first ``warmup`` fraction of the ``epochs`` (rounded;
+    at least one epoch), then 1."""
     return min(1.0, (epoch + 1) / max(1, round(warmup * epochs)))
 
 
@@ -149,7 +154,10 @@ def network_nll(bn: BayesNet, observed: Sequence[str], x: np.ndarray) -> float |
     offsets = np.cumsum((0,) + bn.dims)
     idx = np.concatenate([np.arange(offsets[bn.index(o)], offsets[bn.index(o) + 1])
                           for o in observed])
-    chol = np.linalg.cholesky(cov[np.ix_(idx, idx)])
+    try:
+        chol = np.linalg.cholesky(cov[np.ix_(idx, idx)])
+    except np.linalg.LinAlgError:  # a deterministic observed node: no density
+        return None
     white = np.linalg.solve(chol, (np.asarray(x, np.float64) - mean[idx]).T)
     log_det = 2.0 * np.sum(np.log(np.diag(chol)))
     return float(0.5 * (np.mean(np.sum(white**2, 0)) + log_det + len(idx) * np.log(2 * np.pi)))
