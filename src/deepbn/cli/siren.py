@@ -32,7 +32,7 @@ def train(
                                                       "the non-leaf nodes)."),
     variant: str = typer.Option("true", help="true (the BN), fc (fully connected latents), ind "
                                              "(independent latents) or vae (plain VAE)."),
-    heldout: Path = typer.Option(None, help="CSV of held-out rows (default: the last 20%% of "
+    heldout: Path = typer.Option(None, help="CSV of held-out rows (default: the last 20% of "
                                             "DATA)."),
     heldout_rows: int = typer.Option(None, "--heldout-rows", help="Hold out the last N rows "
                                      "of DATA instead (a fixed test set across sizes)."),
@@ -54,7 +54,7 @@ def train(
     seed: int = SeedOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Fit one variant; writes eval.json (nll, re, seconds) and plots."""
+    """Fit one variant; writes eval.json (nll, nll_network, re, seconds) and plots."""
     from deepbn import plots
     from deepbn.examples import load
     from deepbn.io.tables import match_columns, read_table
