@@ -42,7 +42,7 @@ def run(network: str, setting: str, variant: str, seed: int, steps: int, test: i
     sample = bn.sample(jax.random.key(1000 + seed), n + test)
     x = np.concatenate([np.asarray(sample[o]) for o in spec.observed], axis=1)
     batch = min(64, n)
-    epochs = max(1, -(-steps // (n // batch)))
+    epochs = max(1, siren_experiment.epochs_for_steps(steps, n, batch))
     res = siren_experiment.train(bn, latent, variant, x[:n], x[n:], epochs=epochs, batch=batch,
                                  seed=seed, warmup=warmup)
     return {"network": network, "setting": setting, "variant": variant, "seed": seed,

@@ -76,7 +76,7 @@ def train(
                                f"the observed nodes of {bn}", ignore=list(spec.latent))
     if steps is not None:
         require_count("the number of steps", steps)
-        epochs = -(-steps // (len(x_train) // min(batch, len(x_train))))
+        epochs = siren_experiment.epochs_for_steps(steps, len(x_train), batch)
     folder = ResultsFolder(out, "siren train")
     folder.write_config({"network": bn, "data": str(data), "latent": names, "variant": variant,
                          "heldout": heldout, "heldout_rows": heldout_rows,

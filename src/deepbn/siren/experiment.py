@@ -98,7 +98,7 @@ def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray
                    "linear": linear, "warmup": warmup,
                    # the KL weight of every epoch: a run resumed with another length would
                    # join two schedules
-                   "warmup_epochs": 0 if warmup == 0 else max(1, round(warmup * epochs)),
+                   "warmup_epochs": warmup_epochs(epochs, warmup),
                    "seed": seed, "nodes": list(bn.names)}  # the data's bytes: in fit
 
     def on_epoch(e, metrics, carry):
@@ -122,7 +122,7 @@ def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray
               "nll_standardised": float(-ll.mean()),
               "nll_network": network_nll(bn, spec.observed, x_test), "re": float(re.mean()),
               "seconds": round(seconds, 3), "epochs": len(history.records),
-              "steps": len(history.records) * (xs_train.shape[0] // batch),
+              "steps": len(history.records) * steps_per_epoch(xs_train.shape[0], batch),
               "n_train": int(x_train.shape[0]), "n_test": int(x_test.shape[0]), "iw": iw,
               "latent": list(spec.latent), "observed": list(spec.observed),
               "elbo_curve": [r["elbo"] for r in history.records]}
@@ -133,11 +133,25 @@ def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray
     return {**result, "model": model, "spec": spec}
 
 
+def steps_per_epoch(n: int, batch: int) -> int:
+    """Optimiser steps in one epoch over ``n`` rows: full minibatches of ``min(batch, n)``."""
+    return n // max(1, min(batch, n))
+
+
+def epochs_for_steps(steps: int, n: int, batch: int) -> int:
+    """The fewest epochs over ``n`` rows that take at least ``steps`` optimiser steps."""
+    return -(-steps // steps_per_epoch(n, batch))
+
+
+def warmup_epochs(epochs: int, warmup: float) -> int:
+    """Epochs over which the KL weight rises: the ``warmup`` fraction, rounded, at least 1."""
+    return max(1, round(warmup * epochs))
+
+
 def kl_weight(epoch: int, epochs: int, warmup: float) -> float:
     """The KL term's weight in epoch ``epoch`` (from 0): rising linearly, one step per
-    epoch, to 1 at the end of the first ``warmup`` fraction of the ``epochs`` (rounded;
-    at least one epoch), then 1."""
-    return min(1.0, (epoch + 1) / max(1, round(warmup * epochs)))
+    epoch, to 1 at the end of the first :func:`warmup_epochs`, then 1."""
+    return min(1.0, (epoch + 1) / warmup_epochs(epochs, warmup))
 
 
 def network_nll(bn: BayesNet, observed: Sequence[str], x: np.ndarray) -> float | None:
