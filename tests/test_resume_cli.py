@@ -61,3 +61,21 @@ def test_a_folder_in_use_by_a_running_command_is_refused(tmp_path, env):
         first.communicate()
     again = _deepbn(["discover", str(data), "--out", str(out), "--steps", "20"], env)
     assert again.returncode == 0, again.stderr[-2000:]
+
+
+def test_a_second_run_finds_every_compiled_program_in_the_cache(tmp_path, env):
+    """Small programs are kept too (each eager operation is one): a repeated command
+    compiles nothing new."""
+    cache = Path(env["DEEPBN_CACHE"]) / "jax"
+
+    def entries():
+        return {p.name for p in cache.glob("*-cache")}
+
+    for out in ("a.csv", "b.csv"):
+        done = _deepbn(["sample", "example:gaussian-hierarchy", "-n", "5", "--seed", "2",
+                        "-o", str(tmp_path / out)], env)
+        assert done.returncode == 0, done.stderr
+        if out == "a.csv":
+            first = entries()
+    assert len(first) >= 5 and entries() == first
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()

@@ -21,22 +21,33 @@ JsonOption = typer.Option(False, "--json", help="Print the summary as JSON inste
 
 console = Console(stderr=True, highlight=False)
 
+CACHE_BYTES = 2 * 1024**3  # the compilation cache's limit on disk
+
 
 def enable_compilation_cache() -> None:
-    """Keep compiled XLA programs across runs so repeated commands start fast."""
+    """Keep compiled XLA programs across runs so repeated commands start fast.
+
+    Every program is kept, however quick to compile: a command compiles over a hundred
+    small ones (each eager array operation outside a jitted loop is its own program), which
+    together cost more than its one big loop. The cache is trimmed, least recently used
+    first, at ``CACHE_BYTES``. Programs with host callbacks (progress bars inside a compiled
+    epoch) cannot be stored and compile every run.
+    """
     cache = Path(os.environ.get("DEEPBN_CACHE", Path.home() / ".cache" / "deepbn")) / "jax"
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError:
         return  # a read-only home only costs compile time
+    settings = {"jax_compilation_cache_dir": str(cache),
+                "jax_persistent_cache_min_compile_time_secs": 0.0,
+                "jax_compilation_cache_max_size": CACHE_BYTES}
     if "jax" in sys.modules:
         import jax
 
-        jax.config.update("jax_compilation_cache_dir", str(cache))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+        for name, value in settings.items():
+            jax.config.update(name, value)
     else:  # JAX reads these when (and only if) a command imports it: --help stays fast
-        os.environ["JAX_COMPILATION_CACHE_DIR"] = str(cache)
-        os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "1.0"
+        os.environ.update({name.upper(): str(value) for name, value in settings.items()})
 
 
 @contextlib.contextmanager
