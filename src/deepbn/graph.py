@@ -20,16 +20,19 @@ import csv
 import os
 from collections import deque
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg
-import networkx as nx
 import numpy as np
 
 from deepbn.atomic import atomic_write
 from deepbn.errors import CycleError, DataError, UsageError
 from deepbn.io.tables import read_csv_rows
+
+if TYPE_CHECKING:  # networkx is imported where it is used: it adds 0.1 s to every command
+    import networkx as nx
 
 
 def as_adjacency(A) -> np.ndarray:
@@ -317,6 +320,8 @@ def shd(A, B) -> int:
 def to_networkx(A, names: Sequence[str] | None = None) -> nx.DiGraph:
     """A ``networkx.DiGraph`` whose nodes are ``names`` (or 0..d-1)."""
     A = as_adjacency(A)
+    import networkx as nx
+
     labels = list(names) if names is not None else list(range(A.shape[0]))
     G = nx.DiGraph()
     G.add_nodes_from(labels)

@@ -52,7 +52,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from deepbn.errors import DataError
 from deepbn.io.tables import FLOAT32_MAX
@@ -105,6 +104,8 @@ def sachs_consensus_adjacency() -> np.ndarray:
 def parse_sachs(path: str | os.PathLike) -> np.ndarray:
     """Read the observational Sachs table (CSV, TSV or whitespace separated, any of the
     usual column spellings) into an (n, 11) array in :data:`SACHS_NAMES` order."""
+    import pandas as pd
+
     path = Path(path)
     try:
         table = pd.read_csv(path, sep=None, engine="python")

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from deepbn.atomic import atomic_write
 from deepbn.errors import DataError
@@ -82,6 +81,8 @@ def read_table(path: str | os.PathLike, allow_constant: bool = False) -> Table:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise DataError(f"{path}: duplicate column name(s) {', '.join(dup)}; rename them")
+    import pandas as pd  # here, not at the top: 0.3 s that a failing command never needs
+
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
                           header=0, names=names, index_col=False, encoding="utf-8-sig")
@@ -158,6 +159,8 @@ def write_table(path: str | os.PathLike, values, names: Sequence[str]) -> None:
     values = np.asarray(values)
     if values.ndim != 2 or values.shape[1] != len(names):
         raise DataError(f"{path}: {values.shape} values do not fit {len(names)} column names")
+    import pandas as pd
+
     with atomic_write(path) as f:
         pd.DataFrame(values, columns=list(names)).to_csv(f, index=False, float_format="%.9g",
                                                          lineterminator="\n")
