@@ -15,6 +15,11 @@ from deepbn.errors import UsageError
 app = typer.Typer(help="Graph VAE (learned latent DAG), VAE, Ladder VAE and FC-VAE.",
                   no_args_is_help=True)
 
+# Minibatches an epoch needs before the bar also moves inside it. A progress callback inside
+# the compiled epoch keeps that program out of the compilation cache (a host callback cannot
+# be stored): it would compile again in every run, which short epochs do not repay.
+IN_EPOCH_PROGRESS = 100
+
 
 def _structure_plot(cfg, gate_probs, path: Path) -> None:
     from deepbn import plots
@@ -95,7 +100,8 @@ def train(
 
         result = experiment.train(cfg, d, folder, epochs, batch=batch, lr=lr, lr_decay=lr_decay,
                                   temperature_decay=temperature_decay, seed=seed,
-                                  progress=in_epoch, on_epoch_end=epoch_end)
+                                  progress=in_epoch if steps >= IN_EPOCH_PROGRESS else None,
+                                  on_epoch_end=epoch_end)
         if result["message"] and not result["history"]:
             bar.live.transient = True  # the error is the one line left
             raise UsageError(result["message"])
