@@ -1,18 +1,41 @@
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-# The files that take longest on 2 cores, slowest first (measured with `pytest --durations=40`
-# on a shared 2-core machine, 2026-11; re-measure when a file grows). pytest-xdist hands out
-# whole files (--dist loadfile) in collection order (--no-loadscope-reorder): starting the
-# long files first lets both workers finish together instead of one worker starting a
+# One compilation cache for the session (never the user's ~/.cache/deepbn), shared by every
+# deepbn process a test starts (many run the same programs); the xdist workers inherit the
+# controller's environment. The controller (or a run without workers) makes it and removes
+# it at the end. The test processes themselves keep no persistent cache: writing each of
+# their thousands of programs to disk costs more than it saves, so an in-process CLI call
+# must not switch it on for the rest of the worker's tests.
+if "PYTEST_XDIST_WORKER" not in os.environ:
+    os.environ["DEEPBN_CACHE"] = tempfile.mkdtemp(prefix="deepbn-tests-")
+    _SESSION_CACHE = os.environ["DEEPBN_CACHE"]
+else:
+    _SESSION_CACHE = None
+
+import deepbn.cli.app  # noqa: E402
+
+deepbn.cli.app.enable_compilation_cache = lambda: None
+
+# The files that take longest on 2 cores, slowest first (measured with `pytest --durations=60`
+# on a shared 2-core machine, 2026-11-26; re-measure when a file grows). pytest-xdist hands
+# out whole files (--dist loadfile) in collection order (--no-loadscope-reorder): starting
+# the long files first lets both workers finish together instead of one worker starting a
 # 4-minute file when the other is nearly done. Every other file keeps its usual order.
-SLOW_FIRST = ["test_interrupt_cli.py", "test_bad_inputs_cli.py", "test_csmc.py", "test_dibs.py",
-              "test_run.py", "test_vae_cli.py", "test_learned_network.py", "test_bn.py",
-              "test_resume_cli.py", "test_dibs_runs.py"]
+SLOW_FIRST = ["test_interrupt_cli.py", "test_bad_inputs_cli.py", "test_csmc.py", "test_run.py",
+              "test_learned_network.py", "test_siren.py", "test_dibs.py", "test_resume_cli.py",
+              "test_vae_cli.py", "test_train.py"]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _SESSION_CACHE is not None:
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -72,3 +72,18 @@ def test_errors_are_one_line_exit_2(tmp_path, capsys, args, message):
 def test_usage_error_exits_2(capsys):
     code, _, err = run(capsys, "sample", "example:ecoli70", "-n", "abc", "-o", "x.csv")
     assert code == 2 and "Traceback" not in err
+
+
+def test_the_compilation_cache_is_trimmed_oldest_first(tmp_path):
+    import os
+
+    from deepbn.cli.common import trim_cache
+
+    for k in range(5):  # 100 bytes each, file 0 the oldest
+        f = tmp_path / f"p{k}-cache"
+        f.write_bytes(b"x" * 100)
+        os.utime(f, (1000 + k, 1000 + k))
+    trim_cache(tmp_path, 300)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p2-cache", "p3-cache", "p4-cache"]
+    trim_cache(tmp_path, 10_000)
+    assert len(list(tmp_path.iterdir())) == 3

@@ -153,7 +153,7 @@ def test_discover_runs_2_writes_the_run_diagnostics(tmp_path):
     names = ["a", "b", "c", "e"]
     write_table(tmp_path / "d.csv", x, names)
     graph.write_edge_list(tmp_path / "t.csv", A, names)
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "DEEPBN_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     out = tmp_path / "o"
     proc = subprocess.run([EXE, "discover", str(tmp_path / "d.csv"), "--out", str(out),
                            "--steps", "20", "--particles", "3", "--runs", "2",

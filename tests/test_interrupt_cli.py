@@ -162,7 +162,7 @@ def test_killed_and_interrupted_runs_resume_to_the_uninterrupted_result(tmp_path
                                                                         command):
     template, signals, same = COMMANDS[command]
     args = [inputs[a[1:-1]] if a.startswith("{") else a for a in template]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "DEEPBN_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     full, part = tmp_path / "full", tmp_path / "part"
     killed = _start(args, part, env)
     uninterrupted = None

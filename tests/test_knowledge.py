@@ -214,7 +214,7 @@ def files(tmp_path, chain):
     graph.write_edge_list(tmp_path / "truth.csv", A, NAMES)
     (tmp_path / "forbid.csv").write_text("cause,effect\nb,c\n")
     (tmp_path / "require.csv").write_text("cause,effect\na,d\n")
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "DEEPBN_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     return tmp_path, env
 
 

@@ -304,7 +304,7 @@ def test_ray_executor_on_a_local_ray_with_two_cpus(tmp_path, fake):
 
 
 def test_sweep_through_the_executable(tmp_path):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "DEEPBN_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     folder = tmp_path / "specs"
     folder.mkdir()
     (folder / "spec.toml").write_text(

@@ -29,18 +29,17 @@ def enable_compilation_cache() -> None:
 
     Every program is kept, however quick to compile: a command compiles over a hundred
     small ones (each eager array operation outside a jitted loop is its own program), which
-    together cost more than its one big loop. The cache is trimmed, least recently used
-    first, at ``CACHE_BYTES``. Programs with host callbacks (progress bars inside a compiled
-    epoch) cannot be stored and compile every run.
+    together cost more than its one big loop. Programs with host callbacks (a progress bar
+    inside a compiled loop) cannot be stored and compile every run.
     """
     cache = Path(os.environ.get("DEEPBN_CACHE", Path.home() / ".cache" / "deepbn")) / "jax"
     try:
         cache.mkdir(parents=True, exist_ok=True)
+        trim_cache(cache, CACHE_BYTES)
     except OSError:
         return  # a read-only home only costs compile time
     settings = {"jax_compilation_cache_dir": str(cache),
-                "jax_persistent_cache_min_compile_time_secs": 0.0,
-                "jax_compilation_cache_max_size": CACHE_BYTES}
+                "jax_persistent_cache_min_compile_time_secs": 0.0}
     if "jax" in sys.modules:
         import jax
 
@@ -48,6 +47,29 @@ def enable_compilation_cache() -> None:
             jax.config.update(name, value)
     else:  # JAX reads these when (and only if) a command imports it: --help stays fast
         os.environ.update({name.upper(): str(value) for name, value in settings.items()})
+
+
+def trim_cache(folder: Path, limit: int) -> None:
+    """Delete the oldest files in ``folder`` (by modification time) until it holds at most
+    ``limit`` bytes.
+
+    Once per command, not JAX's own limit (``jax_compilation_cache_max_size``), which
+    lists and stats the whole folder on every program it stores: thousands of small
+    programs made that quadratic.
+    """
+    entries = []
+    with os.scandir(folder) as listing:
+        for entry in listing:
+            if entry.is_file(follow_symlinks=False):
+                info = entry.stat(follow_symlinks=False)
+                entries.append((info.st_mtime, info.st_size, entry.path))
+    total = sum(size for _, size, _ in entries)
+    for _, size, path in sorted(entries):
+        if total <= limit:
+            break
+        with contextlib.suppress(FileNotFoundError):  # another command trimmed it first
+            os.unlink(path)
+        total -= size
 
 
 @contextlib.contextmanager
