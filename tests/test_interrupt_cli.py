@@ -116,7 +116,7 @@ COMMANDS = {
                   [signal.SIGINT], [_same_json("history.json", TIMING),
                    _same_json("summary.json", TIMING)]),
     "siren train": (["siren", "train", "example:gaussian-binary-tree", "{tree.csv}",
-                     "--epochs", "8", "--batch", "16", "--blocks", "1", "--iw", "8"],
+                     "--epochs", "60", "--batch", "16", "--blocks", "1", "--iw", "8"],
                     [signal.SIGINT], [_same_json("history.json"), _same_json("eval.json", TIMING)]),
 }
 STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}

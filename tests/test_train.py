@@ -69,3 +69,43 @@ def test_a_non_finite_epoch_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert np.all(np.isfinite(np.asarray(carry[0])))
     _, records = train.load_state(tmp_path / train.CHECKPOINT, carry)
     assert len(records) == 2
+
+
+def test_several_epochs_per_chunk_give_the_same_run_and_resume_to_it(tmp_path):
+    """Chunks of 3 epochs (the last one short) against one epoch a chunk: the same
+    parameters bit for bit and one record per epoch; a run stopped in its second chunk
+    resumes from the first chunk's checkpoint to the same end."""
+    from conftest import interrupt_after
+
+    def loss_fn(p, s, key, x, scalars):
+        noisy = x + 0.1 * jax.random.normal(key, x.shape)
+        loss = jnp.mean((noisy - p) ** 2) * scalars["scale"]
+        return loss, (s, {"loss": loss})
+
+    opt = optax.adam(0.05)
+    epoch = train.make_epoch(loss_fn, opt, batch=2)
+    start = (jnp.zeros(3), {}, opt.init(jnp.zeros(3)))
+    x = jnp.arange(12.0).reshape(4, 3)
+
+    def fit(per_chunk, folder, on_epoch=None):
+        return train.run_epochs(epoch, start, x, jax.random.key(0), 7, folder, {"m": 1},
+                                scalars_for=lambda e: {"scale": jnp.float32(1 + e)},
+                                on_epoch=on_epoch, epochs_per_chunk=per_chunk)
+
+    one, hist_one, _ = fit(1, None)
+    seen = []
+    three, hist_three, _ = fit(3, tmp_path / "a", lambda e, m, c: seen.append(e) or {})
+    np.testing.assert_array_equal(np.asarray(one[0]), np.asarray(three[0]))
+    assert seen == list(range(7)) and hist_three.epochs_done == 7
+
+    def strip(records):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+    assert strip(hist_one.records) == strip(hist_three.records)
+    assert [r["epoch"] for r in hist_three.records] == list(range(1, 8))
+    with pytest.raises(KeyboardInterrupt):
+        fit(3, tmp_path / "b", lambda e, m, c: interrupt_after(4)(e + 1) or {})
+    _, kept = train.load_state(tmp_path / "b" / train.CHECKPOINT, start)
+    assert len(kept) == 3  # the first chunk's checkpoint; the second was cut off
+    resumed, hist_resumed, _ = fit(3, tmp_path / "b")
+    np.testing.assert_array_equal(np.asarray(resumed[0]), np.asarray(three[0]))
+    assert strip(hist_resumed.records) == strip(hist_three.records)

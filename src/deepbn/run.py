@@ -228,9 +228,9 @@ def run(
 
     ``key`` is a raw key (:func:`raw_key`); ``progress(done, steps, chunk_outputs)``
     is called after each chunk; ``after_chunk(state, done, chunk_outputs,
-    seconds)`` returns a record kept in :attr:`RunResult.records` and the
-    checkpoint; ``place(state)`` puts the state on devices (e.g. shards its
-    batch axis over a mesh).
+    seconds)`` returns a record (or a list of records, e.g. one per step) kept in
+    :attr:`RunResult.records` and the checkpoint; ``place(state)`` puts the state on
+    devices (e.g. shards its batch axis over a mesh).
     """
     require_count("the number of steps", steps, minimum=0)
     chunk = max(1, int(chunk))
@@ -281,7 +281,8 @@ def run(
         for name, value in (out or {}).items():
             parts.setdefault(name, []).append(value)
         if after_chunk is not None:
-            records.append(after_chunk(state, done, out or {}, chunk_seconds))
+            made = after_chunk(state, done, out or {}, chunk_seconds)
+            records.extend(made if isinstance(made, list) else [made])
         if path is not None:
             t0 = time.perf_counter()
             outputs = {k: np.concatenate(v) for k, v in parts.items()}

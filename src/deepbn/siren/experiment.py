@@ -36,6 +36,10 @@ from deepbn.errors import UsageError, require_count, require_positive
 from deepbn.results import explain_nulls, write_json
 from deepbn.siren import model as siren
 
+# Optimiser steps per compiled call and checkpoint: with tiny training sets (2|G| rows, one
+# minibatch an epoch) a call and a checkpoint per epoch took longer than the epochs did.
+CHUNK_STEPS = 100
+
 NULL_REASONS = {"nll_network": "no closed form: the network is not linear-Gaussian (or its "
                                "observed nodes have a singular covariance)"}
 
@@ -111,7 +115,8 @@ def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray
     carry, history, message = training.run_epochs(
         epoch_fn, (params, fixed, opt.init(params)), xs_train, k_train, epochs, out, fingerprint,
         scalars_for=lambda e: {"beta": np.float32(kl_weight(e, epochs, warmup))},
-        on_epoch=on_epoch)
+        on_epoch=on_epoch,
+        epochs_per_chunk=-(-CHUNK_STEPS // steps_per_epoch(xs_train.shape[0], batch)))
     seconds = time.perf_counter() - t0
     if message:
         raise UsageError(message)
