@@ -7,12 +7,14 @@ import textwrap
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-# One compilation cache for the session (never the user's ~/.cache/deepbn), shared by every
-# deepbn process a test starts (many run the same programs); the xdist workers inherit the
-# controller's environment. The controller (or a run without workers) makes it and removes
-# it at the end. The test processes themselves keep no persistent cache: writing each of
-# their thousands of programs to disk costs more than it saves, so an in-process CLI call
-# must not switch it on for the rest of the worker's tests.
+# One compilation cache for the session (never the user's ~/.cache/deepbn), shared by the
+# xdist workers (they inherit the controller's environment) and by every deepbn process a
+# test starts: many tests compile the same programs (the run layer builds a fresh closure
+# per call, so only the persistent cache, keyed by the program's text, sees that they are
+# the same). The controller (or a run without workers) makes it and removes it at the end.
+# The test processes keep only programs that took 0.5 s or more to compile (a command keeps
+# them all): the tests compile thousands of small ones, and writing each costs more than
+# it saves; an in-process CLI call must not lower that for the rest of the worker's tests.
 if "PYTEST_XDIST_WORKER" not in os.environ:
     os.environ["DEEPBN_CACHE"] = tempfile.mkdtemp(prefix="deepbn-tests-")
     _SESSION_CACHE = os.environ["DEEPBN_CACHE"]
@@ -20,7 +22,15 @@ else:
     _SESSION_CACHE = None
 
 import deepbn.cli.app  # noqa: E402
+from deepbn.cli.common import enable_compilation_cache  # noqa: E402
 
+enable_compilation_cache()
+if "jax" in sys.modules:
+    import jax
+
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+else:
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
 deepbn.cli.app.enable_compilation_cache = lambda: None
 
 # The files that take longest on 2 cores, slowest first (measured with `pytest --durations=60`
