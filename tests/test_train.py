@@ -66,6 +66,13 @@ def test_a_non_finite_epoch_stops_and_keeps_the_last_good_checkpoint(tmp_path):
         scalars_for=lambda e: {"scale": jnp.float32(scales.get(e, 1))})
     assert msg is not None and "epoch 3" in msg and "after epoch 2" in msg
     assert hist.epochs_done == 2 and len(hist.records) == 2
+    # chunks of 2 epochs: the message names the chunk, the checkpoint is the one before it
+    _, hist2, msg2 = train.run_epochs(
+        epoch, (jnp.zeros(3), {}, opt.init(jnp.zeros(3))), x, jax.random.key(0), 5,
+        tmp_path / "chunks", {"m": 1},
+        scalars_for=lambda e: {"scale": jnp.float32(scales.get(e, 1))}, epochs_per_chunk=2)
+    assert msg2.startswith("one of epochs 3-4 produced non-finite values") and \
+        "after epoch 2" in msg2 and hist2.epochs_done == 2
     assert np.all(np.isfinite(np.asarray(carry[0])))
     _, records = train.load_state(tmp_path / train.CHECKPOINT, carry)
     assert len(records) == 2

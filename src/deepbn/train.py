@@ -174,6 +174,9 @@ def run_epochs(
     if res.stopped:
         kept = ("nothing was checkpointed" if not res.steps else
                 f"kept the checkpoint after epoch {res.steps}")
-        message = (f"epoch {res.steps + 1} produced non-finite values; stopped, {kept}; try a "
-                   "smaller learning rate")
+        last = min(res.steps + max(1, epochs_per_chunk), epochs)  # the chunk that failed
+        which = (f"epoch {last}" if last == res.steps + 1 else
+                 f"one of epochs {res.steps + 1}-{last}")
+        message = (f"{which} produced non-finite values; stopped, {kept}; try a smaller "
+                   "learning rate")
     return res.state[0], History(res.steps, res.records), message
