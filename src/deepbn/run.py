@@ -14,7 +14,7 @@ the compiled program as an argument (never baked in as a constant);
 - stacks every step's ``outputs`` (draws, per-step statistics) along a new
   leading axis,
 - after each chunk saves the state, the key, the outputs so far and the
-  per-chunk ``records`` to one checkpoint (atomically); run again with the same
+  ``records`` (from ``after_chunk``) to one checkpoint (atomically); run again with the same
   checkpoint it continues from there and ends bit-identical to an uninterrupted
   run,
 - refuses, with one line naming the folder, a checkpoint made from other data
@@ -59,7 +59,7 @@ Step = Callable[[jax.Array, Any, Any, Any], tuple[Any, Any]]
 class RunResult(NamedTuple):
     state: Any
     outputs: dict  # name -> (steps, ...) numpy array, every step including resumed ones
-    records: list  # one JSON-able dict per chunk (from ``after_chunk``)
+    records: list  # JSON-able dicts, as ``after_chunk`` made them
     steps: int  # steps done in total
     resumed_from: int  # steps found in the checkpoint (0 when fresh)
     seconds: float  # wall time of this call's chunks, compile excluded
@@ -228,9 +228,9 @@ def run(
 
     ``key`` is a raw key (:func:`raw_key`); ``progress(done, steps, chunk_outputs)``
     is called after each chunk; ``after_chunk(state, done, chunk_outputs,
-    seconds)`` returns a record (or a list of records, e.g. one per step) kept in
-    :attr:`RunResult.records` and the checkpoint; ``place(state)`` puts the state on
-    devices (e.g. shards its batch axis over a mesh).
+    seconds)`` returns the records (JSON-able dicts: one for the chunk, or one per
+    step) kept in :attr:`RunResult.records` and the checkpoint; ``place(state)`` puts
+    the state on devices (e.g. shards its batch axis over a mesh).
     """
     require_count("the number of steps", steps, minimum=0)
     chunk = max(1, int(chunk))
@@ -281,8 +281,7 @@ def run(
         for name, value in (out or {}).items():
             parts.setdefault(name, []).append(value)
         if after_chunk is not None:
-            made = after_chunk(state, done, out or {}, chunk_seconds)
-            records.extend(made if isinstance(made, list) else [made])
+            records.extend(after_chunk(state, done, out or {}, chunk_seconds))
         if path is not None:
             t0 = time.perf_counter()
             outputs = {k: np.concatenate(v) for k, v in parts.items()}

@@ -330,7 +330,7 @@ def fit(
 
     def after_chunk(s, done, out, seconds):
         last[0] = monitor(s.params)
-        return {"iteration": done, "objective": last[0], "seconds": seconds}
+        return [{"iteration": done, "objective": last[0], "seconds": seconds}]
 
     def report(done, total, out):
         if progress is not None:

@@ -87,6 +87,7 @@ def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray
     k_init, k_train, k_eval = jax.random.split(key, 3)
     model = siren.init(k_init, spec, blocks, tuple(hidden), linear)
     batch = max(1, min(batch, xs_train.shape[0]))
+    per_epoch = steps_per_epoch(xs_train.shape[0], batch)
     opt = optax.adam(lr)
 
     def loss_fn(params, fixed, k, x, scalars):
@@ -116,7 +117,7 @@ def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray
         epoch_fn, (params, fixed, opt.init(params)), xs_train, k_train, epochs, out, fingerprint,
         scalars_for=lambda e: {"beta": np.float32(kl_weight(e, epochs, warmup))},
         on_epoch=on_epoch,
-        epochs_per_chunk=-(-CHUNK_STEPS // steps_per_epoch(xs_train.shape[0], batch)))
+        epochs_per_chunk=-(-CHUNK_STEPS // per_epoch))
     seconds = time.perf_counter() - t0
     if message:
         raise UsageError(message)
@@ -127,7 +128,7 @@ def train(bn: BayesNet, latent: Sequence[str], variant: str, x_train: np.ndarray
               "nll_standardised": float(-ll.mean()),
               "nll_network": network_nll(bn, spec.observed, x_test), "re": float(re.mean()),
               "seconds": round(seconds, 3), "epochs": len(history.records),
-              "steps": len(history.records) * steps_per_epoch(xs_train.shape[0], batch),
+              "steps": len(history.records) * per_epoch,
               "n_train": int(x_train.shape[0]), "n_test": int(x_test.shape[0]), "iw": iw,
               "latent": list(spec.latent), "observed": list(spec.observed),
               "elbo_curve": [r["elbo"] for r in history.records]}
