@@ -154,3 +154,19 @@ def test_kl_weight_rises_linearly_to_one_over_the_warmup():
     assert [kl_weight(e, 10, 0.4) for e in range(10)] == [0.25, 0.5, 0.75] + [1.0] * 7
     assert [kl_weight(e, 5, 0.0) for e in range(5)] == [1.0] * 5
     assert kl_weight(0, 2000, 0.2) == pytest.approx(1 / 400)
+    assert kl_weight(-1, 10, 0.4) == 0.0 and kl_weight(-1, 10, 0.0) == 1.0
+
+
+def test_kl_weight_ramps_step_by_step_inside_the_epochs():
+    """40 rows in minibatches of 10: 4 steps an epoch, warm-up over 3 of 6 epochs = 12
+    steps, step s weighted (s + 1) / 12; an epoch's record is the mean over its steps."""
+    from deepbn.siren.experiment import train
+    bn = examples.load("example:arithmetic-circuit")
+    s = bn.sample(jax.random.key(0), 48)
+    x = np.concatenate([np.asarray(s[n]) for n in ("x0", "x1")], axis=1)
+    for warmup, expected in ((0.5, [2.5 / 12, 6.5 / 12, 10.5 / 12, 1.0, 1.0, 1.0]),
+                             (0.0, [1.0] * 6)):
+        seen = []
+        train(bn, bn.latent_names, "true", x[:40], x[40:], epochs=6, batch=10, blocks=1,
+              iw=4, warmup=warmup, on_epoch_end=lambda r: seen.append(r["kl_weight"]))
+        np.testing.assert_allclose(seen, expected, rtol=1e-6)

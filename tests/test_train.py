@@ -116,3 +116,12 @@ def test_several_epochs_per_chunk_give_the_same_run_and_resume_to_it(tmp_path):
     resumed, hist_resumed, _ = fit(3, tmp_path / "b")
     np.testing.assert_array_equal(np.asarray(resumed[0]), np.asarray(three[0]))
     assert strip(hist_resumed.records) == strip(hist_three.records)
+
+
+def test_loss_sees_the_share_of_the_epoch_done():
+    def loss_fn(p, fixed, key, x, scalars):
+        return jnp.sum(p * 0.0), (fixed, {"fraction": scalars["epoch_fraction"]})
+    epoch = train.make_epoch(loss_fn, optax.sgd(0.1), batch=2)
+    carry = (jnp.zeros(3), {}, optax.sgd(0.1).init(jnp.zeros(3)))
+    _, metrics = epoch(carry, jnp.ones((8, 3)), jax.random.key(0), {})
+    np.testing.assert_allclose(metrics["fraction"], [0.25, 0.5, 0.75, 1.0])

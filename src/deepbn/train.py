@@ -48,7 +48,9 @@ def make_epoch(loss_fn: Callable, optimizer: optax.GradientTransformation, batch
                shard: bool = True) -> Callable:
     """A jitted ``epoch(carry, data, key, scalars) -> (carry, metrics per batch)``.
 
-    ``carry`` is ``(params, fixed, opt_state)``; ``progress(batches_done, loss)``
+    ``carry`` is ``(params, fixed, opt_state)``; ``loss_fn`` gets ``scalars`` with
+    ``epoch_fraction`` added: the share of the epoch done after this step, in (0, 1]
+    (for schedules that move step by step inside an epoch); ``progress(batches_done, loss)``
     is called from inside the compiled loop every ``progress_every`` batches;
     ``post_update(params, fixed) -> (params, fixed)`` runs after every optimiser
     step (e.g. one step of the power iteration of spectral normalisation, which
@@ -70,7 +72,8 @@ def make_epoch(loss_fn: Callable, optimizer: optax.GradientTransformation, batch
             x = data[idx].astype(jnp.float32)
             if rows is not None:
                 x = jax.lax.with_sharding_constraint(x, rows)
-            (loss, (fixed, metrics)), grads = grad_fn(params, fixed, k, x, scalars)
+            step_scalars = {**scalars, "epoch_fraction": (i + 1) / n_batches}
+            (loss, (fixed, metrics)), grads = grad_fn(params, fixed, k, x, step_scalars)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
             if post_update is not None:

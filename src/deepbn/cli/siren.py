@@ -47,9 +47,9 @@ def train(
     lr: float = typer.Option(3e-3, help="Adam learning rate."),
     blocks: int = typer.Option(4, help="Residual blocks per flow."),
     warmup: float = typer.Option(0.2, help="KL warm-up: the KL term's weight rises linearly, "
-                                           "epoch by epoch, to 1 over this fraction of the "
-                                           "epochs (keeps latents from collapsing); 0 turns it "
-                                           "off."),
+                                           "step by step, from about 0 to 1 over this "
+                                           "fraction of the epochs (keeps latents from "
+                                           "collapsing); 0 turns it off."),
     iw: int = typer.Option(1000, "--iw", help="Importance samples for the held-out NLL."),
     seed: int = SeedOption,
     as_json: bool = JsonOption,
