@@ -166,7 +166,7 @@ def test_kl_weight_ramps_step_by_step_inside_the_epochs():
     x = np.concatenate([np.asarray(s[n]) for n in ("x0", "x1")], axis=1)
     for warmup, expected in ((0.5, [2.5 / 12, 6.5 / 12, 10.5 / 12, 1.0, 1.0, 1.0]),
                              (0.0, [1.0] * 6)):
-        seen = []
+        seen: list[float] = []
         train(bn, bn.latent_names, "true", x[:40], x[40:], epochs=6, batch=10, blocks=1,
-              iw=4, warmup=warmup, on_epoch_end=lambda r: seen.append(r["kl_weight"]))
+              iw=4, warmup=warmup, on_epoch_end=lambda r, seen=seen: seen.append(r["kl_weight"]))
         np.testing.assert_allclose(seen, expected, rtol=1e-6)
