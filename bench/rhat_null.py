@@ -46,8 +46,8 @@ def main() -> None:
     lines = [f"Perfectly mixing chains: {args.chains} chains x {args.draws} draws of "
              "stationary AR(1) per coordinate (`python bench/rhat_null.py`); largest R-hat "
              f"over the coordinates in {args.repeats} repeats.", "",
-             "| coordinates | ESS per draw | ESS (4 chains) | R-hat max, each repeat | "
-             "share of repeats with R-hat max < 1.01 |", "|---|---|---|---|---|"]
+             f"| coordinates | ESS per draw | ESS ({args.chains} chains) | R-hat max, each "
+             "repeat | share of repeats with R-hat max < 1.01 |", "|---|---|---|---|---|"]
     for coords in args.coords:
         for ess_per_draw in args.ess_per_draw:
             res = [convergence(ar1_chains(rng, args.chains, args.draws, coords, ess_per_draw))

@@ -165,7 +165,7 @@ def kl_weight(epoch: int, epochs: int, warmup: float) -> float:
     up to 0.8 nats on ecoli70 with many steps per epoch (``bench/siren_warmup_probe.md``)."""
     if warmup == 0:
         return 1.0
-    return min(1.0, max(0.0, (epoch + 1) / warmup_epochs(epochs, warmup)))
+    return min(1.0, (epoch + 1) / warmup_epochs(epochs, warmup))
 
 
 def network_nll(bn: BayesNet, observed: Sequence[str], x: np.ndarray) -> float | None:
