@@ -4,7 +4,7 @@ The reference for bench/grf_vs_maf.py: reads the standardised training and test
 sets and the DAG that bench wrote, builds ``zuko.flows.MAF`` with
 ``adjacency = A^T + I`` (row i: the nodes x_i may read; zuko wants ones on the
 diagonal) so that every transformation follows the DAG, trains it with Adam on
-minibatches (same batches, steps and learning rate as the deepbn run) and prints
+minibatches (same batches, steps and learning-rate schedule as the deepbn run) and prints
 one JSON line: test NLL (standardised units), steps/s over the timed steps and
 the number of parameters.
 
@@ -30,6 +30,9 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, nargs="+", default=[64])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                    help="cosine: the learning rate decays to 0 over --steps (as optax's "
+                         "cosine_decay_schedule on the deepbn side)")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     data = np.load(args.data)
@@ -42,12 +45,16 @@ def main() -> None:
     flow = zuko.flows.MAF(d, transforms=args.transforms, adjacency=adjacency,
                           hidden_features=args.hidden, activation=torch.nn.ELU)
     opt = torch.optim.Adam(flow.parameters(), lr=args.lr)
+    cosine = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.steps)
+              if args.schedule == "cosine" else None)
 
     def step(idx):
         loss = -flow().log_prob(train[idx]).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if cosine is not None:
+            cosine.step()
         return loss
 
     for k in range(args.steps):

@@ -121,6 +121,9 @@ def main() -> None:
     ap.add_argument("--dibslib-python", default=str(HERE / ".venv-dibslib" / "bin" / "python"))
     ap.add_argument("--skip-dibslib", action="store_true")
     ap.add_argument("--timeout", type=float, default=3600)
+    ap.add_argument("--config", type=json.loads, default={},
+                    help='further DiBSConfig fields for deepbn, as JSON (e.g. '
+                         '\'{"occam": true, "occam_per_parent": 1}\')')
     ap.add_argument("--out", default=str(HERE / "dibs_vs_dibslib.json"))
     args = ap.parse_args()
     results = []
@@ -135,10 +138,10 @@ def main() -> None:
                            "n": len(x), "true_edges": int(A.sum()), "particles": args.particles}
                     spec = {"model": model, "k": k, "particles": args.particles,
                             "seed": seed, "steps": args.steps}
-                    res = run_child(sys.executable, "_dibs_child_deepbn.py", f.name, spec,
-                                    args.timeout)
+                    res = run_child(sys.executable, "_dibs_child_deepbn.py", f.name,
+                                    {**spec, "config": args.config}, args.timeout)
                     scored = score(res, A, model, x_test) if "error" not in res else res
-                    row["deepbn"] = {"steps": args.steps, **scored}
+                    row["deepbn"] = {"steps": args.steps, "config": args.config, **scored}
                     if not args.skip_dibslib:
                         steps = args.steps
                         if model == "mlp" and args.mlp_steps_dibslib:

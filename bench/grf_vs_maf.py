@@ -61,26 +61,43 @@ def make_data(network: str, seed: int, per_node: int, test: int, steps: int, bat
     return A, z[:n].astype(np.float32), z[n:].astype(np.float32), batches, log_scale
 
 
+def oracle_nll(A, train, test) -> float:
+    """Test NLL (standardised units) of the linear-Gaussian network fitted by maximum
+    likelihood with the true DAG: per node, least squares on its parents. For a network
+    that is linear-Gaussian, the best any density estimator of this family can expect."""
+    nll = np.zeros(len(test))
+    for j in range(A.shape[0]):
+        pa = np.flatnonzero(A[:, j])
+        X, X_test = (np.c_[np.ones(len(x)), x[:, pa]] for x in (train, test))
+        beta, *_ = np.linalg.lstsq(X, train[:, j], rcond=None)
+        var = np.var(train[:, j] - X @ beta)
+        nll += 0.5 * np.log(2 * np.pi * var) + 0.5 * (test[:, j] - X_test @ beta) ** 2 / var
+    return float(nll.mean())
+
+
 def trainable_parameters(density: FlowDensity) -> int:
     """Parameters that training changes (not the fixed masks and power-iteration vectors)."""
     params, _ = split(density)
     return sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(params))
 
 
-def blocks_within(A, hidden, budget: int) -> int:
-    """The most GRF blocks (with affines) whose trainable parameters fit in ``budget``."""
-    one = trainable_parameters(FlowDensity.init(jax.random.key(0), A, 1, tuple(hidden),
-                                                affine=True))
-    base = 2 * A.shape[0]  # the density's own scale and shift
-    return max(1, (budget - base) // (one - base))
+def blocks_within(A, hidden, budget: int, regression: str | None = None) -> int:
+    """The most GRF blocks (with affines, behind ``regression``) whose trainable parameters
+    fit in ``budget``."""
+    one, two = (trainable_parameters(FlowDensity.init(jax.random.key(0), A, k, tuple(hidden),
+                                                      affine=True, regression=regression))
+                for k in (1, 2))
+    base = one - (two - one)  # the density's own scale and shift, and the regression
+    return max(1, (budget - base) // (two - one))
 
 
 def fit_grf(A, train, test, batches, seed, blocks, hidden, lr, chunk, affine, spectral,
-            linear=False):
+            regression=None, schedule="constant"):
     density = FlowDensity.init(jax.random.key(seed), A, blocks, tuple(hidden), affine=affine,
-                               spectral=spectral, linear=linear)
+                               spectral=spectral, regression=regression)
     params, static = eqx.partition(density, eqx.is_inexact_array)
-    opt = optax.adam(lr)
+    opt = optax.adam(optax.cosine_decay_schedule(lr, len(batches)) if schedule == "cosine"
+                     else lr)
     train_j = jnp.asarray(train)
 
     def loss(p, idx):
@@ -133,7 +150,7 @@ def fit_maf(data_file, args, seed):
         return {"error": "bench/.venv-torch missing: run bash bench/setup_torch.sh"}
     cmd = [str(python), str(HERE / "_maf_zuko.py"), data_file, "--steps", str(args.steps),
            "--batch", str(args.batch), "--lr", str(args.lr), "--transforms", str(args.blocks),
-           "--seed", str(seed), "--hidden", *map(str, args.hidden)]
+           "--seed", str(seed), "--schedule", args.schedule, "--hidden", *map(str, args.hidden)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1][:300]}
@@ -155,9 +172,14 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, nargs="+", default=[64])
     ap.add_argument("--no-block-affine", action="store_true",
                     help="GRF without the elementwise affine after each block")
-    ap.add_argument("--linear", action="store_true",
-                    help="GRF with a learned linear regression on the parents in front "
-                         "(FlowDensity(linear=True))")
+    ap.add_argument("--regression", choices=["linear", "mlp"], default=None,
+                    help="GRF with a learned regression of every node on its parents in front "
+                         "(FlowDensity(regression=...)); its parameters count in the budget")
+    ap.add_argument("--linear", action="store_const", const="linear", dest="regression",
+                    help="the same as --regression linear")
+    ap.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                    help="learning rate: constant, or cosine decay to 0 over --steps (both "
+                         "flows)")
     ap.add_argument("--chunk", type=int, default=100, help="deepbn steps per jitted scan")
     ap.add_argument("--out", default=str(HERE / "grf_vs_maf.json"))
     args = ap.parse_args()
@@ -170,25 +192,30 @@ def main() -> None:
                 data_file = str(Path(tmp) / "data.npz")
                 np.savez(data_file, train=train, test=test, batches=batches, adjacency=A)
                 maf = fit_maf(data_file, args, seed)
-            blocks = (blocks_within(A, args.hidden, maf["parameters"]) if args.grf_blocks == 0
+            blocks = (blocks_within(A, args.hidden, maf["parameters"], args.regression)
+                      if args.grf_blocks == 0
                       else args.grf_blocks) if "parameters" in maf else args.blocks
             grf, grf_power = [fit_grf(A, train, test, batches, seed, blocks, args.hidden,
                                       args.lr, args.chunk, not args.no_block_affine, spectral,
-                                      args.linear)
+                                      args.regression, args.schedule)
                               for spectral in ("exact", "power")]
-            for r in (grf, grf_power, maf):  # standardised units -> the data's units
+            gaussian = examples.load(f"example:{network}").is_linear_gaussian()
+            oracle = {"nll": oracle_nll(A, train, test)} if gaussian else {}
+            for r in (grf, grf_power, maf, oracle):  # standardised units -> the data's units
                 if "nll" in r:
                     r["nll"] += log_scale
             grf["blocks"] = grf_power["blocks"] = blocks
             row = {"network": network, "seed": seed, "d": int(A.shape[0]),
-                   "n_train": len(train), "grf": grf, "grf_power": grf_power, "maf": maf}
+                   "n_train": len(train), "grf": grf, "grf_power": grf_power, "maf": maf,
+                   "oracle": oracle}
             rows.append(row)
             print(json.dumps(row), flush=True)
             Path(args.out).write_text(json.dumps({"settings": _paths.settings(args), "runs": rows},
                                                  indent=1))
-    print("| network | d | NLL GRF exact / power / MAF | steps/s GRF exact / power / MAF "
-          "| power / MAF speed | largest layer norm (power) | blocks GRF/MAF | params GRF/MAF |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| network | d | NLL GRF exact / power / MAF | linear-Gaussian MLE | steps/s GRF exact "
+          "/ power / MAF | power / MAF speed | largest layer norm (power) | blocks GRF/MAF "
+          "| params GRF/MAF |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for network in args.networks:
         mine = [r for r in rows if r["network"] == network and "nll" in r["maf"]]
         if not mine:
@@ -197,6 +224,7 @@ def main() -> None:
         who = ("grf", "grf_power", "maf")
         print(f"| {network} | {mine[0]['d']} | "
               + " / ".join(f"{mean(w, 'nll'):.3f}" for w in who) + " | "
+              + (f"{mean('oracle', 'nll'):.3f}" if mine[0].get("oracle") else "–") + " | "
               + " / ".join(f"{mean(w, 'steps_per_second'):.0f}" for w in who)
               + f" | {mean('grf_power', 'steps_per_second') / mean('maf', 'steps_per_second'):.2f}x"
               + f" | {max(r['grf_power']['largest_layer_norm'] for r in mine):.3f}"

@@ -281,13 +281,19 @@ class FlowDensity(eqx.Module):
     so the Lipschitz-bounded blocks need not change the scale of the data). Used
     for density estimation of fully observed data and as SIReN-VAE's prior.
 
-    ``linear=True`` adds L(u)_j = u_j - Σ_{i ∈ pa(j)} B_ij u_i, a learned linear
-    regression of every node on its parents (the whitening of a linear-Gaussian
-    network): unit-triangular in the DAG's order, so log|det| = 0, and inverted
-    exactly by as many substitution sweeps as the DAG is deep. A residual block
-    cannot subtract a parent at full strength (its Lipschitz constant is below 1),
-    so a child that is a sharp function of its parents (x = z + small noise) takes
+    ``regression="linear"`` adds L(u)_j = u_j - Σ_{i ∈ pa(j)} B_ij u_i, a learned
+    linear regression of every node on its parents (the whitening of a
+    linear-Gaussian network); ``regression="mlp"`` adds L(u)_j = u_j - Σ_i B_ij u_i -
+    m_j(u_pa(j)), with m a masked tanh MLP (``regression_hidden``) that reads only the
+    parents of j (the linear part extrapolates beyond the training range, where a tanh
+    MLP saturates).
+    Either is unit-triangular in the DAG's order, so log|det| = 0, and inverted
+    exactly by as many substitution sweeps as the DAG is deep; neither needs a
+    Lipschitz bound, since no output reads its own node. A residual block cannot
+    subtract a parent at full strength (its Lipschitz constant is below 1), so a
+    child that is a sharp function of its parents (z3 = z0 z1 + small noise) takes
     it many blocks; L does it in one step. Off by default (the flows of the paper).
+    ``linear=True`` is ``regression="linear"``.
 
     Example:
         >>> import jax, numpy as np
@@ -303,26 +309,47 @@ class FlowDensity(eqx.Module):
     linear: jnp.ndarray | None = None  # (d, d) B, masked by ``parents``; None: no L
     parents: Fixed | None = None  # (d, d) 0/1: i -> j in the DAG
     depth: int = eqx.field(static=True, default=0)  # edges on the DAG's longest path
+    regression_net: MLP | None = None  # m(u)_j from u_pa(j) (``regression="mlp"``)
 
     @staticmethod
     def init(key, A, blocks: int = 4, hidden=(64,), linear: bool = False,
+             regression: str | None = None, regression_hidden=(32, 32),
              **flow_options) -> FlowDensity:
         A = np.asarray(A, bool)
         d = A.shape[0]
-        flow = GraphicalResidualFlow.init(key, A, blocks, hidden, **flow_options)
-        if not linear:
-            return FlowDensity(flow, jnp.zeros(d), jnp.zeros(d))
-        return FlowDensity(flow, jnp.zeros(d), jnp.zeros(d), jnp.zeros((d, d)),
-                           Fixed(jnp.asarray(A, jnp.float32)), graph.longest_path(A))
+        regression = "linear" if linear and regression is None else regression
+        if regression not in (None, "linear", "mlp"):
+            raise ValueError(f"regression={regression!r}: expected None, 'linear' or 'mlp'")
+        k_flow, k_reg = jax.random.split(key)
+        flow = GraphicalResidualFlow.init(k_flow if regression == "mlp" else key, A, blocks,
+                                          hidden, **flow_options)
+        scale = (jnp.zeros(d), jnp.zeros(d))
+        if regression is None:
+            return FlowDensity(flow, *scale)
+        linear_part = (jnp.zeros((d, d)), Fixed(jnp.asarray(A, jnp.float32)),
+                       graph.longest_path(A))
+        if regression == "linear":
+            return FlowDensity(flow, *scale, *linear_part)
+        net = MLP.init(k_reg, (d, *regression_hidden, d), activation="tanh",
+                       allowed=dag_masks.dependency_sets(A, self_loops=False))
+        # the last layer starts at 0: L starts as the identity, as the linear B does
+        (w, b) = net.layers[-1]
+        net = eqx.tree_at(lambda m: m.layers[-1], net, (jnp.zeros_like(w), b))
+        return FlowDensity(flow, *scale, *linear_part, regression_net=net)
 
     def _regression(self):
         return self.linear * jax.lax.stop_gradient(self.parents.value)
+
+    def _parent_mean(self, u):
+        """Σ_i u_i B_ij (+ m(u)_j): what L subtracts from node j (reads only its parents)."""
+        mean = u @ self._regression()
+        return mean if self.regression_net is None else mean + self.regression_net(u)
 
     def log_prob(self, x):
         """log p(x) for x (..., d)."""
         u = x * jnp.exp(self.log_scale) + self.shift
         if self.linear is not None:
-            u = u - u @ self._regression()
+            u = u - self._parent_mean(u)
         eps, logdet = self.flow.forward(u)
         return normal_log_prob(eps) + logdet + jnp.sum(self.log_scale)
 
@@ -331,9 +358,11 @@ class FlowDensity(eqx.Module):
         eps = jax.random.normal(key, (n, self.shift.shape[0]))
         u, info = self.flow.inverse(eps)
         if self.linear is not None:
-            B, r = self._regression(), u
-            # v = r + v B: a node's value is final once its ancestors' are (depth sweeps)
-            u = jax.lax.fori_loop(0, self.depth, lambda _, v: r + v @ B, r)
+            r = u
+            # v = r + mean(v): a node's value is final once its ancestors' are (depth sweeps;
+            # one more for the MLP, whose bias moves the roots too)
+            sweeps = self.depth + (self.regression_net is not None)
+            u = jax.lax.fori_loop(0, sweeps, lambda _, v: r + self._parent_mean(v), r)
         return (u - self.shift) * jnp.exp(-self.log_scale), info
 
     def refresh(self, iterations: int = 50) -> FlowDensity:

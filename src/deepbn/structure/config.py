@@ -45,6 +45,8 @@ class DiBSConfig(NamedTuple):
     # -(p/2) log n per parent (p = 1 linear, ``hidden`` mlp), in every graph's log terms;
     # None: on for linear, off for mlp (there it empties the graphs: bench/dibs_vs_dibslib.py)
     occam: bool | None = None
+    # the parameters per parent the Occam factor counts; None: 1 (linear), ``hidden`` (mlp)
+    occam_per_parent: float | None = None
     # K: graphs with a node of more than K parents get prior probability 0, and BGe scores
     # each family on K + 1 variables instead of d; None: auto by d
     max_parents: int | None = None
