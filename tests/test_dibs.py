@@ -160,15 +160,20 @@ def test_same_seed_same_result_and_resume(tmp_path):
         learn_structure(x, cfg, steps=60, seed=4, checkpoint_path=tmp_path / "c.npz")
 
 
-def test_occam_factor_enters_the_joint_models_log_terms_by_default_for_linear_only():
-    assert DiBSConfig(model="linear").resolved(3).occam is True
-    assert DiBSConfig(model="mlp").resolved(3).occam is False
+@pytest.mark.parametrize("model, init", [("linear", scores.init_linear_theta),
+                                         ("mlp", scores.init_mlp_theta)])
+def test_occam_factor_enters_the_joint_models_log_terms_by_default(model, init):
+    """-(1/2) log n per parent by default (one parameter per parent, for both joint models);
+    ``occam_per_parent`` scales it."""
+    assert DiBSConfig(model=model).resolved(3).occam is True
+    assert DiBSConfig(model="bge").resolved(3).occam is False
     x = np.random.default_rng(0).normal(size=(30, 3)).astype(np.float32)
     G = jnp.asarray([[0, 1, 1], [0, 0, 1], [0, 0, 0]], jnp.float32)
-    cfg = DiBSConfig(model="linear").resolved(3)
+    cfg = DiBSConfig(model=model).resolved(3)
     data = dibs.make_data(x, config=cfg)
-    theta = scores.init_linear_theta(jax.random.PRNGKey(0), 3)
-    gap = dibs.node_log_terms(G, theta, data, cfg) \
-        - dibs.node_log_terms(G, theta, data, cfg._replace(occam=False))
-    np.testing.assert_allclose(gap, -0.5 * np.log(30) * np.array([0, 1, 2]), rtol=1e-5,
-                               atol=1e-5)
+    theta = init(jax.random.PRNGKey(0), 3)
+    off = dibs.node_log_terms(G, theta, data, cfg._replace(occam=False))
+    for p in (1.0, 2.5):
+        gap = dibs.node_log_terms(G, theta, data, cfg._replace(occam_per_parent=p)) - off
+        np.testing.assert_allclose(gap, -0.5 * p * np.log(30) * np.array([0, 1, 2]),
+                                   rtol=1e-5, atol=1e-4)

@@ -42,10 +42,11 @@ class DiBSConfig(NamedTuple):
     hidden: int = 5
     theta_prior_sigma: float = 1.0
     # joint models: the Laplace (BIC) Occam factor of the parameters an edge brings,
-    # -(p/2) log n per parent (p = 1 linear, ``hidden`` mlp), in every graph's log terms;
-    # None: on for linear, off for mlp (there it empties the graphs: bench/dibs_vs_dibslib.py)
+    # -(p/2) log n per parent, in every graph's log terms; None: on for linear and mlp
     occam: bool | None = None
-    # the parameters per parent the Occam factor counts; None: 1 (linear), ``hidden`` (mlp)
+    # p, the parameters per parent the Occam factor counts; None: 1. For mlp, p = ``hidden``
+    # (every first-layer weight) emptied the graphs and p = 0 left them 1.4x too dense;
+    # p = 1 met dibs-lib's E-SHD (bench/dibs_vs_dibslib_mlp_occam.json)
     occam_per_parent: float | None = None
     # K: graphs with a node of more than K parents get prior probability 0, and BGe scores
     # each family on K + 1 variables instead of d; None: auto by d
@@ -79,7 +80,9 @@ class DiBSConfig(NamedTuple):
         if cfg.n_acyclicity_samples is None:
             cfg = cfg._replace(n_acyclicity_samples=4 if large else 16)
         if cfg.occam is None:
-            cfg = cfg._replace(occam=cfg.model == "linear")
+            cfg = cfg._replace(occam=cfg.model in ("linear", "mlp"))
+        if cfg.occam_per_parent is None:
+            cfg = cfg._replace(occam_per_parent=1.0)
         if cfg.alpha_slope is None:
             cfg = cfg._replace(alpha_slope=1.0 if cfg.model == "bge" else 0.5)
         return cfg
