@@ -161,6 +161,21 @@ def test_the_example_specs_expand():
         assert len(spec.runs()) == math.prod(map(len, spec.grid.values())) * len(spec.seeds)
 
 
+def test_the_kept_graph_vae_runs_count_as_done_for_their_spec():
+    """sweeps/results/graph_vae_mnist holds finished runs for later sittings: each must be a
+    run of sweeps/graph_vae_mnist.toml that the sweep skips, with the metrics it pools."""
+    spec = load_spec(REPO / "sweeps" / "graph_vae_mnist.toml", {"vae"})
+    runs = {r.name: r for r in spec.runs()}
+    kept = sorted((REPO / "sweeps" / "results" / "graph_vae_mnist" / "runs").iterdir())
+    assert kept
+    for folder in kept:
+        assert folder.name in runs, folder.name
+        assert execute.finished(runs[folder.name], folder), folder.name
+        numbers = json.loads((folder / "eval.json").read_text())
+        assert set(spec.metrics) <= set(numbers) | set(
+            json.loads((folder / "summary.json").read_text())), folder.name
+
+
 TRAIN_EVAL = """
 command = ["{mode} --lr {lr}", "eval {out}"]
 seeds = [0, 1, 2]
