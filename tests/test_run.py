@@ -221,3 +221,17 @@ def test_particles_and_chains_shard_across_two_devices_with_the_same_results():
         print("ok")
     """)
     run_on_two_host_devices(code)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_the_finite_check_sees_a_non_finite_value_in_any_float_leaf(bad):
+    def tree(w=1.0, half=1.0, b=1.0):
+        return {"w": jnp.ones((3, 4)).at[2, 1].set(w), "steps": jnp.arange(3),
+                "half": jnp.ones(5, jnp.float16).at[4].set(half),
+                "nested": (jnp.zeros(2), {"b": jnp.asarray(b, jnp.float32)})}
+
+    check = jax.jit(run._all_finite)
+    assert bool(check(tree()))
+    for where in ("w", "half", "b"):
+        assert not bool(check(tree(**{where: bad}))), where
+    assert bool(run._all_finite({"steps": jnp.arange(3)}))  # no float leaf: nothing to check
