@@ -185,6 +185,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     for network in args.networks:
+        gaussian = examples.load(f"example:{network}").is_linear_gaussian()
         for seed in args.seeds:
             A, train, test, batches, log_scale = make_data(network, seed, args.per_node,
                                                            args.test, args.steps, args.batch)
@@ -199,7 +200,6 @@ def main() -> None:
                                       args.lr, args.chunk, not args.no_block_affine, spectral,
                                       args.regression, args.schedule)
                               for spectral in ("exact", "power")]
-            gaussian = examples.load(f"example:{network}").is_linear_gaussian()
             oracle = {"nll": oracle_nll(A, train, test)} if gaussian else {}
             for r in (grf, grf_power, maf, oracle):  # standardised units -> the data's units
                 if "nll" in r:

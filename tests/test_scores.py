@@ -208,7 +208,7 @@ def test_occam_factor_is_the_laplace_volume_of_a_parents_weight():
                      + stats.norm.logpdf(w))
         evidence = np.logaddexp.reduce(log_joint) + np.log(w[1] - w[0])
         G = jnp.asarray([[0.0, 1.0], [0.0, 0.0]])
-        occam = scores.occam_log_factor(G, jnp.ones((n, 2)), "linear")
+        occam = scores.occam_log_factor(G, jnp.ones((n, 2)))
         assert float(occam[0]) == 0.0  # no parents, no parameters
         gaps.append((evidence - log_joint.max()) - float(occam[1]))
     # the two volumes differ by ½ log(40) = 1.84 nats; the gap moves only with Σx²/n
@@ -220,7 +220,7 @@ def test_occam_factor_counts_each_parents_parameters_and_kept_samples():
     keep = jnp.ones((40, 3)).at[:10, 2].set(0.0)  # node 2 intervened on in 10 samples
     parents = np.array([0.0, 1.0, 2.0])
     n = np.array([40.0, 40.0, 30.0])
-    np.testing.assert_allclose(scores.occam_log_factor(G, keep, "linear"),
+    np.testing.assert_allclose(scores.occam_log_factor(G, keep),
                                -0.5 * parents * np.log(n), rtol=1e-6)
-    np.testing.assert_allclose(scores.occam_log_factor(G, keep, "mlp", hidden=5),
+    np.testing.assert_allclose(scores.occam_log_factor(G, keep, per_parent=5),
                                -2.5 * parents * np.log(n), rtol=1e-6)

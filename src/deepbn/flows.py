@@ -320,6 +320,8 @@ class FlowDensity(eqx.Module):
         regression = "linear" if linear and regression is None else regression
         if regression not in (None, "linear", "mlp"):
             raise ValueError(f"regression={regression!r}: expected None, 'linear' or 'mlp'")
+        # without the MLP the flow keeps the whole key, as before the MLP existed, so those
+        # densities start from the same weights as earlier results
         k_flow, k_reg = jax.random.split(key)
         flow = GraphicalResidualFlow.init(k_flow if regression == "mlp" else key, A, blocks,
                                           hidden, **flow_options)

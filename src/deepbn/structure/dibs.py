@@ -165,8 +165,7 @@ def node_log_terms(G, theta, data: DiBSData, cfg: DiBSConfig) -> jnp.ndarray:
         return prior + scores.bge_node_scores(G, data.bge, cfg.max_parents)
     _, loglik = scores.JOINT_MODELS[cfg.model]
     if cfg.occam:
-        prior = prior + scores.occam_log_factor(G, data.keep, cfg.model, cfg.hidden,
-                                                 cfg.occam_per_parent)
+        prior = prior + scores.occam_log_factor(G, data.keep, cfg.occam_per_parent)
     return prior + loglik(G, theta, data.x, data.keep)
 
 

@@ -230,19 +230,16 @@ def theta_log_prior(theta: dict, sigma: float = 1.0, log_sigma_loc: float = -1.0
     return lp
 
 
-def occam_log_factor(G, keep, model: str, hidden: int = 5,
-                     per_parent: float | None = None) -> jnp.ndarray:
+def occam_log_factor(G, keep, per_parent: float = 1.0) -> jnp.ndarray:
     """-(p/2) log N_j per parent of node j, (d,): the Occam factor of a Laplace (BIC)
-    approximation of ∫ p(D | G, θ) p(θ | G) dθ (Schwarz 1978), for the p = 1 (linear) or
-    p = ``hidden`` (mlp: one first-layer weight per hidden unit) parameters each parent adds,
-    or ``per_parent`` when given.
+    approximation of ∫ p(D | G, θ) p(θ | G) dθ (Schwarz 1978), for the p = ``per_parent``
+    parameters each parent adds (1 for the linear model's weight; DiBS counts 1 for the
+    MLP model too, see :class:`~deepbn.structure.config.DiBSConfig`).
 
     A particle holds one θ, so its graph is scored by p(G, θ, D) at a point: without this
     factor every extra parent's fitted parameters raise the score (their posterior volume,
     which shrinks like N^(-p/2), is what integrating θ out would charge)."""
     d = G.shape[-1]
-    if per_parent is None:
-        per_parent = 1.0 if model == "linear" else float(hidden)
     parents = jnp.sum(G * (1.0 - jnp.eye(d, dtype=G.dtype)), axis=-2)
     n = jnp.maximum(jnp.sum(keep, axis=0), 1.0)
     return -0.5 * per_parent * jnp.log(n) * parents
