@@ -42,6 +42,7 @@ from deepbn import graph
 from deepbn.io.datasets import SACHS_PIN, write_sachs
 from deepbn.io.tables import scale_columns
 from deepbn.structure import equivalence, metrics
+from deepbn.structure.exact import exact_edge_probs
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -62,7 +63,9 @@ def run_deepbn(data: Path, truth: Path, seed: int, args, workdir: Path) -> dict:
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1][:300]}
     s = json.loads((out / "summary.json").read_text())
-    return {"auroc": s["auroc"], "eshd": s["eshd"], "eshd_cpdag": s["eshd_cpdag"],
+    probs = np.loadtxt(out / "edge_probs.csv", delimiter=",", skiprows=1, usecols=range(1, 12))
+    return {"edge_probs": probs.round(4).tolist(),
+            "auroc": s["auroc"], "eshd": s["eshd"], "eshd_cpdag": s["eshd_cpdag"],
             "auroc_dibs": s["auroc_dibs"], "eshd_dibs": s["eshd_dibs"],
             "mean_edges": s["mean_edges"], "cyclic_particles": s["cyclic_particles"],
             "seconds": round(s["seconds"], 2), "compile_seconds": round(s["compile_seconds"], 2),
@@ -78,6 +81,7 @@ def score_particles(res: dict, A: np.ndarray) -> dict:
         "eshd": metrics.expected_shd(G, w_mix, A),
         "eshd_cpdag": equivalence.expected_shd_cpdag(G, w_mix, A, cyclic),
         "auroc_dibs": metrics.edge_auroc(np.einsum("p,pij->ij", w_emp, G), A),
+        "edge_probs": np.einsum("p,pij->ij", w_mix, G).round(4).tolist(),
         "eshd_dibs": metrics.expected_shd(G, w_emp, A),
         "mean_edges": float(G.sum(axis=(1, 2)).mean()),
         "cyclic_particles": int(cyclic.sum()),
@@ -85,6 +89,28 @@ def score_particles(res: dict, A: np.ndarray) -> dict:
         # dibs-lib's sample() time includes its JIT compilation
         "seconds_with_compile": round(float(res["seconds"]), 2),
     }
+
+
+def run_exact(x: np.ndarray, A: np.ndarray, args) -> dict:
+    """The exact BGe posterior's edge marginals (order-modular ER prior, same k)."""
+    start = time.perf_counter()
+    P = exact_edge_probs(x, edges_per_node=args.edges_per_node).edge_probs
+    return {"auroc": metrics.edge_auroc(P, A),
+            "eshd": metrics.expected_shd_from_edge_probs(P, A),
+            "mean_edges": float(P.sum()), "seconds": round(time.perf_counter() - start, 2),
+            "seconds_with_compile": round(time.perf_counter() - start, 2),
+            "edge_probs": P.round(4).tolist()}
+
+
+def distance_to_exact(rows: list[dict], exact: dict) -> None:
+    """Largest and mean |P_DiBS(i -> j) - P_exact(i -> j)| over the off-diagonal pairs."""
+    P = np.asarray(exact["edge_probs"])
+    off = ~np.eye(len(P), dtype=bool)
+    for r in rows:
+        if "edge_probs" in r:
+            diff = np.abs(np.asarray(r["edge_probs"]) - P)[off]
+            r["max_abs_diff_exact"] = float(diff.max())
+            r["mean_abs_diff_exact"] = float(diff.mean())
 
 
 def score_cpdag(C: np.ndarray, A: np.ndarray) -> dict:
@@ -122,21 +148,29 @@ def markdown(result: dict) -> str:
              f"particles x {st['steps']} steps, ER prior with {st.get('edges_per_node', 1.0):g} "
              f"edge(s) per node, seeds {seeds} (mean ± sd over seeds); DiBS+ weights. "
              f"Machine: {result['machine']}.", "",
-             "| method | AUROC | E-SHD | E-SHD CPDAG | mean edges | seconds (with compile) |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| method | AUROC | E-SHD | E-SHD CPDAG | mean edges | seconds (with compile) "
+             "| max / mean abs. diff. to exact edge probs |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    ex = result.get("exact")
+    if ex and "error" not in ex:
+        lines.append(f"| exact BGe posterior (order-modular ER prior, deepbn.structure.exact) | "
+                     f"{ex['auroc']:.3f} | {ex['eshd']:.1f} | - | {ex['mean_edges']:.1f} | "
+                     f"{ex['seconds']:.1f} | 0 |")
     for name, label in (("deepbn", "deepbn discover (DiBS+, BGe)"),
                         ("dibslib", "dibs-lib MarginalDiBS (DiBS+, BGe)")):
         rows = [r for r in result[name] if "error" not in r]
         if rows:
             lines.append(f"| {label} | {cell(rows, 'auroc')} | {cell(rows, 'eshd', 1)} | "
                          f"{cell(rows, 'eshd_cpdag', 1)} | {cell(rows, 'mean_edges', 1)} | "
-                         f"{cell(rows, 'seconds_with_compile', 1)} |")
+                         f"{cell(rows, 'seconds_with_compile', 1)} | "
+                         f"{cell(rows, 'max_abs_diff_exact')} / "
+                         f"{cell(rows, 'mean_abs_diff_exact', 3)} |")
     g = result.get("ges")
     if g and "error" not in g:
         lines.append(f"| GES (causal-learn, BIC), one CPDAG | - (point estimate; skeleton "
                      f"TPR {g['skeleton_tpr']:.2f}, FPR {g['skeleton_fpr']:.2f}) | {g['shd']} | "
                      f"{g['shd_cpdag']} | {g['edges']} ({g['directed_edges']} directed) | "
-                     f"{g['seconds']:.1f} |")
+                     f"{g['seconds']:.1f} | - |")
     return "\n".join(lines)
 
 
@@ -172,7 +206,7 @@ def main() -> None:
         f"11 variables, {'raw values' if args.raw else 'natural log of the raw values'}, each "
         "column standardized; truth: the 17-edge consensus graph "
         "(deepbn.io.datasets.SACHS_CONSENSUS)"},
-        "deepbn": [], "dibslib": [], "ges": None,
+        "deepbn": [], "dibslib": [], "ges": None, "exact": None,
         "machine": f"{os.cpu_count()} CPU cores, shared with other work"}
     out = Path(args.out)
 
@@ -188,12 +222,17 @@ def main() -> None:
         table = read_table(data)
         x = scale_columns(table.values, "column").astype(np.float32)
         A = graph.read_edge_list(truth, table.names)
+        result["exact"] = run_exact(x, A, args)
+        print(json.dumps({"exact": {k: v for k, v in result["exact"].items()
+                                    if k != "edge_probs"}}), flush=True)
         npz = work / "x.npz"
         np.savez(npz, x=x, x_test=x)
         for seed in args.seeds:
             row = {"seed": seed, **run_deepbn(data, truth, seed, args, work)}
             result["deepbn"].append(row)
-            print(json.dumps({"deepbn": row}), flush=True)
+            distance_to_exact(result["deepbn"], result["exact"])
+            print(json.dumps({"deepbn": {k: v for k, v in row.items() if k != "edge_probs"}}),
+                  flush=True)
             save()
             if not args.skip_dibslib:
                 spec = {"model": "bge", "k": args.edges_per_node, "particles": args.particles,
@@ -202,6 +241,7 @@ def main() -> None:
                                 args.timeout)
                 row = {"seed": seed, **(score_particles(res, A) if "error" not in res else res)}
                 result["dibslib"].append(row)
+                distance_to_exact(result["dibslib"], result["exact"])
                 print(json.dumps({"dibslib": row}), flush=True)
                 save()
         if not args.skip_ges:

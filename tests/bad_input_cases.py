@@ -76,6 +76,7 @@ def write_inputs(d: Path) -> None:
     cells = text[1].split(",")
     (d / "dbn_not_binary.csv").write_text(f"{text[0]}\n{','.join(['0.5'] + cells[1:])}\n")
     rng = np.random.default_rng(0)
+    write_table(d / "wide.csv", rng.normal(size=(5, 21)), [f"v{i}" for i in range(21)])
     images = {k: (rng.random((n, 6)) < 0.5).astype(np.uint8)
               for k, n in [("train", 16), ("valid", 4), ("test", 4)]}
     np.savez(d / "images.npz", **images)
@@ -155,6 +156,11 @@ CASES: list[tuple[str, list[str], str]] = [
      "missing column(s) a, b"),
     ("discover model", _discover("--model", "gp"),
      "model must be one of bge, linear, mlp, got 'gp'"),
+    ("discover exact joint model", _discover("--exact", "--model", "linear"),
+     "--exact sums BGe marginal likelihoods: use it with --model bge"),
+    ("discover exact too many variables", ["discover", "{d}/wide.csv", "--out", "{out}",
+                                           "--exact"],
+     "--exact sums over 2^d parent sets per node, at most 20 variables; this table has 21"),
     ("discover graph prior", _discover("--graph-prior", "ba"), "graph prior must be one of er, sf"),
     ("discover standardize", _discover("--standardize", "minmax"), "scaling must be one of auto"),
     ("discover particles 0", _discover("--particles", "0"),

@@ -58,6 +58,31 @@ def test_discover_writes_the_contract_files_and_resumes(dataset, capsys):
     assert code == 0 and json.loads(stdout)["resumed_from_step"] == 60
 
 
+def test_discover_exact_writes_the_exact_edge_probabilities_and_the_distance(dataset, capsys):
+    from deepbn.io.tables import read_table, scale_columns
+    from deepbn.structure.exact import exact_edge_probs
+    from deepbn.structure.metrics import edge_auroc, expected_shd_from_edge_probs
+
+    tmp, A = dataset
+    out = tmp / "exact"
+    code, stdout, err = run(capsys, "discover", tmp / "data.csv", "--out", out, "--steps", "60",
+                            "--particles", "4", "--truth", tmp / "truth.csv", "--exact",
+                            "--edges-per-node", "1.5", "--json")
+    assert code == 0, err
+    summary = json.loads(stdout)
+    lines = (out / "edge_probs_exact.csv").read_text().splitlines()
+    assert lines[0] == ",a,b,c,e"
+    exact = np.array([[float(v) for v in line.split(",")[1:]] for line in lines[1:]])
+    # the same data scaling and prior as the DiBS run, summed over every DAG
+    x = scale_columns(read_table(tmp / "data.csv").values, "column")
+    np.testing.assert_allclose(exact, exact_edge_probs(x, 1.5).edge_probs, atol=1e-5)
+    sampled = np.array([[float(v) for v in line.split(",")[1:]]
+                        for line in (out / "edge_probs.csv").read_text().splitlines()[1:]])
+    assert summary["exact_max_abs_diff"] == pytest.approx(np.abs(sampled - exact).max(), abs=1e-5)
+    assert summary["exact_eshd"] == pytest.approx(expected_shd_from_edge_probs(exact, A))
+    assert summary["exact_auroc"] == pytest.approx(edge_auroc(exact, A))
+
+
 def test_discover_with_interventions_and_network_truth(tmp_path, capsys):
     net = examples.load("example:gaussian-er10")
     x = np.asarray(net.to_table(net.sample(jax.random.key(0), 80)))

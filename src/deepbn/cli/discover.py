@@ -11,7 +11,7 @@ from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from deepbn.cli.common import JsonOption, SeedOption, console, progress_bar, report
-from deepbn.errors import DataError, require_count
+from deepbn.errors import DataError, UsageError, require_count
 
 RHAT_WARN = 1.1  # deepbn.structure.diagnostics.RHAT_WARN (that module imports JAX)
 
@@ -67,6 +67,38 @@ def write_results(folder: ResultsFolder, run: StructureRun, names: list[str],
     return summary
 
 
+EXACT_MAX_VARIABLES = 20  # deepbn.structure.exact.MAX_VARIABLES, without importing JAX here
+EXACT_WARN = 0.3
+
+
+def compare_exact(run: StructureRun, names: list[str], truth: np.ndarray | None,
+                  out: Path) -> dict:
+    """Exact edge probabilities on the run's own data, prior and knowledge: written to
+    edge_probs_exact.csv; the summary fields comparing the sampled posterior with them."""
+    from deepbn.atomic import atomic_write
+    from deepbn.structure.exact import exact_posterior
+    from deepbn.structure.metrics import edge_auroc, expected_shd_from_edge_probs
+    from deepbn.structure.report import edge_probs_csv
+
+    d = len(names)
+    cfg = run.config.resolved(d)
+    exact = exact_posterior(run.data.bge, d, cfg.edges_per_node, cfg.graph_prior,
+                            cfg.max_parents, run.knowledge).edge_probs
+    with atomic_write(out / "edge_probs_exact.csv") as f:
+        f.write(edge_probs_csv(exact, names))
+    diff = np.abs(run.posterior.edge_probs(mixture=True) - exact)
+    np.fill_diagonal(diff, 0.0)
+    i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
+    fields = {"exact_max_abs_diff": float(diff[i, j]),
+              "exact_max_abs_diff_edge": [names[i], names[j]],
+              "exact_mean_abs_diff": float(diff.sum() / (d * (d - 1))),
+              "exact_mean_edges": float(exact.sum())}
+    if truth is not None:
+        fields["exact_eshd"] = expected_shd_from_edge_probs(exact, truth)
+        fields["exact_auroc"] = edge_auroc(exact, truth)
+    return fields
+
+
 def run_with_progress(x, cfg: DiBSConfig, steps: int, seed: int, mask, scaling: str,
                       out: Path, names: list[str] | None = None,
                       knowledge=None, runs: int = 1) -> StructureRun:
@@ -117,6 +149,10 @@ def discover(
                                                "edge_probs.csv (blank = no opinion)."),
     standardize: str = typer.Option("auto", help="auto (column for bge, global for joint "
                                                  "models), column, global or none."),
+    exact: bool = typer.Option(False, "--exact", help="Also sum over every DAG (BGe, at most "
+                                                      "20 variables; order-modular prior): "
+                                                      "edge_probs_exact.csv and the sampled "
+                                                      "posterior's distance to it."),
     seed: int = SeedOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -129,11 +165,17 @@ def discover(
                      n_particles=particles, n_graph_samples=graph_samples,
                      max_parents=max_parents).check()
     check_scaling(standardize)
+    if exact and model != "bge":
+        raise UsageError("--exact sums BGe marginal likelihoods: use it with --model bge")
     from deepbn.io.tables import match_columns, read_table  # pandas, no JAX
 
     table = read_table(data)
     if len(table.names) < 2:
         raise DataError(f"{data}: structure learning needs at least 2 variables (columns)")
+    if exact and len(table.names) > EXACT_MAX_VARIABLES:
+        raise UsageError(f"{data}: --exact sums over 2^d parent sets per node, at most "
+                         f"{EXACT_MAX_VARIABLES} variables; this table has "
+                         f"{len(table.names)}: leave --exact out")
     # JAX (through deepbn.graph) only once the data are read: a bad table is refused at once
     from deepbn.results import ResultsFolder
     from deepbn.structure.inputs import read_mask, read_truth
@@ -157,10 +199,12 @@ def discover(
                          "edge_prior": edge_prior,
                          "knowledge": None if knowledge is None
                          else knowledge.describe(table.names),
-                         **({"runs": runs} if runs > 1 else {})})
+                         **({"runs": runs} if runs > 1 else {}),
+                         **({"exact": True} if exact else {})})
     run = run_with_progress(table.values, cfg, steps, seed, mask, standardize, out, table.names,
                             knowledge, runs)
-    summary = write_results(folder, run, table.names, true_A, held, {"seed": seed})
+    extra = {"seed": seed, **(compare_exact(run, table.names, true_A, out) if exact else {})}
+    summary = write_results(folder, run, table.names, true_A, held, extra)
     lines = [f"DiBS ({model}, {graph_prior} prior): {summary['d']} variables, n={summary['n']}, "
              f"{particles} particles x {steps} steps"
              f"{f' x {runs} runs' if runs > 1 else ''} in {summary['seconds']:.1f} s"]
@@ -180,6 +224,16 @@ def discover(
                      f"{summary['weights_ess_min']:.1f} mean {summary['weights_ess_mean']:.1f}")
     if held is not None:
         lines.append(f"held-out neg. log-likelihood {summary['neg_ll']:.2f}")
+    if exact:
+        cause, effect = summary["exact_max_abs_diff_edge"]
+        truth_part = ""
+        if true_A is not None:
+            auroc = summary["exact_auroc"]
+            truth_part = (f"; exact E-SHD {summary['exact_eshd']:.2f}   exact AUROC "
+                          f"{'n/a' if auroc is None else f'{auroc:.3f}'}")
+        lines.append(f"exact edge probabilities (edge_probs_exact.csv): largest difference "
+                     f"{summary['exact_max_abs_diff']:.2f} ({cause} -> {effect}), mean "
+                     f"{summary['exact_mean_abs_diff']:.3f}{truth_part}")
     if run.resumed_from:
         lines.insert(0, f"resumed from step {run.resumed_from} in {out}/checkpoint.npz")
     if knowledge is not None:
@@ -195,6 +249,13 @@ def discover(
                            f"graphs give a node more than {summary['max_parents']} parents "
                            f"(prior probability 0: DiBS+ weight 0); raise --max-parents or "
                            f"run more --steps", style="yellow"), soft_wrap=True)
+    if exact and summary["exact_max_abs_diff"] > EXACT_WARN:
+        cause, effect = summary["exact_max_abs_diff_edge"]
+        console.print(Text(f"warning: the sampled posterior is far from the exact one "
+                           f"(P({cause} -> {effect}) differs by "
+                           f"{summary['exact_max_abs_diff']:.2f}); run more --particles or "
+                           f"--runs, or use edge_probs_exact.csv", style="yellow"),
+                      soft_wrap=True)
     if runs > 1 and summary["rhat_edges_max"] > RHAT_WARN:
         cause, effect = summary["rhat_edges_max_edge"]
         console.print(Text(f"warning: the runs disagree (edge R-hat "

@@ -1,6 +1,7 @@
 """Metrics of a posterior over DAGs against a ground truth or held-out data.
 
-- expected SHD: E_{p(G|D)}[SHD(G, G*)] (Lorch et al. 2021, Sec. 6),
+- expected SHD: E_{p(G|D)}[SHD(G, G*)] (Lorch et al. 2021, Sec. 6), over weighted
+  graphs or, for an exact posterior, from its edge marginals,
 - AUROC of the edge marginals p(g_ij = 1 | D) against the true edges
   (scikit-learn's ``roc_auc_score`` over the off-diagonal entries),
 - negative held-out log-likelihood -log Σ_k w_k p(D_test | G_k [, Θ_k]),
@@ -17,6 +18,20 @@ from deepbn.graph import shd
 def expected_shd(graphs: np.ndarray, weights: np.ndarray, truth: np.ndarray) -> float:
     """Σ_k w_k SHD(G_k, G*)."""
     return float(sum(w * shd(g, truth) for g, w in zip(graphs, weights)))
+
+
+def expected_shd_from_edge_probs(edge_probs: np.ndarray, truth: np.ndarray) -> float:
+    """E[SHD(G, G*)] from the edge marginals of a distribution over DAGs alone.
+
+    In a DAG the states of a pair {i, j} (absent, i -> j, j -> i) exclude each other,
+    so their probabilities are p_ij, p_ji and 1 - p_ij - p_ji, and the SHD counts each
+    pair whose state differs from the truth's: E-SHD = Σ_{i<j} (1 - P(true state)).
+    """
+    P = np.asarray(edge_probs, np.float64)
+    A = np.asarray(truth, bool)
+    i, j = np.triu_indices(len(A), 1)
+    p_true = np.where(A[i, j], P[i, j], np.where(A[j, i], P[j, i], 1.0 - P[i, j] - P[j, i]))
+    return float(np.sum(1.0 - p_true))
 
 
 def edge_auroc(edge_probs: np.ndarray, truth: np.ndarray) -> float | None:
