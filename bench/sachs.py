@@ -242,7 +242,8 @@ def main() -> None:
                 row = {"seed": seed, **(score_particles(res, A) if "error" not in res else res)}
                 result["dibslib"].append(row)
                 distance_to_exact(result["dibslib"], result["exact"])
-                print(json.dumps({"dibslib": row}), flush=True)
+                print(json.dumps({"dibslib": {k: v for k, v in row.items() if k != "edge_probs"}}),
+                      flush=True)
                 save()
         if not args.skip_ges:
             res = run_child(args.causallearn_python, "_ges_child_causallearn.py", str(npz), {},

@@ -30,6 +30,7 @@ _LAZY = {
     "GraphPosterior": "deepbn.structure.posterior",
     "expected_shd": "deepbn.structure.metrics",
     "edge_auroc": "deepbn.structure.metrics",
+    "exact_edge_probs": "deepbn.structure.exact",
     "cpdag": "deepbn.structure.equivalence",
     # inference and learning
     "Reparam": "deepbn.reparam",
