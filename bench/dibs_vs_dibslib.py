@@ -14,6 +14,14 @@ negative log-likelihood with each library's own likelihood.
     bash bench/setup_dibslib.sh      # once: dibs-lib in bench/.venv-dibslib
     python bench/dibs_vs_dibslib.py --seeds 0 1 2 --steps 1000 --mlp-steps-dibslib 200
 
+With ``--exact`` (BGe only, d <= 20), every data set also gets its exact posterior
+edge probabilities (deepbn.structure.exact, an order-modular ER prior with the same k):
+on the column-standardized data that deepbn scores and on the raw data that dibs-lib's
+BGe scores, with the exact AUROC and E-SHD and each library's largest and mean
+|P(i -> j) - P_exact(i -> j)| against the exact posterior of its own input:
+
+    python bench/dibs_vs_dibslib.py --models bge --exact --out bench/dibs_vs_exact.json
+
 Writes bench/dibs_vs_dibslib.json (updated after every run).
 """
 
@@ -90,6 +98,31 @@ def bge_heldout(graphs: np.ndarray, x_test: np.ndarray) -> np.ndarray:
     return np.asarray(jax.vmap(lambda g: jnp.sum(bge_node_scores(g, stats)))(G))
 
 
+def exact_row(x: np.ndarray, k: float, A: np.ndarray) -> dict:
+    """The exact BGe posterior of ``x`` as given: its metrics and edge probabilities."""
+    import time
+
+    from deepbn.structure.exact import exact_edge_probs
+
+    start = time.perf_counter()
+    P = exact_edge_probs(x, edges_per_node=k).edge_probs
+    return {"seconds": round(time.perf_counter() - start, 1),
+            "auroc": metrics.edge_auroc(P, A), "eshd": metrics.expected_shd_from_edge_probs(P, A),
+            "mean_edges": float(P.sum()), "edge_probs": P}
+
+
+def distance(scored: dict, exact: dict) -> dict:
+    off = ~np.eye(len(exact["edge_probs"]), dtype=bool)
+    diff = np.abs(scored["edge_probs"] - exact["edge_probs"])[off]
+    return {"max_abs_diff_exact": float(diff.max()), "mean_abs_diff_exact": float(diff.mean())}
+
+
+def public(row: dict) -> dict:
+    """The row without its edge-probability matrices (kept out of the JSON)."""
+    return {k: public(v) if isinstance(v, dict) else v for k, v in row.items()
+            if k != "edge_probs"}
+
+
 def score(res: dict, A: np.ndarray, model: str, x_test: np.ndarray) -> dict:
     G, w_mix, w_emp = res["graphs"].astype(bool), res["w_mix"], res["w_emp"]
     if model == "bge":
@@ -105,6 +138,7 @@ def score(res: dict, A: np.ndarray, model: str, x_test: np.ndarray) -> dict:
         "neg_ll": metrics.neg_log_likelihood(res["heldout_ll"], w_mix),
         "cyclic_particles": int(cyclic.sum()),
         "mean_edges": float(G.sum(axis=(1, 2)).mean()),
+        "edge_probs": np.einsum("p,pij->ij", w_mix, G),
     }
 
 
@@ -124,6 +158,8 @@ def main() -> None:
     ap.add_argument("--config", type=json.loads, default={},
                     help='further DiBSConfig fields for deepbn, as JSON (e.g. '
                          '\'{"occam": true, "occam_per_parent": 1}\')')
+    ap.add_argument("--exact", action="store_true",
+                    help="BGe: the exact posterior of each data set too (d <= 20)")
     ap.add_argument("--out", default=str(HERE / "dibs_vs_dibslib.json"))
     args = ap.parse_args()
     results = []
@@ -142,6 +178,15 @@ def main() -> None:
                                     {**spec, "config": args.config}, args.timeout)
                     scored = score(res, A, model, x_test) if "error" not in res else res
                     row["deepbn"] = {"steps": args.steps, "config": args.config, **scored}
+                    exact = args.exact and model == "bge"
+                    if exact:
+                        from deepbn.io.tables import scale_columns
+
+                        # each library's own input: deepbn standardizes columns for BGe
+                        row["exact"] = exact_row(scale_columns(x, "column"), k, A)
+                        row["exact_raw"] = exact_row(x, k, A)
+                        if "edge_probs" in row["deepbn"]:
+                            row["deepbn"].update(distance(row["deepbn"], row["exact"]))
                     if not args.skip_dibslib:
                         steps = args.steps
                         if model == "mlp" and args.mlp_steps_dibslib:
@@ -150,12 +195,14 @@ def main() -> None:
                                         {**spec, "steps": steps}, args.timeout)
                         row["dibslib"] = {"steps": steps, **(score(res, A, model, x_test)
                                                              if "error" not in res else res)}
+                        if exact and "edge_probs" in row["dibslib"]:
+                            row["dibslib"].update(distance(row["dibslib"], row["exact_raw"]))
                         if "seconds" in row["dibslib"] and "seconds" in row["deepbn"]:
                             per_step = (row["dibslib"]["seconds"] / steps) / (
                                 row["deepbn"]["seconds"] / args.steps)
                             row["time_ratio_per_step"] = round(per_step, 2)
-                results.append(row)
-                print(json.dumps(row), flush=True)
+                results.append(public(row))
+                print(json.dumps(public(row), default=float), flush=True)
                 out.write_text(json.dumps({"results": results}, indent=1, default=float))
 
 

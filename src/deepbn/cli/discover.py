@@ -82,8 +82,10 @@ def compare_exact(run: StructureRun, names: list[str], truth: np.ndarray | None,
 
     d = len(names)
     cfg = run.config.resolved(d)
-    exact = exact_posterior(run.data.bge, d, cfg.edges_per_node, cfg.graph_prior,
-                            cfg.max_parents, run.knowledge).edge_probs
+    with console.status(f"exact edge probabilities: summing over the 2^{d} parent sets of "
+                        f"each node", spinner="dots"):
+        exact = exact_posterior(run.data.bge, d, cfg.edges_per_node, cfg.graph_prior,
+                                cfg.max_parents, run.knowledge).edge_probs
     with atomic_write(out / "edge_probs_exact.csv") as f:
         f.write(edge_probs_csv(exact, names))
     diff = np.abs(run.posterior.edge_probs(mixture=True) - exact)

@@ -46,7 +46,8 @@ from deepbn.structure import priors, scores
 from deepbn.structure.knowledge import Knowledge
 
 MAX_VARIABLES = 20
-"""2^d subsets per node: 20 variables take ~0.2 GB and seconds, each more doubles both."""
+"""2^d subsets per node, each variable more doubles time and memory: on 2 CPU cores 11
+variables take ~3 s, 18 ~25 s and 0.6 GB, 20 ~100 s and 1.5 GB."""
 
 
 class ExactPosterior(NamedTuple):
@@ -86,18 +87,21 @@ def family_log_priors(d: int, graph_prior: str = "er", edges_per_node: float = 1
     uses (:func:`deepbn.structure.priors.column_log_prior`) plus the soft edge priors,
     -inf where a forbidden edge is in S or a required one is missing."""
     masks = np.arange(2 ** d)
-    member = _bits(masks, d).astype(np.float64)  # (2^d, d): i in S
-    G = np.repeat(member[:, :, None], d, axis=2)  # every column the same parent set
-    out = np.asarray(priors.column_log_prior(graph_prior)(jnp.asarray(G), edges_per_node),
-                     np.float64).T  # (d, 2^d)
+    member = _bits(masks, d)  # (2^d, d): i in S
+    # the structural priors depend on the number of parents only: one column per count
+    counts = np.triu(np.ones((d, d), np.float32), 1)  # column k: the k parents 0 .. k-1
+    by_count = np.asarray(priors.column_log_prior(graph_prior)(jnp.asarray(counts),
+                                                               edges_per_node), np.float64)
+    out = np.broadcast_to(by_count[np.minimum(member.sum(1), d - 1)], (d, 2 ** d)).copy()
     if knowledge is not None and not knowledge.is_empty():
         on, off = (np.asarray(t, np.float64) for t in knowledge.log_prior_terms())
-        out = out + (member @ on + (1.0 - member) @ off).T
+        m = member.astype(np.float64)
+        out = out + (m @ on + (1.0 - m) @ off).T
         forbidden = np.asarray(knowledge.forbidden, bool) & ~np.eye(d, dtype=bool)
         required = np.asarray(knowledge.required, bool)
         for j in range(d):
             bad = (member[:, forbidden[:, j]].any(1)
-                   | ~member[:, required[:, j]].astype(bool).all(1))
+                   | ~member[:, required[:, j]].all(1))
             out[j, bad] = -np.inf
     return out
 
