@@ -38,6 +38,7 @@ def test_discover_writes_the_contract_files_and_resumes(dataset, capsys):
             "--truth", tmp / "truth.csv", "--heldout", tmp / "heldout.csv", "--json"]
     code, stdout, err = run(capsys, *args)
     assert code == 0, err
+    assert "tip: with 4 variables, --exact" in err
     summary = json.loads(stdout)
     for key in ("n", "d", "model", "steps", "seconds", "cyclic_particles", "eshd", "auroc",
                 "neg_ll"):
@@ -69,6 +70,7 @@ def test_discover_exact_writes_the_exact_edge_probabilities_and_the_distance(dat
                             "--particles", "4", "--truth", tmp / "truth.csv", "--exact",
                             "--edges-per-node", "1.5", "--json")
     assert code == 0, err
+    assert "tip:" not in err
     summary = json.loads(stdout)
     lines = (out / "edge_probs_exact.csv").read_text().splitlines()
     assert lines[0] == ",a,b,c,e"

@@ -69,6 +69,7 @@ def write_results(folder: ResultsFolder, run: StructureRun, names: list[str],
 
 EXACT_MAX_VARIABLES = 20  # deepbn.structure.exact.MAX_VARIABLES, without importing JAX here
 EXACT_WARN = 0.3
+EXACT_TIP_VARIABLES = 14  # up to here the exact sums take seconds
 
 
 def compare_exact(run: StructureRun, names: list[str], truth: np.ndarray | None,
@@ -258,6 +259,10 @@ def discover(
                            f"{summary['exact_max_abs_diff']:.2f}); run more --particles or "
                            f"--runs, or use edge_probs_exact.csv", style="yellow"),
                       soft_wrap=True)
+    if not exact and model == "bge" and summary["d"] <= EXACT_TIP_VARIABLES:
+        console.print(Text(f"tip: with {summary['d']} variables, --exact also gives the exact "
+                           f"edge probabilities (seconds), and how far the particles are from "
+                           f"them", style="dim"), soft_wrap=True)
     if runs > 1 and summary["rhat_edges_max"] > RHAT_WARN:
         cause, effect = summary["rhat_edges_max_edge"]
         console.print(Text(f"warning: the runs disagree (edge R-hat "
