@@ -1,14 +1,14 @@
 """DiBS: the gradient estimator against exact enumeration, posterior against exact
 enumeration, recovery of planted structures, determinism, particle sharding."""
 
-import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deepbn import examples, graph
+from dag_enumeration import all_dags, all_graphs
+from deepbn import examples
 from deepbn.errors import UsageError
 from deepbn.structure import dibs, scores
 from deepbn.structure.dibs import DiBSConfig
@@ -30,14 +30,7 @@ def test_column_score_grad_matches_exact_gradient_by_enumeration(draw):
         code = jnp.sum(G * (2 ** jnp.arange(d))[:, None], axis=0).astype(jnp.int32)
         return table[jnp.arange(d), code]
 
-    pairs = [(i, j) for i in range(d) for j in range(d) if i != j]
-    graphs = []
-    for bits in itertools.product([0, 1], repeat=len(pairs)):
-        G = np.zeros((d, d), np.float32)
-        for b, (i, j) in zip(bits, pairs):
-            G[i, j] = b
-        graphs.append(G)
-    graphs = jnp.asarray(np.array(graphs))
+    graphs = jnp.asarray(np.array(list(all_graphs(d))), jnp.float32)
 
     def exact(L):  # log E_{p(G|L)}[∏ f_j], by summing over all 64 graphs
         off = 1 - jnp.eye(d)
@@ -59,15 +52,11 @@ def _exact_edge_posterior(x, k_edges):
 
     d = x.shape[1]
     dags, logp = [], []
-    pairs = [(i, j) for i in range(d) for j in range(d) if i != j]
-    for bits in itertools.product([0, 1], repeat=len(pairs)):
-        A = np.zeros((d, d), np.float32)
-        for b, (i, j) in zip(bits, pairs):
-            A[i, j] = b
-        if graph.is_dag(A):
-            dags.append(A)
-            logp.append(float(jnp.sum(scores.bge_node_scores(jnp.asarray(A), st)
-                                      + er_column_log_prior(jnp.asarray(A), k_edges))))
+    for A in all_dags(d):
+        A = A.astype(np.float32)
+        dags.append(A)
+        logp.append(float(jnp.sum(scores.bge_node_scores(jnp.asarray(A), st)
+                                  + er_column_log_prior(jnp.asarray(A), k_edges))))
     post = np.exp(np.array(logp) - max(logp))
     post /= post.sum()
     return np.einsum("k,kij->ij", post, np.array(dags))

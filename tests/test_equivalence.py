@@ -7,6 +7,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
+from dag_enumeration import all_dags
 from deepbn import cpdag, graph
 from deepbn.structure.equivalence import (
     class_marks,
@@ -19,16 +20,6 @@ from deepbn.structure.equivalence import (
 from deepbn.structure.knowledge import Knowledge
 from deepbn.structure.posterior import GraphPosterior
 from deepbn.structure.report import cpdag_csv, edge_summary, edge_summary_csv
-
-
-def _all_dags(d):
-    pairs = [(i, j) for i in range(d) for j in range(d) if i != j]
-    for bits in itertools.product([False, True], repeat=len(pairs)):
-        A = np.zeros((d, d), bool)
-        for b, (i, j) in zip(bits, pairs):
-            A[i, j] = b
-        if graph.is_dag(A):
-            yield A
 
 
 def _class_key(A):
@@ -53,7 +44,7 @@ def _check_class(members):
 
 def test_cpdag_matches_the_equivalence_classes_of_all_dags_on_4_nodes():
     classes = defaultdict(list)
-    for A in _all_dags(4):
+    for A in all_dags(4):
         classes[_class_key(A)].append(A)
     assert sum(map(len, classes.values())) == 543 and len(classes) == 185  # OEIS A003024, A035512
     for members in classes.values():
@@ -210,7 +201,7 @@ def test_restricted_classes_of_all_dags_on_4_nodes_against_enumeration():
     rng = np.random.default_rng(3)
     names = list("pqrs")
     shrunk = 0
-    for A in _all_dags(4):
+    for A in all_dags(4):
         knowledge = _random_knowledge(rng, A, names)
         none = np.zeros((0, 4), int)
         for k, t in ((knowledge, none), (Knowledge.none(4), _random_targets(rng, 4)),

@@ -7,22 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deepbn import graph
+from dag_enumeration import all_dags
 from deepbn.errors import KnowledgeError, UsageError
 from deepbn.structure import priors, scores
 from deepbn.structure.exact import exact_edge_probs
 from deepbn.structure.knowledge import Knowledge
 from deepbn.structure.metrics import expected_shd, expected_shd_from_edge_probs
-
-
-def _all_dags(d):
-    pairs = [(i, j) for i in range(d) for j in range(d) if i != j]
-    for bits in itertools.product([0, 1], repeat=len(pairs)):
-        A = np.zeros((d, d), bool)
-        for b, (i, j) in zip(bits, pairs):
-            A[i, j] = b
-        if graph.is_dag(A):
-            yield A
 
 
 def _linear_extensions(A):
@@ -35,7 +25,7 @@ def _enumerated(x, k, prior="er", allowed=lambda A: True, max_parents=None, mask
     """Edge posterior by enumerating every DAG, each weighted by its number of orders."""
     d = x.shape[1]
     st = scores.bge_stats(x, mask)
-    dags = [A for A in _all_dags(d) if allowed(A)
+    dags = [A for A in all_dags(d) if allowed(A)
             and (max_parents is None or A.sum(0).max() <= max_parents)]
     G = jnp.asarray(np.array(dags), jnp.float32)
     logp = (np.asarray(jax.vmap(lambda g: jnp.sum(scores.bge_node_scores(g, st)))(G))
