@@ -42,12 +42,11 @@ from deepbn import graph
 from deepbn.io.datasets import SACHS_PIN, write_sachs
 from deepbn.io.tables import scale_columns
 from deepbn.structure import equivalence, metrics
-from deepbn.structure.exact import exact_edge_probs
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _paths import settings  # noqa: E402
-from dibs_vs_dibslib import run_child  # noqa: E402
+from dibs_vs_dibslib import distance, exact_row, run_child  # noqa: E402
 
 DEEPBN = "from deepbn.cli.app import main; main()"
 
@@ -93,24 +92,8 @@ def score_particles(res: dict, A: np.ndarray) -> dict:
 
 def run_exact(x: np.ndarray, A: np.ndarray, args) -> dict:
     """The exact BGe posterior's edge marginals (order-modular ER prior, same k)."""
-    start = time.perf_counter()
-    P = exact_edge_probs(x, edges_per_node=args.edges_per_node).edge_probs
-    return {"auroc": metrics.edge_auroc(P, A),
-            "eshd": metrics.expected_shd_from_edge_probs(P, A),
-            "mean_edges": float(P.sum()), "seconds": round(time.perf_counter() - start, 2),
-            "seconds_with_compile": round(time.perf_counter() - start, 2),
-            "edge_probs": P.round(4).tolist()}
-
-
-def distance_to_exact(rows: list[dict], exact: dict) -> None:
-    """Largest and mean |P_DiBS(i -> j) - P_exact(i -> j)| over the off-diagonal pairs."""
-    P = np.asarray(exact["edge_probs"])
-    off = ~np.eye(len(P), dtype=bool)
-    for r in rows:
-        if "edge_probs" in r:
-            diff = np.abs(np.asarray(r["edge_probs"]) - P)[off]
-            r["max_abs_diff_exact"] = float(diff.max())
-            r["mean_abs_diff_exact"] = float(diff.mean())
+    row = exact_row(x, args.edges_per_node, A)
+    return {**row, "edge_probs": row["edge_probs"].round(4).tolist()}
 
 
 def score_cpdag(C: np.ndarray, A: np.ndarray) -> dict:
@@ -229,8 +212,9 @@ def main() -> None:
         np.savez(npz, x=x, x_test=x)
         for seed in args.seeds:
             row = {"seed": seed, **run_deepbn(data, truth, seed, args, work)}
+            if "edge_probs" in row:
+                row.update(distance(row, result["exact"]))
             result["deepbn"].append(row)
-            distance_to_exact(result["deepbn"], result["exact"])
             print(json.dumps({"deepbn": {k: v for k, v in row.items() if k != "edge_probs"}}),
                   flush=True)
             save()
@@ -240,8 +224,9 @@ def main() -> None:
                 res = run_child(args.dibslib_python, "_dibs_child_dibslib.py", str(npz), spec,
                                 args.timeout)
                 row = {"seed": seed, **(score_particles(res, A) if "error" not in res else res)}
+                if "edge_probs" in row:
+                    row.update(distance(row, result["exact"]))
                 result["dibslib"].append(row)
-                distance_to_exact(result["dibslib"], result["exact"])
                 print(json.dumps({"dibslib": {k: v for k, v in row.items() if k != "edge_probs"}}),
                       flush=True)
                 save()

@@ -101,6 +101,11 @@ def test_soft_edge_prior_shifts_an_uncertain_edge():
 
 
 def test_refusals_are_one_line():
+    from deepbn.cli import discover as discover_cli
+    from deepbn.structure import exact
+
+    # the command checks the size before importing JAX, with its own copy of the bound
+    assert discover_cli.EXACT_MAX_VARIABLES == exact.MAX_VARIABLES
     with pytest.raises(UsageError, match="d = 21"):
         exact_edge_probs(np.zeros((5, 21)))
     d = 3

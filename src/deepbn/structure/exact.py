@@ -40,7 +40,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.special import gammaln
 
 from deepbn.errors import KnowledgeError, UsageError
 from deepbn.structure import priors, scores
@@ -87,17 +86,12 @@ def family_log_scores(stats: scores.BGeStats, d: int, max_parents: int) -> np.nd
         F = R * (m[:, :, None] * m[:, None, :]) + (1.0 - m)[:, :, None] * np.eye(d)
         log_det[chunk] = 2.0 * np.sum(np.log(np.diagonal(np.linalg.cholesky(F), axis1=1,
                                                                   axis2=2)), axis=1)
-    N, alpha_mu, alpha_w = float(np.asarray(stats.n)[0]), stats.alpha_mu, stats.alpha_w
-    t = alpha_mu * (alpha_w - d - 1) / (alpha_mu + 1)
+    N = float(np.asarray(stats.n)[0])
     for j in range(d):
         S = masks[(popcount <= max_parents) & ((masks >> j) & 1 == 0)]
-        n_pa = popcount[S].astype(np.float64)
-        a = N + alpha_w - d + n_pa + 1
-        out[j, S] = (0.5 * (np.log(alpha_mu) - np.log(N + alpha_mu))
-                     + gammaln(0.5 * a) - gammaln(0.5 * (alpha_w - d + n_pa + 1))
-                     - 0.5 * N * np.log(np.pi)
-                     + 0.5 * (alpha_w - d + 2 * n_pa + 1) * np.log(t)
-                     - 0.5 * a * (log_det[S | (1 << j)] - log_det[S]) - 0.5 * log_det[S])
+        out[j, S] = scores.bge_family_log_score(
+            popcount[S].astype(np.float64), log_det[S], log_det[S | (1 << j)] - log_det[S], N,
+            stats.alpha_mu, stats.alpha_w, d, xp=np)
     return out
 
 
@@ -140,23 +134,16 @@ def family_log_priors(d: int, graph_prior: str = "er", edges_per_node: float = 1
     return out
 
 
-def _subset_sum(a: np.ndarray, d: int) -> np.ndarray:
-    """log Σ_{S ⊆ U} exp a[..., S] for every U (the zeta transform, in log space)."""
+def _log_zeta(a: np.ndarray, d: int, supersets: bool = False) -> np.ndarray:
+    """log Σ_{S ⊆ U} exp a[..., S] for every U (the zeta transform, in log space), or with
+    ``supersets`` log Σ_{U ⊇ S} exp a[..., U] for every S: one pass per bit, each adding
+    the half of the sets without the bit into those with it, or the other way round."""
     a = a.copy()
     lead = a.shape[:-1]
+    into, source = (0, 1) if supersets else (1, 0)
     for b in range(d):
         v = a.reshape(*lead, -1, 2, 2 ** b)
-        v[..., 1, :] = np.logaddexp(v[..., 1, :], v[..., 0, :])
-    return a
-
-
-def _superset_sum(a: np.ndarray, d: int) -> np.ndarray:
-    """log Σ_{U ⊇ S} exp a[..., U] for every S."""
-    a = a.copy()
-    lead = a.shape[:-1]
-    for b in range(d):
-        v = a.reshape(*lead, -1, 2, 2 ** b)
-        v[..., 0, :] = np.logaddexp(v[..., 0, :], v[..., 1, :])
+        v[..., into, :] = np.logaddexp(v[..., into, :], v[..., source, :])
     return a
 
 
@@ -172,7 +159,7 @@ def order_posterior(log_beta: np.ndarray) -> ExactPosterior:
     (d, 2^d), by the forward-backward sums over orders of Koivisto & Sood (2004)."""
     d = log_beta.shape[0]
     full = 2 ** d - 1
-    log_alpha = _subset_sum(log_beta, d)  # (d, 2^d)
+    log_alpha = _log_zeta(log_beta, d)  # (d, 2^d)
     masks = np.arange(2 ** d)
     member = _bits(masks, d)
     popcount = member.sum(1)
@@ -200,7 +187,7 @@ def order_posterior(log_beta: np.ndarray) -> ExactPosterior:
                         "relax --require / --forbid / --tiers or raise the bound")
     # w_j(U) = f(U) b(U ∪ j) / Z for U without j: the mass of orders that put U before j
     w = np.where(~member.T, f[None, :] + b[masks[None, :] | one[:, None]] - log_z, -np.inf)
-    log_pa = _superset_sum(w, d) + log_beta
+    log_pa = _log_zeta(w, d, supersets=True) + log_beta
     # flushed to zero below e^-700: subnormal numbers slow the product below a hundredfold
     pa = np.exp(np.where(log_pa > -700.0, log_pa, -np.inf))
     # (d, d): [j, i] = P(i in pa_j); einsum, as this BLAS takes seconds for a product

@@ -34,6 +34,18 @@ def expected_shd_from_edge_probs(edge_probs: np.ndarray, truth: np.ndarray) -> f
     return float(np.sum(1.0 - p_true))
 
 
+def edge_prob_gap(edge_probs: np.ndarray, reference: np.ndarray
+                  ) -> tuple[float, float, tuple[int, int]]:
+    """How far edge probabilities are from a reference (e.g. the exact posterior's): the
+    largest |p_ij - r_ij|, the mean over the off-diagonal pairs, and the pair (i, j) of
+    the largest."""
+    diff = np.abs(np.asarray(edge_probs, np.float64) - np.asarray(reference, np.float64))
+    np.fill_diagonal(diff, 0.0)
+    d = len(diff)
+    i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
+    return float(diff[i, j]), float(diff.sum() / (d * (d - 1))), (int(i), int(j))
+
+
 def edge_auroc(edge_probs: np.ndarray, truth: np.ndarray) -> float | None:
     """AUROC of edge marginals vs. true edges; ``None`` when undefined (no or all edges)."""
     off = ~np.eye(truth.shape[0], dtype=bool)

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
+from scipy.special import gammaln as scipy_gammaln
 
 from deepbn.nn import MLP, normal_log_prob
 
@@ -96,7 +97,6 @@ def bge_node_scores(G: jnp.ndarray, stats: BGeStats, max_parents: int | None = N
     d = G.shape[-1]
     K = d - 1 if max_parents is None else min(int(max_parents), d - 1)
     G = G * (1.0 - jnp.eye(d, dtype=G.dtype))
-    t = stats.alpha_mu * (stats.alpha_w - d - 1) / (stats.alpha_mu + 1)
     nodes = jnp.arange(d)
     # families laid out batch-last, (K + 1, d): the gather then builds the (K + 1, K + 1, d)
     # stack the factorisation runs on, with no transpose
@@ -116,14 +116,24 @@ def bge_node_scores(G: jnp.ndarray, stats: BGeStats, max_parents: int | None = N
     log_diag = _cholesky_log_diagonal(F)  # (K + 1, d)
     logdet_pa = 2.0 * jnp.sum(log_diag[:-1], axis=0)
     log_schur = 2.0 * log_diag[-1]
-    N = stats.n
     n_pa = jnp.minimum(jnp.sum(G, axis=0), K)
-    a = N + stats.alpha_w - d + n_pa + 1
+    return bge_family_log_score(n_pa, logdet_pa, log_schur, stats.n, stats.alpha_mu,
+                                stats.alpha_w, d)
+
+
+def bge_family_log_score(n_pa, logdet_pa, log_schur, N, alpha_mu: float, alpha_w: float,
+                         d: int, xp=jnp):
+    """The BGe family score of :func:`bge_node_scores` from its parts: the number of
+    parents l, log det R_ΠΠ, the log Schur complement log s and N_j. ``xp`` is ``jnp``
+    (traceable) or ``np`` (float64, for :mod:`deepbn.structure.exact`)."""
+    lgamma = gammaln if xp is jnp else scipy_gammaln
+    t = alpha_mu * (alpha_w - d - 1) / (alpha_mu + 1)
+    a = N + alpha_w - d + n_pa + 1
     return (
-        0.5 * (jnp.log(stats.alpha_mu) - jnp.log(N + stats.alpha_mu))
-        + gammaln(0.5 * a) - gammaln(0.5 * (stats.alpha_w - d + n_pa + 1))
+        0.5 * (xp.log(alpha_mu) - xp.log(N + alpha_mu))
+        + lgamma(0.5 * a) - lgamma(0.5 * (alpha_w - d + n_pa + 1))
         - 0.5 * N * _LOG_PI
-        + 0.5 * (stats.alpha_w - d + 2 * n_pa + 1) * jnp.log(t)
+        + 0.5 * (alpha_w - d + 2 * n_pa + 1) * xp.log(t)
         - 0.5 * a * log_schur - 0.5 * logdet_pa
     )
 
