@@ -134,7 +134,7 @@ def family_log_priors(d: int, graph_prior: str = "er", edges_per_node: float = 1
     return out
 
 
-def _log_zeta(a: np.ndarray, d: int, supersets: bool = False) -> np.ndarray:
+def log_zeta(a: np.ndarray, d: int, supersets: bool = False) -> np.ndarray:
     """log Σ_{S ⊆ U} exp a[..., S] for every U (the zeta transform, in log space), or with
     ``supersets`` log Σ_{U ⊇ S} exp a[..., U] for every S: one pass per bit, each adding
     the half of the sets without the bit into those with it, or the other way round."""
@@ -159,7 +159,7 @@ def order_posterior(log_beta: np.ndarray) -> ExactPosterior:
     (d, 2^d), by the forward-backward sums over orders of Koivisto & Sood (2004)."""
     d = log_beta.shape[0]
     full = 2 ** d - 1
-    log_alpha = _log_zeta(log_beta, d)  # (d, 2^d)
+    log_alpha = log_zeta(log_beta, d)  # (d, 2^d)
     masks = np.arange(2 ** d)
     member = _bits(masks, d)
     popcount = member.sum(1)
@@ -187,7 +187,7 @@ def order_posterior(log_beta: np.ndarray) -> ExactPosterior:
                         "relax --require / --forbid / --tiers or raise the bound")
     # w_j(U) = f(U) b(U ∪ j) / Z for U without j: the mass of orders that put U before j
     w = np.where(~member.T, f[None, :] + b[masks[None, :] | one[:, None]] - log_z, -np.inf)
-    log_pa = _log_zeta(w, d, supersets=True) + log_beta
+    log_pa = log_zeta(w, d, supersets=True) + log_beta
     # flushed to zero below e^-700: subnormal numbers slow the product below a hundredfold
     pa = np.exp(np.where(log_pa > -700.0, log_pa, -np.inf))
     # (d, d): [j, i] = P(i in pa_j); einsum, as this BLAS takes seconds for a product

@@ -41,6 +41,10 @@ class GraphPosterior(NamedTuple):
     # (d, d) bool, symmetric: the pairs whose orientation the run's hard knowledge or
     # intervention targets fix (equivalence.fixed_pairs); None: the plain Markov classes
     fixed_pairs: np.ndarray | None = None
+    # (d, d) Rao-Blackwellised edge marginals of a sampler that has them (order MCMC,
+    # :mod:`deepbn.structure.order_mcmc`): then the graphs are its draws, equally weighted,
+    # and edge_probs returns these, which are more precise than the draws' shares
+    edge_marginals: np.ndarray | None = None
 
     def outside_prior(self) -> np.ndarray:
         """(P,) bool: graphs of prior probability 0, cyclic or beyond the parent bound; they
@@ -50,12 +54,18 @@ class GraphPosterior(NamedTuple):
         return np.asarray(self.cyclic) | np.asarray(self.beyond_max_parents)
 
     def edge_probs(self, mixture: bool = True) -> np.ndarray:
-        """P(i -> j): the weight of the graphs holding the edge."""
+        """P(i -> j): the weight of the graphs holding the edge (or the sampler's
+        ``edge_marginals``)."""
+        if self.edge_marginals is not None:
+            return np.asarray(self.edge_marginals)
         w = self.weights_mixture if mixture else self.weights_empirical
         return _weighted_share(w, np.asarray(self.graphs, bool))
 
     def adjacency_probs(self, mixture: bool = True) -> np.ndarray:
         """P(i and j adjacent), symmetric: the weight of the graphs with i -> j or j -> i."""
+        if self.edge_marginals is not None:  # DAGs: the two directions exclude each other
+            p = np.asarray(self.edge_marginals)
+            return p + p.T
         w = self.weights_mixture if mixture else self.weights_empirical
         g = np.asarray(self.graphs, bool)
         return _weighted_share(w, g | np.swapaxes(g, 1, 2))
@@ -69,8 +79,13 @@ class GraphPosterior(NamedTuple):
         return equivalence.class_marks(self.graphs, w, self.cyclic, self.fixed_pairs)
 
     def most_probable(self) -> int:
-        """Index of the particle with the highest DiBS+ weight (an acyclic one if any)."""
-        return int(np.argmax(np.where(self.cyclic, -np.inf, self.weights_mixture)))
+        """Index of the graph of highest log p(G [, Θ], D) among those of positive prior
+        probability (any acyclic one if none is). Not the highest DiBS+ weight: a graph
+        several particles found has its weight split among them."""
+        outside = self.outside_prior()
+        if outside.all():
+            return int(np.argmax(~np.asarray(self.cyclic)))
+        return int(np.argmax(np.where(outside, -np.inf, self.log_joint)))
 
     def network(self, k: int | None = None) -> BayesNet:
         """Particle ``k``'s graph (default: the most probable) as a network with fitted

@@ -1,0 +1,181 @@
+"""Order MCMC on bounded candidate parent sets, against the exact sums over orders
+(deepbn.structure.exact, itself checked against enumeration of all DAGs) and brute force."""
+
+import itertools
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from deepbn.errors import UsageError
+from deepbn.graph import is_dag
+from deepbn.structure import order_mcmc as om
+from deepbn.structure import scores
+from deepbn.structure.config import DiBSConfig
+from deepbn.structure.exact import exact_edge_probs
+from deepbn.structure.knowledge import Knowledge
+from deepbn.structure.learn import learn_structure
+
+
+def _data(seed=0, n=60, d=5):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    x[:, 1] += 0.8 * x[:, 0]
+    x[:, 2] += 0.6 * x[:, 1] - 0.5 * x[:, 3]
+    x[:, 4] += 0.4 * x[:, 2]
+    return (x - x.mean(0)) / x.std(0)
+
+
+def test_family_scores_equal_the_bge_node_scores_of_whole_graphs():
+    x = _data(1)
+    mask = np.zeros_like(x)
+    mask[:15, 2] = 1.0
+    rng = np.random.default_rng(0)
+    for m in (None, mask):  # one shared R, and one per node (interventions)
+        st = scores.bge_stats(x, m)
+        for _ in range(5):
+            G = np.triu(rng.random((5, 5)) < 0.5, 1)
+            want = np.asarray(scores.bge_node_scores(jnp.asarray(G, jnp.float32), st))
+            parents = np.zeros((5, 4), int)
+            present = np.zeros((5, 4), bool)
+            for j in range(5):
+                pa = np.flatnonzero(G[:, j])
+                parents[j, :len(pa)], present[j, :len(pa)] = pa, True
+            got = om.family_scores(st, 5, np.arange(5), parents, present)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
+
+
+def test_node_score_is_the_sum_over_the_allowed_parent_sets():
+    x = _data(2)
+    st = scores.bge_stats(x)
+    cand, valid = om.candidate_parents(st, 5, 3)
+    space = om.search_space(st, 5, cand, valid, max_parents=2)
+    order = np.array([3, 0, 4, 1, 2], np.int32)
+    pos = np.argsort(order)
+    got = np.asarray(om._node_scores(jnp.asarray(order), space.data))
+    member = np.asarray(space.data.member, bool)
+    for j in range(5):
+        terms = [space.log_beta[j, s] for s in range(len(member))
+                 if all(pos[cand[j, c]] < pos[j] for c in np.flatnonzero(member[s]))]
+        shift = space.log_beta[j].max()
+        want = np.logaddexp.reduce(np.array(terms) - shift)
+        assert got[j] == pytest.approx(want, abs=1e-4)
+    # at most 3 candidates, of which at most 2 are parents: 1 + 3 + 3 sets
+    assert member.shape == (7, 3) and member.sum(1).max() == 2
+
+
+@pytest.mark.parametrize("max_parents", [4, 2])
+def test_chains_reach_the_exact_edge_probabilities(max_parents):
+    x = _data()
+    exact = exact_edge_probs(x, edges_per_node=1.0, max_parents=max_parents).edge_probs
+    res = om.order_mcmc(x, steps=6000, chains=4, max_parents=max_parents, n_candidates=4,
+                        thin=3)
+    assert np.abs(res.edge_probs - exact).max() < 0.03
+    assert res.rhat_max < 1.05
+    # the draws are DAGs whose edge shares agree with the Rao-Blackwellised marginals
+    assert all(is_dag(g) for g in res.graphs[::50])
+    assert res.graphs.sum(1).max() <= max_parents
+    assert np.abs(res.graphs.mean(0) - res.edge_probs).max() < 0.05
+
+
+def test_knowledge_and_interventions_against_the_exact_sums():
+    x = _data(3)
+    mask = np.zeros_like(x)
+    mask[:15, 1] = 1.0
+    prior = np.full((5, 5), np.nan)
+    prior[3, 4] = 0.9
+    forbidden = np.zeros((5, 5), bool)
+    forbidden[0, 1] = True
+    required = np.zeros((5, 5), bool)
+    required[2, 4] = True
+    k = Knowledge(forbidden, required, prior).check()
+    exact = exact_edge_probs(x, 1.5, knowledge=k, mask=mask).edge_probs
+    res = om.order_mcmc(x, steps=6000, chains=4, edges_per_node=1.5, n_candidates=4,
+                        knowledge=k, mask=mask, thin=3)
+    assert np.abs(res.edge_probs - exact).max() < 0.03
+    # hard knowledge holds exactly, in the marginals and in every draw
+    assert res.edge_probs[0, 1] == 0 and res.edge_probs[2, 4] == pytest.approx(1.0)
+    assert not res.graphs[:, 0, 1].any() and res.graphs[:, 2, 4].all()
+
+
+def test_a_required_parent_is_always_a_candidate_and_a_forbidden_one_never():
+    x = _data(4)
+    st = scores.bge_stats(x)
+    F = np.zeros((5, 5), bool)
+    F[1, 2] = True
+    R = np.zeros((5, 5), bool)
+    R[4, 0] = True
+    k = Knowledge(F, R, np.full((5, 5), np.nan)).check()
+    cand, valid = om.candidate_parents(st, 5, 1, knowledge=k)
+    assert cand[0, 0] == 4 and valid.all()  # node 0's one candidate is its required parent
+    cand, valid = om.candidate_parents(st, 5, 4, knowledge=k)
+    assert 1 not in cand[2][valid[2]] and valid.sum(1)[2] == 3
+
+
+def test_topological_orders_respect_dags_and_required_edges():
+    rng = np.random.default_rng(0)
+    graphs = np.array([np.triu(rng.random((6, 6)) < 0.4, 1)[np.ix_(p, p)]
+                       for p in (rng.permutation(6) for _ in range(5))])
+    for g, order in zip(graphs, om.topological_orders(graphs)):
+        pos = np.argsort(order)
+        assert all(pos[i] < pos[j] for i, j in zip(*np.nonzero(g)))
+    cycle = np.zeros((1, 3, 3), bool)
+    cycle[0, 0, 1] = cycle[0, 1, 2] = cycle[0, 2, 0] = True
+    required = np.zeros((3, 3), bool)
+    required[2, 0] = True  # the cycle is broken elsewhere: 2 stays before 0
+    pos = np.argsort(om.topological_orders(cycle, required)[0])
+    assert pos[2] < pos[0] and sorted(pos) == [0, 1, 2]
+
+
+def test_same_seed_same_result_and_resume_from_the_checkpoint(tmp_path):
+    x = _data(5)
+    st = scores.bge_stats(x)
+    cand, valid = om.candidate_parents(st, 5, 4)
+    space = om.search_space(st, 5, cand, valid)
+    orders = np.stack([np.arange(5), np.arange(5)[::-1]]).astype(np.int32)
+    a = om.sample(space, orders, 1200, seed=3, thin=5)
+    b = om.sample(space, orders, 1200, seed=3, thin=5, checkpoint_path=tmp_path / "c.npz")
+    c = om.sample(space, orders, 1200, seed=3, thin=5, checkpoint_path=tmp_path / "c.npz")
+    np.testing.assert_array_equal(a.edge_probs, b.edge_probs)
+    np.testing.assert_array_equal(a.graphs, c.graphs)
+    assert c.resumed_from == 1200
+    d = om.sample(space, orders, 1200, seed=4, thin=5)
+    assert not np.array_equal(a.graphs, d.graphs)
+    with pytest.raises(UsageError, match="at least 10 steps"):
+        om.sample(space, orders, 6, thin=5)
+
+
+def test_refine_a_dibs_run_finds_the_planted_chain():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4))
+    for j in range(1, 4):
+        x[:, j] += 1.2 * x[:, j - 1]
+    run = learn_structure(x, DiBSConfig(n_particles=4), steps=50, seed=0)
+    refined, res = om.refine(run, 2000, seed=0)
+    post = refined.posterior
+    assert post.edge_marginals is not None and len(post.graphs) == 4 * 100
+    skeleton = post.adjacency_probs()
+    for j in range(1, 4):
+        assert skeleton[j - 1, j] > 0.9
+    assert skeleton[0, 3] < 0.2
+    np.testing.assert_allclose(post.weights_mixture.sum(), 1.0)
+    assert refined.posterior.network().names == tuple(f"x{i}" for i in range(4))
+    joint = run._replace(config=run.config._replace(model="linear"))
+    with pytest.raises(UsageError, match="--model bge"):
+        om.refine(joint, 100)
+
+
+def test_order_scores_of_a_three_node_cycle_of_candidates_by_hand():
+    x = np.random.default_rng(6).normal(size=(80, 3))
+    st = scores.bge_stats((x - x.mean(0)) / x.std(0))
+    cand = np.array([[1], [2], [0]])  # the only candidates: 0 <- 1, 1 <- 2, 2 <- 0
+    space = om.search_space(st, 3, cand, np.ones((3, 1), bool), max_parents=1)
+    beta = space.log_beta  # [j, 0]: no parent, [j, 1]: the candidate
+    lse = np.logaddexp(beta[:, 0], beta[:, 1])
+    shift = beta.max(1)
+    for order in itertools.permutations(range(3)):
+        pos = np.argsort(order)
+        want = sum((lse[j] if pos[cand[j, 0]] < pos[j] else beta[j, 0]) - shift[j]
+                   for j in range(3))
+        got = float(om.order_log_score(jnp.asarray(order, jnp.int32), space.data))
+        assert got == pytest.approx(want, abs=1e-4)
