@@ -85,6 +85,44 @@ def test_discover_exact_writes_the_exact_edge_probabilities_and_the_distance(dat
     assert summary["exact_auroc"] == pytest.approx(edge_auroc(exact, A))
 
 
+def test_discover_order_mcmc_replaces_the_particles_with_the_chains_draws(dataset, capsys):
+    tmp, A = dataset
+    out = tmp / "order"
+    (tmp / "forbid.csv").write_text("cause,effect\nb,c\n")
+    args = ["discover", tmp / "data.csv", "--out", out, "--steps", "60", "--particles", "4",
+            "--truth", tmp / "truth.csv", "--exact", "--order-mcmc", "2000",
+            "--forbid", tmp / "forbid.csv", "--json"]
+    code, stdout, err = run(capsys, *args)
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["order_mcmc_chains"] == 4 and summary["order_mcmc_steps"] == 2000
+    assert summary["order_mcmc_candidates"] == 3 and summary["order_mcmc_max_parents"] == 3
+    assert 0 < summary["order_mcmc_acceptance"] <= 1
+    assert summary["order_mcmc_rhat_max"] < 1.1
+    assert "dibs_eshd" in summary and "dibs_auroc" in summary
+    probs = np.array([[float(v) for v in line.split(",")[1:]]
+                      for line in (out / "edge_probs.csv").read_text().splitlines()[1:]])
+    exact = np.array([[float(v) for v in line.split(",")[1:]]
+                      for line in (out / "edge_probs_exact.csv").read_text().splitlines()[1:]])
+    # 4 chains x 1000 kept steps on 24 orders: close to the sums over every DAG
+    assert summary["exact_max_abs_diff"] < 0.05
+    np.testing.assert_allclose(probs, exact, atol=0.05)
+    assert probs[1, 2] == 0.0  # forbidden b -> c
+    draws = json.loads((out / "graphs.json").read_text())["particles"]
+    assert len(draws) == summary["order_mcmc_draws"] == 4 * 20
+    assert all(["b", "c"] not in p["edges"] for p in draws)
+    share = np.zeros((4, 4))
+    names = ["a", "b", "c", "e"]
+    for p in draws:
+        for cause, effect in p["edges"]:
+            share[names.index(cause), names.index(effect)] += p["weight_dibs_plus"]
+    np.testing.assert_allclose(share, probs, atol=0.2)  # 80 draws
+    code, stdout, _ = run(capsys, *args)  # rerun: both stages resume from their checkpoints
+    again = json.loads(stdout)
+    assert code == 0 and again["order_mcmc_resumed_from"] == 2000
+    assert again["eshd"] == summary["eshd"]
+
+
 def test_discover_with_interventions_and_network_truth(tmp_path, capsys):
     net = examples.load("example:gaussian-er10")
     x = np.asarray(net.to_table(net.sample(jax.random.key(0), 80)))

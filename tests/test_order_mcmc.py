@@ -153,7 +153,7 @@ def test_refine_a_dibs_run_finds_the_planted_chain():
     run = learn_structure(x, DiBSConfig(n_particles=4), steps=50, seed=0)
     refined, res = om.refine(run, 2000, seed=0)
     post = refined.posterior
-    assert post.edge_marginals is not None and len(post.graphs) == 4 * 100
+    assert post.edge_marginals is not None and len(post.graphs) == 4 * 20
     skeleton = post.adjacency_probs()
     for j in range(1, 4):
         assert skeleton[j - 1, j] > 0.9

@@ -102,6 +102,47 @@ def compare_exact(run: StructureRun, names: list[str], truth: np.ndarray | None,
     return fields
 
 
+ORDER_MCMC_TIP_STEPS = 10000
+
+
+def refine_with_order_mcmc(run: StructureRun, steps: int, candidates: int,
+                           max_parents: int | None, seed: int, truth: np.ndarray | None,
+                           out: Path) -> tuple[StructureRun, dict]:
+    """Order MCMC from the run's particles (progress bar, checkpoint in ``out``): the refined
+    run and its summary fields (with a truth, also the particles' own E-SHD and AUROC)."""
+    from deepbn.structure import metrics
+    from deepbn.structure.order_mcmc import refine
+    from deepbn.structure.report import runs_summary
+
+    fields = runs_summary(run) if run.runs > 1 else {}  # the DiBS runs' agreement
+    if truth is not None:
+        post = run.posterior
+        fields["dibs_eshd"] = metrics.expected_shd(post.graphs, post.weights_mixture, truth)
+        fields["dibs_auroc"] = metrics.edge_auroc(post.edge_probs(), truth)
+    columns = [TextColumn("order MCMC"), BarColumn(),
+               TextColumn("{task.completed}/{task.total} steps"),
+               TextColumn("best log p(order, D) {task.fields[best]:.1f}"), TimeElapsedColumn()]
+    with progress_bar(*columns) as bar:
+        task = bar.add_task("order", total=steps, best=float("nan"))
+        refined, res = refine(run, steps, n_candidates=candidates, max_parents=max_parents,
+                              seed=seed,
+                              checkpoint_path=out / "order_mcmc.npz",
+                              progress=lambda done, info: bar.update(
+                                  task, completed=done, best=info["log_score"]))
+    names = run.posterior.names or tuple(f"x{i}" for i in range(run.posterior.graphs.shape[1]))
+    fields.update({
+        "order_mcmc_steps": steps, "order_mcmc_chains": int(res.chain_edge_probs.shape[0]),
+        "order_mcmc_candidates": int(res.candidates.shape[1]),
+        "order_mcmc_max_parents": int(res.max_parents.max()), "order_mcmc_draws": len(res.graphs),
+        "order_mcmc_seconds": round(res.seconds, 3),
+        "order_mcmc_compile_seconds": round(res.compile_seconds, 3),
+        "order_mcmc_resumed_from": res.resumed_from,
+        "order_mcmc_acceptance": res.acceptance,
+        "order_mcmc_rhat_max": res.rhat_max,
+        "order_mcmc_rhat_max_edge": [names[i] for i in res.rhat_max_edge]})
+    return refined, fields
+
+
 def run_with_progress(x, cfg: DiBSConfig, steps: int, seed: int, mask, scaling: str,
                       out: Path, names: list[str] | None = None,
                       knowledge=None, runs: int = 1) -> StructureRun:
@@ -152,6 +193,13 @@ def discover(
                                                "edge_probs.csv (blank = no opinion)."),
     standardize: str = typer.Option("auto", help="auto (column for bge, global for joint "
                                                  "models), column, global or none."),
+    order_mcmc: int = typer.Option(0, "--order-mcmc", metavar="STEPS",
+                                   help="BGe: after DiBS, STEPS steps of order MCMC, one chain "
+                                        "per particle: a sampler that moves between the "
+                                        "particles' modes; its DAGs and edge marginals replace "
+                                        "the particles'. 10000 is a good start (seconds)."),
+    candidates: int = typer.Option(16, help="Candidate parents per node for --order-mcmc "
+                                            "(at most 20): edges outside get probability 0."),
     exact: bool = typer.Option(False, "--exact", help="Also sum over every DAG (BGe, at most "
                                                       "20 variables; order-modular prior): "
                                                       "edge_probs_exact.csv and the sampled "
@@ -170,6 +218,11 @@ def discover(
     check_scaling(standardize)
     if exact and model != "bge":
         raise UsageError("--exact sums BGe marginal likelihoods: use it with --model bge")
+    require_count("--order-mcmc", order_mcmc, minimum=0)
+    if order_mcmc and model != "bge":
+        raise UsageError("--order-mcmc sums parent sets out under BGe: use it with --model bge")
+    if not 1 <= candidates <= 20:  # deepbn.structure.order_mcmc.MAX_CANDIDATES
+        raise UsageError(f"--candidates must be 1 to 20, not {candidates}")
     from deepbn.io.tables import match_columns, read_table  # pandas, no JAX
 
     table = read_table(data)
@@ -203,10 +256,18 @@ def discover(
                          "knowledge": None if knowledge is None
                          else knowledge.describe(table.names),
                          **({"runs": runs} if runs > 1 else {}),
-                         **({"exact": True} if exact else {})})
+                         **({"exact": True} if exact else {}),
+                         **({"order_mcmc": order_mcmc, "candidates": candidates}
+                            if order_mcmc else {})})
     run = run_with_progress(table.values, cfg, steps, seed, mask, standardize, out, table.names,
                             knowledge, runs)
-    extra = {"seed": seed, **(compare_exact(run, table.names, true_A, out) if exact else {})}
+    extra = {"seed": seed}
+    if order_mcmc:
+        run, fields = refine_with_order_mcmc(run, order_mcmc, candidates, max_parents, seed,
+                                             true_A, out)
+        extra.update(fields)
+    if exact:
+        extra.update(compare_exact(run, table.names, true_A, out))
     summary = write_results(folder, run, table.names, true_A, held, extra)
     lines = [f"DiBS ({model}, {graph_prior} prior): {summary['d']} variables, n={summary['n']}, "
              f"{particles} particles x {steps} steps"
@@ -219,7 +280,21 @@ def discover(
         auroc = summary["auroc"]
         lines.append(f"E-SHD {summary['eshd']:.2f}   E-SHD of the CPDAGs "
                      f"{summary['eshd_cpdag']:.2f}   AUROC "
-                     f"{'n/a' if auroc is None else f'{auroc:.3f}'}   (DiBS+ weights)")
+                     f"{'n/a' if auroc is None else f'{auroc:.3f}'}   "
+                     f"({'order MCMC draws' if order_mcmc else 'DiBS+ weights'})")
+    if order_mcmc:
+        cause, effect = summary["order_mcmc_rhat_max_edge"]
+        lines.append(f"order MCMC: {summary['order_mcmc_chains']} chains x {order_mcmc} steps "
+                     f"in {summary['order_mcmc_seconds']:.1f} s, acceptance "
+                     f"{summary['order_mcmc_acceptance']:.2f}, edge R-hat max "
+                     f"{summary['order_mcmc_rhat_max']:.2f} ({cause} -> {effect}), "
+                     f"{summary['order_mcmc_draws']} DAGs drawn; "
+                     f"{summary['order_mcmc_candidates']} candidate parents, at most "
+                     f"{summary['order_mcmc_max_parents']} parents per node")
+        if true_A is not None:
+            auroc = summary["dibs_auroc"]
+            lines.append(f"the DiBS particles alone: E-SHD {summary['dibs_eshd']:.2f}   AUROC "
+                         f"{'n/a' if auroc is None else f'{auroc:.3f}'}")
     if runs > 1:
         cause, effect = summary["rhat_edges_max_edge"]
         lines.append(f"{runs} runs: edge R-hat max {summary['rhat_edges_max']:.2f} "
@@ -256,13 +331,25 @@ def discover(
         cause, effect = summary["exact_max_abs_diff_edge"]
         console.print(Text(f"warning: the sampled posterior is far from the exact one "
                            f"(P({cause} -> {effect}) differs by "
-                           f"{summary['exact_max_abs_diff']:.2f}); run more --particles or "
-                           f"--runs, or use edge_probs_exact.csv", style="yellow"),
+                           f"{summary['exact_max_abs_diff']:.2f}); "
+                           + ("raise --max-parents (order MCMC's parent bound) or --candidates"
+                              if order_mcmc else "run more --particles or --runs, or try "
+                              "--order-mcmc") + ", or use edge_probs_exact.csv", style="yellow"),
                       soft_wrap=True)
     if not exact and model == "bge" and summary["d"] <= EXACT_TIP_VARIABLES:
         console.print(Text(f"tip: with {summary['d']} variables, --exact also gives the exact "
                            f"edge probabilities (seconds), and how far the particles are from "
                            f"them", style="dim"), soft_wrap=True)
+    elif not order_mcmc and not exact and model == "bge":
+        console.print(Text(f"tip: --order-mcmc {ORDER_MCMC_TIP_STEPS} refines the particles "
+                           f"with a sampler that mixes between their modes (seconds)",
+                           style="dim"), soft_wrap=True)
+    if order_mcmc and summary["order_mcmc_rhat_max"] > RHAT_WARN:
+        cause, effect = summary["order_mcmc_rhat_max_edge"]
+        console.print(Text(f"warning: the order MCMC chains disagree (edge R-hat "
+                           f"{summary['order_mcmc_rhat_max']:.2f} > {RHAT_WARN} on "
+                           f"{cause} -> {effect}); run more --order-mcmc steps",
+                           style="yellow"), soft_wrap=True)
     if runs > 1 and summary["rhat_edges_max"] > RHAT_WARN:
         cause, effect = summary["rhat_edges_max_edge"]
         console.print(Text(f"warning: the runs disagree (edge R-hat "

@@ -20,17 +20,19 @@ DiBS edge marginals and, to fill up, by the pairwise BGe gain (:func:`candidate_
 Edges outside the search space get probability 0: the approximation this makes.
 
 A step swaps two nodes' positions, adjacent ones or any two with probability 1/2 each
-(both symmetric), and accepts by Metropolis-Hastings. Node scores are recomputed for all
-nodes at once: "is S allowed" is one bit test, S's candidate bits against the bits of
-the candidates that precede j, so a step costs O(d |F_j|) and runs for every chain at
-once (vmap) inside the driver's jitted scan (:mod:`deepbn.run`). Every ``thin`` steps
-each chain adds the Rao-Blackwellised edge marginals of its current order,
+(both symmetric), and accepts by Metropolis-Hastings. With U the candidates of j that
+precede it, node j's score is α_j(U) = Σ_{S ⊆ U} β_j(S), read from a table over all 2^C
+candidate sets U built once by a zeta transform (the sums of Koivisto & Sood, JMLR 5,
+2004, restricted to the candidates), so a step costs O(d C) for every node at once and
+runs for all chains (vmap) inside the driver's jitted scan (:mod:`deepbn.run`). After a
+burn-in of half the steps every step adds each chain's Rao-Blackwellised edge marginals
+given its order (Friedman & Koller 2003, Sec. 3.2), also from the table:
 
-    P(i → j | ≺, x) = Σ_{S ∋ i allowed} β_j(S) / Σ_{S allowed} β_j(S),
+    P(i → j | ≺, x) = Σ_{S ⊆ U, S ∋ i} β_j(S) / α_j(U) = 1 - α_j(U ∖ i) / α_j(U),
 
-(Friedman & Koller 2003, Sec. 3.2), and draws one DAG from p(G | ≺, x) exactly, node by
-node. The chains' edge marginals give an edge R-hat
-(:func:`deepbn.structure.diagnostics.edge_rhat`).
+and every ``thin`` steps a DAG is drawn from p(G | ≺, x) exactly, a parent set per node.
+The chains' edge marginals give an edge R-hat
+(:func:`deepbn.structure.diagnostics.edge_rhat`, with the draws as sample size).
 
 Example::
 
@@ -56,6 +58,7 @@ from deepbn.structure.knowledge import Knowledge
 MAX_CANDIDATES = 20  # the table of α_j holds 2^C numbers per node
 DEFAULT_CANDIDATES = 16
 DEFAULT_MAX_PARENTS = 5
+LARGEST_DEFAULT_MAX_PARENTS = 8  # refine's bound where DiBS found more parents
 DEFAULT_THIN = 10
 CHUNK = 500  # steps per jitted scan between progress updates and checkpoints
 
@@ -74,7 +77,7 @@ class OrderMCMCData(NamedTuple):
 class OrderMCMCState(NamedTuple):
     order: jnp.ndarray  # (chains, d) int32: the node at each position
     node_scores: jnp.ndarray  # (chains, d): log α_j of the candidates before j
-    edge_sums: jnp.ndarray  # (chains, d, C): Σ over kept steps of P(cand c -> j | ≺)
+    edge_sums: jnp.ndarray  # (chains, d, C): Σ over the steps after burn-in of P(c -> j | ≺)
     samples: jnp.ndarray  # (chains, kept, d) int32: the parent set of each drawn DAG
     t: jnp.ndarray  # () int32: steps done
     accepted: jnp.ndarray  # (chains,) int32
@@ -87,7 +90,7 @@ class SearchSpace(NamedTuple):
     log_beta: np.ndarray  # (d, S) float64: log q_j(S) + log p(x_j | x_S), -inf if excluded
     candidates: np.ndarray  # (d, C) int
     valid: np.ndarray  # (d, C) bool: a real candidate (not padding)
-    max_parents: int
+    max_parents: np.ndarray  # (d,) int: each node's bound
 
 
 class OrderMCMCResult(NamedTuple):
@@ -100,7 +103,7 @@ class OrderMCMCResult(NamedTuple):
     rhat_max_edge: tuple[int, int]
     candidates: np.ndarray  # (d, C): the search space's candidate parents
     valid: np.ndarray
-    max_parents: int
+    max_parents: np.ndarray  # (d,) each node's bound
     seconds: float
     compile_seconds: float
     resumed_from: int
@@ -169,10 +172,11 @@ def family_scores(stats: scores.BGeStats, d: int, nodes: np.ndarray, parents: np
 
 
 def search_space(stats: scores.BGeStats, d: int, candidates: np.ndarray, valid: np.ndarray,
-                 max_parents: int = DEFAULT_MAX_PARENTS, graph_prior: str = "er",
+                 max_parents: int | np.ndarray = DEFAULT_MAX_PARENTS, graph_prior: str = "er",
                  edges_per_node: float = 1.0, knowledge: Knowledge | None = None
                  ) -> SearchSpace:
-    """Every parent set of at most ``max_parents`` of each node's C candidates, scored,
+    """Every parent set of at most ``max_parents`` (one bound, or one per node) of each
+    node's C candidates, scored,
     log β_j(S) = log q_j(S) + log p(x_j | x_S) with q_j the prior of
     :func:`deepbn.structure.exact.family_log_priors` (-inf for a set holding a padding
     slot or missing a required parent); and the table log α_j(U) = log Σ_{S ⊆ U} β_j(S)
@@ -182,7 +186,8 @@ def search_space(stats: scores.BGeStats, d: int, candidates: np.ndarray, valid: 
     if C > MAX_CANDIDATES:
         raise UsageError(f"order MCMC takes at most {MAX_CANDIDATES} candidate parents per "
                          f"node, not {C}")
-    K = min(int(max_parents), C)
+    K_node = np.minimum(np.broadcast_to(np.asarray(max_parents, int), (d,)), C)
+    K = int(K_node.max())
     counts = np.triu(np.ones((d, d), np.float32), 1)
     by_count = np.asarray(priors.column_log_prior(graph_prior)(jnp.asarray(counts),
                                                                edges_per_node), np.float64)
@@ -192,10 +197,10 @@ def search_space(stats: scores.BGeStats, d: int, candidates: np.ndarray, valid: 
     else:
         on = off = np.zeros((d, d))
         required = np.zeros((d, d), bool)
-    if (required.sum(0) > K).any():
-        j = int(np.argmax(required.sum(0)))
+    if (required.sum(0) > K_node).any():
+        j = int(np.argmax(required.sum(0) - K_node))
         raise KnowledgeError(f"node {j} has {int(required[:, j].sum())} required parents, "
-                             f"more than the bound of {K} parents")
+                             f"more than the bound of {int(K_node[j])} parents")
     masks = np.arange(2 ** C, dtype=np.int64)
     member = ((masks[:, None] >> np.arange(C)) & 1).astype(bool)
     sets, member = masks[member.sum(1) <= K], member[member.sum(1) <= K]  # (S,), (S, C)
@@ -203,9 +208,10 @@ def search_space(stats: scores.BGeStats, d: int, candidates: np.ndarray, valid: 
     valid_bits = (valid * slot_bit).sum(1)  # (d,)
     required_slots = required[candidates, np.arange(d)[:, None]] & valid  # (d, C)
     required_bits = (required_slots * slot_bit).sum(1)
-    allowed = (((sets[None, :] & ~valid_bits[:, None]) == 0)
-               & ((sets[None, :] & required_bits[:, None]) == required_bits[:, None]))
     n_pa = member.sum(1)
+    allowed = (((sets[None, :] & ~valid_bits[:, None]) == 0)
+               & ((sets[None, :] & required_bits[:, None]) == required_bits[:, None])
+               & (n_pa[None, :] <= K_node[:, None]))
     log_lik = np.full((d, len(sets)), -np.inf)
     # the family matrices in chunks: at d = 200, C = 16, K = 5 there are 1.4 M families
     order = np.argsort(~member, axis=1, kind="stable")[:, :K]  # (S, K): a set's slots first
@@ -226,7 +232,7 @@ def search_space(stats: scores.BGeStats, d: int, candidates: np.ndarray, valid: 
                          jnp.asarray(log_alpha, jnp.float32),
                          jnp.asarray(sets.astype(np.uint32)), jnp.asarray(member, jnp.float32),
                          jnp.asarray(log_beta - shift, jnp.float32))
-    return SearchSpace(data, log_beta, candidates, valid, K)
+    return SearchSpace(data, log_beta, candidates, valid, K_node)
 
 
 def topological_orders(graphs: np.ndarray, required: np.ndarray | None = None) -> np.ndarray:
@@ -284,8 +290,8 @@ def init(orders, data: OrderMCMCData, steps: int, thin: int = DEFAULT_THIN) -> O
 
 
 def kept(steps: int, thin: int) -> int:
-    """Steps whose order is recorded: every ``thin``-th of the second half (the first
-    half is burn-in)."""
+    """DAGs drawn per chain: one every ``thin`` steps of the second half (the first half
+    is burn-in)."""
     return (steps - burn_in(steps)) // thin
 
 
@@ -309,18 +315,32 @@ def _swap(key, order, node_scores, data):
             accept)
 
 
-def _record(key, orders, node_scores, edge_sums, data: OrderMCMCData):
-    """Every chain's Rao-Blackwellised edge marginals given its order added in, and one
-    DAG per chain drawn from p(G | ≺, x) (a parent set per node, by inverse CDF)."""
-    U = jax.vmap(_predecessor_bits, (0, None))(orders, data.candidates)  # (chains, d)
-    allowed = (data.sets & ~U[:, :, None]) == 0  # (chains, d, S)
-    w = jnp.where(allowed, jnp.exp(data.log_beta - node_scores[:, :, None]), 0.0)
-    w = jnp.where(jnp.isfinite(node_scores)[:, :, None], w, 0.0)
-    sums = edge_sums + jnp.einsum("ajs,sc->ajc", w, data.member)  # one matmul for all chains
-    cdf = jnp.cumsum(w, axis=2)
-    u = jax.random.uniform(key, node_scores.shape)[:, :, None] * cdf[:, :, -1:]
-    drawn = jnp.minimum(jnp.sum(cdf < u, axis=2), w.shape[2] - 1).astype(jnp.int32)
-    return sums, drawn
+def _edge_marginals(order, node_scores, data: OrderMCMCData):
+    """(d, C): P(candidate c -> j | ≺, x), Rao-Blackwellised, from the table alone: the sets
+    S ⊆ U without c are the subsets of U ∖ c, so P(c ∈ pa_j | U) = 1 - α_j(U ∖ c) / α_j(U)
+    (0 for c ∉ U), d C lookups whatever the number of parent sets."""
+    U = _predecessor_bits(order, data.candidates)  # (d,)
+    bit = jnp.uint32(1) << jnp.arange(data.candidates.shape[1], dtype=jnp.uint32)
+    in_U = (U[:, None] & bit) != 0
+    without = data.log_alpha[jnp.arange(order.shape[0])[:, None], U[:, None] & ~bit]
+    p = 1.0 - jnp.exp(without - node_scores[:, None])
+    return jnp.where(in_U & jnp.isfinite(node_scores)[:, None], jnp.clip(p, 0.0, 1.0), 0.0)
+
+
+def _draw(key, orders, node_scores, data: OrderMCMCData):
+    """One DAG per chain from p(G | ≺, x): a parent set per node by inverse CDF over the
+    sets allowed by the order, (chains, d) set indices."""
+    def one(args):  # chain by chain: (d, S) at a time, not (chains, d, S)
+        k, order, scores_ = args
+        U = _predecessor_bits(order, data.candidates)
+        w = jnp.where((data.sets & ~U[:, None]) == 0,
+                      jnp.exp(data.log_beta - scores_[:, None]), 0.0)
+        cdf = jnp.cumsum(w, axis=1)
+        u = jax.random.uniform(k, scores_.shape)[:, None] * cdf[:, -1:]
+        return jnp.minimum(jnp.sum(cdf < u, axis=1), w.shape[1] - 1).astype(jnp.int32)
+
+    keys = jax.random.split(key, orders.shape[0])
+    return jax.lax.map(one, (keys, orders, node_scores))
 
 
 class OrderMCMCConfig(NamedTuple):
@@ -330,23 +350,26 @@ class OrderMCMCConfig(NamedTuple):
 
 def step(key, state: OrderMCMCState, data: OrderMCMCData, config: OrderMCMCConfig
          ) -> tuple[OrderMCMCState, dict]:
-    """One swap proposal per chain (vmapped); every ``config.thin`` steps after the burn-in
-    the chains' edge marginals are added in and a DAG per chain is drawn."""
+    """One swap proposal per chain (vmapped); after the burn-in every step adds the chains'
+    edge marginals, and every ``config.thin`` steps a DAG per chain is drawn."""
     chains = state.order.shape[0]
     k_swap, k_draw = jax.random.split(key)
     order, node_scores, accept = jax.vmap(_swap, (0, 0, 0, None))(
         jax.random.split(k_swap, chains), state.order, state.node_scores, data)
     t = state.t + 1
+    after = t > config.burn_in
+    edges = jax.vmap(_edge_marginals, (0, 0, None))(order, node_scores, data)
     state = state._replace(order=order, node_scores=node_scores, t=t,
-                           accepted=state.accepted + accept)
+                           accepted=state.accepted + accept,
+                           edge_sums=state.edge_sums + jnp.where(after, edges, 0.0))
 
-    def record(s):
-        sums, drawn = _record(k_draw, s.order, s.node_scores, s.edge_sums, data)
+    def draw(s):
         slot = jnp.clip((t - config.burn_in) // config.thin - 1, 0, s.samples.shape[1] - 1)
-        return s._replace(edge_sums=sums, samples=s.samples.at[:, slot].set(drawn))
+        return s._replace(samples=s.samples.at[:, slot].set(
+            _draw(k_draw, s.order, s.node_scores, data)))
 
-    due = (t > config.burn_in) & ((t - config.burn_in) % config.thin == 0)
-    state = jax.lax.cond(due, record, lambda s: s, state)
+    due = after & ((t - config.burn_in) % config.thin == 0)
+    state = jax.lax.cond(due, draw, lambda s: s, state)
     return state, {"log_score": jnp.sum(node_scores, axis=1)}
 
 
@@ -392,7 +415,7 @@ def sample(space: SearchSpace, orders: np.ndarray, steps: int, seed: int = 0,
     if res.stopped:
         raise UsageError(f"order MCMC {res.stopped}")
     final = res.state
-    sums = np.asarray(final.edge_sums, np.float64) / n_kept  # (chains, d, C)
+    sums = np.asarray(final.edge_sums, np.float64) / (steps - burn_in(steps))  # (chains, d, C)
     chains = len(orders)
     chain_probs = np.zeros((chains, d, d))
     cand = np.broadcast_to(space.candidates[None], sums.shape)
@@ -461,9 +484,13 @@ def order_log_score(order, data: OrderMCMCData):
     return jnp.sum(_node_scores(order, data))
 
 
+DRAWS_PER_CHAIN = 20
+
+
 def default_thin(steps: int) -> int:
-    """About 100 recorded orders per chain (at least every step)."""
-    return max(1, (steps - burn_in(steps)) // 100)
+    """About ``DRAWS_PER_CHAIN`` DAGs drawn per chain: a draw costs a pass over every parent
+    set of every node, while the edge marginals come from every step at O(d C)."""
+    return max(1, (steps - burn_in(steps)) // DRAWS_PER_CHAIN)
 
 
 def refine(run, steps: int, n_candidates: int = DEFAULT_CANDIDATES,
@@ -480,8 +507,15 @@ def refine(run, steps: int, n_candidates: int = DEFAULT_CANDIDATES,
         raise UsageError("order MCMC sums parent sets out under BGe: use it with --model bge")
     post = run.posterior
     d = post.graphs.shape[1]
-    K = DEFAULT_MAX_PARENTS if max_parents is None else int(max_parents)
-    K = min(K, cfg.max_parents, d - 1)
+    if max_parents is None:
+        # one more parent than any particle gives the node, from 5 to 8, within the run's bound
+        found = np.asarray(post.graphs, bool).sum(1).max(0) + 1
+        K = np.clip(found, DEFAULT_MAX_PARENTS, LARGEST_DEFAULT_MAX_PARENTS)
+        K = np.minimum(K, min(cfg.max_parents, d - 1))
+        if run.knowledge is not None:  # never below a node's required parents
+            K = np.maximum(K, np.asarray(run.knowledge.required).sum(0))
+    else:
+        K = np.full(d, min(int(max_parents), d - 1))
     if not 1 <= n_candidates <= MAX_CANDIDATES:
         raise UsageError(f"the number of candidate parents must be 1 to {MAX_CANDIDATES}, "
                          f"not {n_candidates}")

@@ -36,18 +36,15 @@ def summarize(run: StructureRun, truth: np.ndarray | None = None,
         if post.beyond_max_parents is not None else 0,
     }
     if run.runs > 1:
-        diag = diagnostics.run_diagnostics(post, run.runs)
-        summary["runs"] = run.runs
-        summary["rhat_edges_max"] = diag.rhat_max()
-        names = post.names or tuple(f"x{i}" for i in range(d))
-        summary["rhat_edges_max_edge"] = [names[i] for i in diag.worst_edge()]
-        summary["weights_ess_min"] = float(diag.ess.min())
-        summary["weights_ess_mean"] = float(diag.ess.mean())
+        summary.update(runs_summary(run))
     if truth is not None:
         summary["true_edges"] = int(truth.sum())
         for suffix, mixture in (("", True), ("_dibs", False)):
             w = post.weights_mixture if mixture else post.weights_empirical
-            summary["eshd" + suffix] = metrics.expected_shd(post.graphs, w, truth)
+            # a sampler's Rao-Blackwellised marginals give E-SHD exactly, not from its draws
+            summary["eshd" + suffix] = (
+                metrics.expected_shd(post.graphs, w, truth) if post.edge_marginals is None
+                else metrics.expected_shd_from_edge_probs(post.edge_marginals, truth))
             summary["auroc" + suffix] = metrics.edge_auroc(post.edge_probs(mixture), truth)
         for suffix, mixture in (("", True), ("_dibs", False)):
             w = post.weights_mixture if mixture else post.weights_empirical
@@ -59,6 +56,17 @@ def summarize(run: StructureRun, truth: np.ndarray | None = None,
         summary["neg_ll_dibs"] = metrics.neg_log_likelihood(ll, post.weights_empirical)
         summary["heldout_n"] = int(heldout.shape[0])
     return summary
+
+
+def runs_summary(run: StructureRun) -> dict:
+    """``runs``, ``rhat_edges_max`` (+ ``_edge``), ``weights_ess_min`` / ``_mean`` of a run of
+    several DiBS runs (:mod:`deepbn.structure.diagnostics`)."""
+    post = run.posterior
+    diag = diagnostics.run_diagnostics(post, run.runs)
+    names = post.names or tuple(f"x{i}" for i in range(post.graphs.shape[1]))
+    return {"runs": run.runs, "rhat_edges_max": diag.rhat_max(),
+            "rhat_edges_max_edge": [names[i] for i in diag.worst_edge()],
+            "weights_ess_min": float(diag.ess.min()), "weights_ess_mean": float(diag.ess.mean())}
 
 
 def particles_json(run: StructureRun, names: list[str]) -> dict:
