@@ -179,3 +179,17 @@ def test_order_scores_of_a_three_node_cycle_of_candidates_by_hand():
                    for j in range(3))
         got = float(om.order_log_score(jnp.asarray(order, jnp.int32), space.data))
         assert got == pytest.approx(want, abs=1e-4)
+
+
+def test_parallel_tempering_keeps_the_cold_chains_on_the_exact_posterior():
+    x = _data(7)
+    exact = exact_edge_probs(x, edges_per_node=1.0).edge_probs
+    st = scores.bge_stats(x)
+    cand, valid = om.candidate_parents(st, 5, 4)
+    space = om.search_space(st, 5, cand, valid, max_parents=4)
+    orders = np.stack([np.random.default_rng(s).permutation(5) for s in range(3)])
+    res = om.sample(space, orders, 6000, seed=1, thin=3, temperatures=3)
+    assert res.temperatures == 3 and 0 < res.exchange_acceptance <= 1
+    assert res.chain_edge_probs.shape == (3, 5, 5) and len(res.graphs) == 3 * 1000
+    assert np.abs(res.edge_probs - exact).max() < 0.03
+    assert om.temperature_ladder(3) == pytest.approx((1.0, 0.1 ** 0.5, 0.1))

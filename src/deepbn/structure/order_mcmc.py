@@ -75,12 +75,13 @@ class OrderMCMCData(NamedTuple):
 
 
 class OrderMCMCState(NamedTuple):
-    order: jnp.ndarray  # (chains, d) int32: the node at each position
-    node_scores: jnp.ndarray  # (chains, d): log α_j of the candidates before j
+    order: jnp.ndarray  # (temperatures x chains, d) int32: the node at each position
+    node_scores: jnp.ndarray  # (temperatures x chains, d): log α_j(U), U the candidates before j
     edge_sums: jnp.ndarray  # (chains, d, C): Σ over the steps after burn-in of P(c -> j | ≺)
     samples: jnp.ndarray  # (chains, kept, d) int32: the parent set of each drawn DAG
     t: jnp.ndarray  # () int32: steps done
-    accepted: jnp.ndarray  # (chains,) int32
+    accepted: jnp.ndarray  # (chains x temperatures,) int32: accepted moves
+    exchanges: jnp.ndarray  # (2,) int32: accepted and proposed exchanges of temperature
 
 
 class SearchSpace(NamedTuple):
@@ -108,6 +109,8 @@ class OrderMCMCResult(NamedTuple):
     compile_seconds: float
     resumed_from: int
     log_scores: np.ndarray  # (steps, chains): log p(≺, x) up to a constant, per step
+    temperatures: int = 1
+    exchange_acceptance: float = float("nan")  # share of accepted exchanges of temperature
 
 
 def pairwise_gains(stats: scores.BGeStats, d: int) -> np.ndarray:
@@ -277,16 +280,20 @@ def _node_scores(order, data: OrderMCMCData):
     return data.log_alpha[jnp.arange(order.shape[0]), U]
 
 
-def init(orders, data: OrderMCMCData, steps: int, thin: int = DEFAULT_THIN) -> OrderMCMCState:
-    """Chains started at ``orders`` (chains, d), with room for a DAG every ``thin`` steps
-    of the second half (:func:`kept`)."""
+def init(orders, data: OrderMCMCData, steps: int, thin: int = DEFAULT_THIN,
+         temperatures: int = 1) -> OrderMCMCState:
+    """Chains started at ``orders`` (chains, d), each with ``temperatures`` - 1 hotter copies
+    (parallel tempering), and room for a DAG every ``thin`` steps of the second half
+    (:func:`kept`) of each cold chain."""
     orders = jnp.asarray(orders, jnp.int32)
     chains, d = orders.shape
     C = data.candidates.shape[1]
-    return OrderMCMCState(orders, jax.vmap(_node_scores, (0, None))(orders, data),
+    every = jnp.tile(orders, (temperatures, 1))  # temperature-major: the cold chains first
+    return OrderMCMCState(every, jax.vmap(_node_scores, (0, None))(every, data),
                           jnp.zeros((chains, d, C)),
                           jnp.zeros((chains, kept(steps, thin), d), jnp.int32),
-                          jnp.zeros((), jnp.int32), jnp.zeros(chains, jnp.int32))
+                          jnp.zeros((), jnp.int32), jnp.zeros(chains * temperatures, jnp.int32),
+                          jnp.zeros(2, jnp.int32))
 
 
 def kept(steps: int, thin: int) -> int:
@@ -299,20 +306,50 @@ def burn_in(steps: int) -> int:
     return steps // 2
 
 
-def _swap(key, order, node_scores, data):
+def _move(key, order, node_scores, data, beta):
+    """One Metropolis-Hastings move at inverse temperature ``beta``: swap two neighbours,
+    swap any two nodes, or move one node to another position (the nodes between shift by
+    one), each with probability 1/3; all three are symmetric."""
     d = order.shape[0]
     k_kind, k_a, k_b, k_u = jax.random.split(key, 4)
+    kind = jax.random.randint(k_kind, (), 0, 3)
     a = jax.random.randint(k_a, (), 0, d)
     other = jax.random.randint(k_b, (), 0, d - 1)
     other = jnp.where(other >= a, other + 1, other)
-    neighbour = jnp.where(a == d - 1, a - 1, a + 1)
-    b = jnp.where(jax.random.bernoulli(k_kind), neighbour, other)
-    proposed = order.at[a].set(order[b]).at[b].set(order[a])
+    b = jnp.where(kind == 0, jnp.where(a == d - 1, a - 1, a + 1), other)
+    swapped = order.at[a].set(order[b]).at[b].set(order[a])
+    p = jnp.arange(d)
+    source = jnp.where((a < b) & (p >= a) & (p < b), p + 1,
+                       jnp.where((a > b) & (p > b) & (p <= a), p - 1, p))
+    inserted = order[jnp.where(p == b, a, source)]
+    proposed = jnp.where(kind == 2, inserted, swapped)
     new_scores = _node_scores(proposed, data)
-    log_ratio = jnp.sum(new_scores) - jnp.sum(node_scores)
+    log_ratio = beta * (jnp.sum(new_scores) - jnp.sum(node_scores))
     accept = jnp.log(jax.random.uniform(k_u)) < log_ratio  # nan (both -inf): rejected
     return (jnp.where(accept, proposed, order), jnp.where(accept, new_scores, node_scores),
             accept)
+
+
+def _exchange(key, order, node_scores, betas, t):
+    """Parallel tempering's exchange move: neighbouring temperatures (pairs (0, 1), (2, 3),
+    ... on even steps, (1, 2), ... on odd ones) of each chain swap their orders with
+    probability min(1, exp((β_k - β_k+1)(L_k+1 - L_k))), L the log score."""
+    T = betas.shape[0]
+    chains = order.shape[0] // T
+    o = order.reshape(T, chains, -1)
+    s = node_scores.reshape(T, chains, -1)
+    total = jnp.sum(s, axis=2)  # (T, chains)
+    k = jnp.arange(T)
+    partner = jnp.where((k - t) % 2 == 0, k + 1, k - 1)
+    valid = (partner >= 0) & (partner < T)
+    partner = jnp.clip(partner, 0, T - 1)
+    log_accept = (betas - betas[partner])[:, None] * (total[partner] - total)
+    u = jax.random.uniform(key, (T, chains))[jnp.minimum(k, partner)]  # one draw per pair
+    accept = valid[:, None] & (jnp.log(u) < log_accept)
+    o = jnp.where(accept[:, :, None], o[partner], o)
+    s = jnp.where(accept[:, :, None], s[partner], s)
+    counts = jnp.stack([jnp.sum(accept), jnp.sum(valid) * chains]) // 2
+    return o.reshape(order.shape), s.reshape(node_scores.shape), counts.astype(jnp.int32)
 
 
 def _edge_marginals(order, node_scores, data: OrderMCMCData):
@@ -346,31 +383,48 @@ def _draw(key, orders, node_scores, data: OrderMCMCData):
 class OrderMCMCConfig(NamedTuple):
     thin: int = DEFAULT_THIN
     burn_in: int = 0
+    betas: tuple = (1.0,)  # inverse temperatures, the first 1 (the chains that are kept)
 
 
 def step(key, state: OrderMCMCState, data: OrderMCMCData, config: OrderMCMCConfig
          ) -> tuple[OrderMCMCState, dict]:
-    """One swap proposal per chain (vmapped); after the burn-in every step adds the chains'
-    edge marginals, and every ``config.thin`` steps a DAG per chain is drawn."""
-    chains = state.order.shape[0]
-    k_swap, k_draw = jax.random.split(key)
-    order, node_scores, accept = jax.vmap(_swap, (0, 0, 0, None))(
-        jax.random.split(k_swap, chains), state.order, state.node_scores, data)
+    """One move per chain and temperature (vmapped), then an exchange between neighbouring
+    temperatures; after the burn-in every step adds the cold chains' edge marginals, and
+    every ``config.thin`` steps a DAG per cold chain is drawn."""
+    n = state.order.shape[0]
+    chains = n // len(config.betas)
+    k_move, k_exchange, k_draw = jax.random.split(key, 3)
+    betas = jnp.asarray(config.betas, jnp.float32)
+    order, node_scores, accept = jax.vmap(_move, (0, 0, 0, None, 0))(
+        jax.random.split(k_move, n), state.order, state.node_scores, data,
+        jnp.repeat(betas, chains))
     t = state.t + 1
+    exchanges = state.exchanges
+    if len(config.betas) > 1:
+        order, node_scores, counts = _exchange(k_exchange, order, node_scores, betas, t)
+        exchanges = exchanges + counts
     after = t > config.burn_in
-    edges = jax.vmap(_edge_marginals, (0, 0, None))(order, node_scores, data)
+    cold, cold_scores = order[:chains], node_scores[:chains]
+    edges = jax.vmap(_edge_marginals, (0, 0, None))(cold, cold_scores, data)
     state = state._replace(order=order, node_scores=node_scores, t=t,
-                           accepted=state.accepted + accept,
+                           accepted=state.accepted + accept, exchanges=exchanges,
                            edge_sums=state.edge_sums + jnp.where(after, edges, 0.0))
 
     def draw(s):
         slot = jnp.clip((t - config.burn_in) // config.thin - 1, 0, s.samples.shape[1] - 1)
         return s._replace(samples=s.samples.at[:, slot].set(
-            _draw(k_draw, s.order, s.node_scores, data)))
+            _draw(k_draw, s.order[:chains], s.node_scores[:chains], data)))
 
     due = after & ((t - config.burn_in) % config.thin == 0)
     state = jax.lax.cond(due, draw, lambda s: s, state)
-    return state, {"log_score": jnp.sum(node_scores, axis=1)}
+    return state, {"log_score": jnp.sum(cold_scores, axis=1)}
+
+
+def temperature_ladder(temperatures: int, coldest_hot: float = 0.1) -> tuple:
+    """Inverse temperatures 1 = β_0 > ... > β_{T-1} = ``coldest_hot``, geometric."""
+    if temperatures == 1:
+        return (1.0,)
+    return tuple(float(coldest_hot ** (k / (temperatures - 1))) for k in range(temperatures))
 
 
 def graphs_of(samples: np.ndarray, space: SearchSpace) -> tuple[np.ndarray, np.ndarray]:
@@ -388,9 +442,13 @@ def graphs_of(samples: np.ndarray, space: SearchSpace) -> tuple[np.ndarray, np.n
 
 def sample(space: SearchSpace, orders: np.ndarray, steps: int, seed: int = 0,
            thin: int = DEFAULT_THIN, checkpoint_path: str | Path | None = None,
-           progress=None, fingerprint_arrays=()) -> OrderMCMCResult:
+           progress=None, fingerprint_arrays=(), temperatures: int = 1) -> OrderMCMCResult:
     """Run the chains from ``orders`` (chains, d) for ``steps`` steps through the driver
-    (jitted chunks, checkpointed and resumable at ``checkpoint_path``)."""
+    (jitted chunks, checkpointed and resumable at ``checkpoint_path``); with
+    ``temperatures`` T > 1 each chain is the cold end of a parallel-tempering ladder of T
+    (:func:`temperature_ladder`; Geyer 1991), whose hotter copies cross between modes and
+    pass what they find down by exchanges."""
+    require_count("the number of temperatures", temperatures)
     require_count("the number of order MCMC steps", steps)
     require_count("the thinning", thin)
     n_kept = kept(steps, thin)
@@ -399,11 +457,11 @@ def sample(space: SearchSpace, orders: np.ndarray, steps: int, seed: int = 0,
                          f"half the steps: run at least {2 * thin} steps, not {steps}")
     orders = np.asarray(orders, np.int32)
     d = orders.shape[1]
-    state = init(orders, space.data, steps, thin)
-    cfg = OrderMCMCConfig(thin, burn_in(steps))
+    state = init(orders, space.data, steps, thin, temperatures)
+    cfg = OrderMCMCConfig(thin, burn_in(steps), temperature_ladder(temperatures))
     fp = run_layer.fingerprint((*fingerprint_arrays, orders, space.log_beta),
                                {"method": "order_mcmc", "steps": steps, "thin": thin,
-                                "seed": seed})
+                                "seed": seed, "temperatures": temperatures})
 
     def report(done, total, out):
         if progress is not None:
@@ -432,12 +490,14 @@ def sample(space: SearchSpace, orders: np.ndarray, steps: int, seed: int = 0,
     if not np.all(np.isfinite(np.asarray(final.node_scores))):
         raise KnowledgeError("order MCMC found no order that the prior knowledge allows; "
                              "relax --require / --forbid / --tiers")
+    exchanged, proposed = (int(v) for v in np.asarray(final.exchanges))
     return OrderMCMCResult(chain_probs.mean(0), chain_probs, G, log_joint,
-                           float(np.asarray(final.accepted).sum() / (chains * steps)),
+                           float(np.asarray(final.accepted)[:chains].sum() / (chains * steps)),
                            rhat_max, worst, space.candidates, space.valid,
                            space.max_parents, res.seconds,
                            res.compile_seconds, res.resumed_from,
-                           np.asarray(res.outputs["log_score"]))
+                           np.asarray(res.outputs["log_score"]), temperatures,
+                           exchanged / proposed if proposed else float("nan"))
 
 
 def order_mcmc(x, steps: int = 5000, chains: int = 4, seed: int = 0,
@@ -495,7 +555,8 @@ def default_thin(steps: int) -> int:
 
 def refine(run, steps: int, n_candidates: int = DEFAULT_CANDIDATES,
            max_parents: int | None = None, thin: int | None = None, seed: int = 0,
-           checkpoint_path: str | Path | None = None, progress=None):
+           checkpoint_path: str | Path | None = None, progress=None,
+           temperatures: int = 1):
     """Order MCMC seeded by a DiBS run (:class:`deepbn.structure.learn.StructureRun`, BGe):
     one chain per particle, started at a topological order of its graph, on the search
     space of :func:`candidate_parents` guided by the particles' edge marginals, with the
@@ -527,7 +588,8 @@ def refine(run, steps: int, n_candidates: int = DEFAULT_CANDIDATES,
     required = None if knowledge is None else knowledge.required
     orders = topological_orders(post.graphs, required)
     res = sample(space, orders, steps, seed, default_thin(steps) if thin is None else thin,
-                 checkpoint_path, progress, fingerprint_arrays=(post.graphs,))
+                 checkpoint_path, progress, fingerprint_arrays=(post.graphs,),
+                 temperatures=temperatures)
     n = len(res.graphs)
     refined = post._replace(
         graphs=res.graphs, theta=None, log_joint=res.log_joint,
