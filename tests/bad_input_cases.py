@@ -222,6 +222,8 @@ CASES: list[tuple[str, list[str], str]] = [
     # demo
     ("demo n 0", ["demo", "--out", "{out}", "-n", "0"], "number of samples must be at least 1"),
     ("demo steps 0", ["demo", "--out", "{out}", "--steps", "0"], "SVGD steps must be at least 1"),
+    ("demo order MCMC negative", ["demo", "--out", "{out}", "--order-mcmc", "-1"],
+     "--order-mcmc must be at least 0, got -1"),
     ("demo out is a file", ["demo", "--out", "{d}/a_file"], "a_file: exists and is not a folder"),
     # posterior
     ("posterior form", _posterior("--form", "whitened"), "unknown form 'whitened'"),

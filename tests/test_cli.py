@@ -87,3 +87,27 @@ def test_the_compilation_cache_is_trimmed_oldest_first(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p2-cache", "p3-cache", "p4-cache"]
     trim_cache(tmp_path, 10_000)
     assert len(list(tmp_path.iterdir())) == 3
+
+
+def test_demo_as_a_user_runs_it(tmp_path):
+    # the installed executable in a subprocess, as the README's first command runs it
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = shutil.which("deepbn") or str(Path(sys.executable).parent / "deepbn")
+    out = tmp_path / "demo"
+    done = subprocess.run([exe, "demo", "--out", str(out), "-n", "100", "--steps", "40",
+                           "--order-mcmc", "400", "--json"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["example"] == "example:gaussian-er10" and summary["n"] == 100
+    assert summary["network"] == "network.json"
+    assert summary["order_mcmc_chains"] == 20 and summary["order_mcmc_steps"] == 400
+    for key in ("eshd", "auroc", "dibs_eshd", "dibs_auroc", "neg_ll"):
+        assert np.isfinite(summary[key])
+    for name in ("data.csv", "truth.csv", "edge_probs.csv", "graphs.json", "network.json",
+                 "cpdag.csv", "edge_probs.png", "graph.png", "summary.json"):
+        assert (out / name).stat().st_size > 0
