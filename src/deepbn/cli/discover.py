@@ -117,7 +117,7 @@ def refine_with_order_mcmc(run: StructureRun, steps: int, candidates: int,
     fields = runs_summary(run) if run.runs > 1 else {}  # the DiBS runs' agreement
     if truth is not None:
         post = run.posterior
-        fields["dibs_eshd"] = metrics.expected_shd(post.graphs, post.weights_mixture, truth)
+        fields["dibs_eshd"] = post.expected_shd(truth)
         fields["dibs_auroc"] = metrics.edge_auroc(post.edge_probs(), truth)
     columns = [TextColumn("order MCMC"), BarColumn(),
                TextColumn("{task.completed}/{task.total} steps"),

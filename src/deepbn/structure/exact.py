@@ -109,6 +109,15 @@ def _family_log_scores_per_node(stats, d, max_parents, masks, popcount, out):
     return out
 
 
+def log_prior_by_parent_count(d: int, graph_prior: str = "er", edges_per_node: float = 1.0
+                              ) -> np.ndarray:
+    """(d,) float64: the structural column prior of a node with k = 0 .. d-1 parents
+    (:func:`deepbn.structure.priors.column_log_prior`, which depends on the count only)."""
+    counts = np.triu(np.ones((d, d), np.float32), 1)  # column k: the k parents 0 .. k-1
+    return np.asarray(priors.column_log_prior(graph_prior)(jnp.asarray(counts), edges_per_node),
+                      np.float64)
+
+
 def family_log_priors(d: int, graph_prior: str = "er", edges_per_node: float = 1.0,
                       knowledge: Knowledge | None = None) -> np.ndarray:
     """log q_j(S) for every node j and parent set S, (d, 2^d): the column prior DiBS
@@ -116,10 +125,7 @@ def family_log_priors(d: int, graph_prior: str = "er", edges_per_node: float = 1
     -inf where a forbidden edge is in S or a required one is missing."""
     masks = np.arange(2 ** d)
     member = _bits(masks, d)  # (2^d, d): i in S
-    # the structural priors depend on the number of parents only: one column per count
-    counts = np.triu(np.ones((d, d), np.float32), 1)  # column k: the k parents 0 .. k-1
-    by_count = np.asarray(priors.column_log_prior(graph_prior)(jnp.asarray(counts),
-                                                               edges_per_node), np.float64)
+    by_count = log_prior_by_parent_count(d, graph_prior, edges_per_node)
     out = np.broadcast_to(by_count[np.minimum(member.sum(1), d - 1)], (d, 2 ** d)).copy()
     if knowledge is not None and not knowledge.is_empty():
         on, off = (np.asarray(t, np.float64) for t in knowledge.log_prior_terms())

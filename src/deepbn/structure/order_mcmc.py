@@ -52,7 +52,7 @@ import numpy as np
 
 from deepbn import run as run_layer
 from deepbn.errors import KnowledgeError, UsageError, require_count
-from deepbn.structure import diagnostics, exact, priors, scores
+from deepbn.structure import diagnostics, exact, scores
 from deepbn.structure.knowledge import Knowledge
 
 MAX_CANDIDATES = 20  # the table of α_j holds 2^C numbers per node
@@ -80,7 +80,7 @@ class OrderMCMCState(NamedTuple):
     edge_sums: jnp.ndarray  # (chains, d, C): Σ over the steps after burn-in of P(c -> j | ≺)
     samples: jnp.ndarray  # (chains, kept, d) int32: the parent set of each drawn DAG
     t: jnp.ndarray  # () int32: steps done
-    accepted: jnp.ndarray  # (chains x temperatures,) int32: accepted moves
+    accepted: jnp.ndarray  # (temperatures x chains,) int32: accepted moves
     exchanges: jnp.ndarray  # (2,) int32: accepted and proposed exchanges of temperature
 
 
@@ -191,9 +191,7 @@ def search_space(stats: scores.BGeStats, d: int, candidates: np.ndarray, valid: 
                          f"node, not {C}")
     K_node = np.minimum(np.broadcast_to(np.asarray(max_parents, int), (d,)), C)
     K = int(K_node.max())
-    counts = np.triu(np.ones((d, d), np.float32), 1)
-    by_count = np.asarray(priors.column_log_prior(graph_prior)(jnp.asarray(counts),
-                                                               edges_per_node), np.float64)
+    by_count = exact.log_prior_by_parent_count(d, graph_prior, edges_per_node)
     if knowledge is not None and not knowledge.is_empty():
         on, off = (np.asarray(t, np.float64) for t in knowledge.log_prior_terms())
         required = np.asarray(knowledge.required, bool)
@@ -405,10 +403,13 @@ def step(key, state: OrderMCMCState, data: OrderMCMCData, config: OrderMCMCConfi
         exchanges = exchanges + counts
     after = t > config.burn_in
     cold, cold_scores = order[:chains], node_scores[:chains]
-    edges = jax.vmap(_edge_marginals, (0, 0, None))(cold, cold_scores, data)
+    # a scalar predicate: a real branch, so the burn-in skips the edge marginals' lookups
+    edge_sums = jax.lax.cond(
+        after, lambda e: e + jax.vmap(_edge_marginals, (0, 0, None))(cold, cold_scores, data),
+        lambda e: e, state.edge_sums)
     state = state._replace(order=order, node_scores=node_scores, t=t,
                            accepted=state.accepted + accept, exchanges=exchanges,
-                           edge_sums=state.edge_sums + jnp.where(after, edges, 0.0))
+                           edge_sums=edge_sums)
 
     def draw(s):
         slot = jnp.clip((t - config.burn_in) // config.thin - 1, 0, s.samples.shape[1] - 1)
@@ -481,10 +482,10 @@ def sample(space: SearchSpace, orders: np.ndarray, steps: int, seed: int = 0,
     chain_probs[ch, cand[ch, j, c], j] = sums[ch, j, c]
     G, log_joint = graphs_of(np.asarray(final.samples).reshape(chains * n_kept, d), space)
     if chains > 1:
-        rhat = diagnostics.edge_rhat(chain_probs, np.full(chains, float(n_kept)))
-        off = np.where(np.eye(d, dtype=bool), -np.inf, rhat)
-        worst = np.unravel_index(int(np.argmax(off)), off.shape)
-        rhat_max, worst = float(off[worst]), (int(worst[0]), int(worst[1]))
+        ess = np.full(chains, float(n_kept))
+        diag = diagnostics.RunDiagnostics(diagnostics.edge_rhat(chain_probs, ess), chain_probs,
+                                          ess)
+        rhat_max, worst = diag.rhat_max(), diag.worst_edge()
     else:
         rhat_max, worst = float("nan"), (0, 1)
     if not np.all(np.isfinite(np.asarray(final.node_scores))):

@@ -18,7 +18,7 @@ from deepbn.bn import BayesNet
 from deepbn.errors import CycleError, UsageError
 from deepbn.graph import is_dag
 from deepbn.io.tables import column_scales, scale_columns
-from deepbn.structure import dibs, equivalence, scores
+from deepbn.structure import dibs, equivalence, metrics, scores
 from deepbn.structure.network import network_from_graph
 
 
@@ -60,6 +60,15 @@ class GraphPosterior(NamedTuple):
             return np.asarray(self.edge_marginals)
         w = self.weights_mixture if mixture else self.weights_empirical
         return _weighted_share(w, np.asarray(self.graphs, bool))
+
+    def expected_shd(self, truth: np.ndarray, mixture: bool = True) -> float:
+        """E[SHD(G, G*)] under the DiBS+ (``mixture``) or DiBS weights; from the
+        ``edge_marginals`` when the sampler has them (exact given them, where its draws
+        would only estimate it)."""
+        if self.edge_marginals is not None:
+            return metrics.expected_shd_from_edge_probs(self.edge_marginals, truth)
+        w = self.weights_mixture if mixture else self.weights_empirical
+        return metrics.expected_shd(self.graphs, w, truth)
 
     def adjacency_probs(self, mixture: bool = True) -> np.ndarray:
         """P(i and j adjacent), symmetric: the weight of the graphs with i -> j or j -> i."""

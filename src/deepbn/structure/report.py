@@ -40,11 +40,7 @@ def summarize(run: StructureRun, truth: np.ndarray | None = None,
     if truth is not None:
         summary["true_edges"] = int(truth.sum())
         for suffix, mixture in (("", True), ("_dibs", False)):
-            w = post.weights_mixture if mixture else post.weights_empirical
-            # a sampler's Rao-Blackwellised marginals give E-SHD exactly, not from its draws
-            summary["eshd" + suffix] = (
-                metrics.expected_shd(post.graphs, w, truth) if post.edge_marginals is None
-                else metrics.expected_shd_from_edge_probs(post.edge_marginals, truth))
+            summary["eshd" + suffix] = post.expected_shd(truth, mixture)
             summary["auroc" + suffix] = metrics.edge_auroc(post.edge_probs(mixture), truth)
         for suffix, mixture in (("", True), ("_dibs", False)):
             w = post.weights_mixture if mixture else post.weights_empirical
