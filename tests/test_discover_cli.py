@@ -123,6 +123,16 @@ def test_discover_order_mcmc_replaces_the_particles_with_the_chains_draws(datase
     assert again["eshd"] == summary["eshd"]
 
 
+def test_discover_order_mcmc_with_one_chain_has_no_rhat(dataset, capsys):
+    tmp, _ = dataset
+    code, stdout, err = run(capsys, "discover", tmp / "data.csv", "--out", tmp / "one",
+                            "--steps", "20", "--particles", "1", "--order-mcmc", "200", "--json")
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["order_mcmc_chains"] == 1 and summary["order_mcmc_rhat_max"] is None
+    assert summary["order_mcmc_rhat_max_edge"] is None
+
+
 def test_discover_with_interventions_and_network_truth(tmp_path, capsys):
     net = examples.load("example:gaussian-er10")
     x = np.asarray(net.to_table(net.sample(jax.random.key(0), 80)))

@@ -193,3 +193,10 @@ def test_parallel_tempering_keeps_the_cold_chains_on_the_exact_posterior():
     assert res.chain_edge_probs.shape == (3, 5, 5) and len(res.graphs) == 3 * 1000
     assert np.abs(res.edge_probs - exact).max() < 0.03
     assert om.temperature_ladder(3) == pytest.approx((1.0, 0.1 ** 0.5, 0.1))
+
+
+def test_the_command_lines_copies_of_the_candidate_bounds_match_the_library():
+    from deepbn.cli import discover as discover_cli
+
+    assert discover_cli.ORDER_MCMC_MAX_CANDIDATES == om.MAX_CANDIDATES
+    assert discover_cli.ORDER_MCMC_CANDIDATES == om.DEFAULT_CANDIDATES

@@ -7,7 +7,12 @@ from pathlib import Path
 import typer
 
 from deepbn.cli.common import JsonOption, SeedOption, report
-from deepbn.cli.discover import refine_with_order_mcmc, run_with_progress, write_results
+from deepbn.cli.discover import (
+    ORDER_MCMC_CANDIDATES,
+    refine_with_order_mcmc,
+    run_with_progress,
+    write_results,
+)
 from deepbn.errors import require_count
 
 NETWORK = "example:gaussian-er10"
@@ -54,7 +59,8 @@ def demo(
     run = run_with_progress(x, cfg, steps, seed, None, "auto", out, names)
     extra = {"seed": seed, "example": NETWORK}  # "network" names network.json
     if order_mcmc:
-        run, fields = refine_with_order_mcmc(run, order_mcmc, 16, None, seed, truth, out)
+        run, fields = refine_with_order_mcmc(run, order_mcmc, ORDER_MCMC_CANDIDATES, None, seed,
+                                             truth, out)
         extra.update(fields)
     summary = write_results(folder, run, names, truth, x_test, extra)
     lines = [f"{NETWORK}: {net.d} variables, {int(truth.sum())} true edges; "

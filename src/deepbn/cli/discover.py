@@ -59,8 +59,10 @@ def write_results(folder: ResultsFolder, run: StructureRun, names: list[str],
                           for i, (e, c) in enumerate(zip(run.edges, run.cyclic))])
     cyclic = "every particle's graph is cyclic"
     one_class = "the true graph has no edges or every edge: AUROC needs both classes"
+    one_chain = "one chain (--particles 1): an R-hat needs two"
     summary = folder.write_summary(summary, reasons={
-        "network": cyclic, "cpdag": cyclic, "auroc": one_class, "auroc_dibs": one_class})
+        "network": cyclic, "cpdag": cyclic, "auroc": one_class, "auroc_dibs": one_class,
+        "order_mcmc_rhat_max": one_chain, "order_mcmc_rhat_max_edge": one_chain})
     classes = run.posterior.class_marks()
     edge_prob_heatmap(probs, names, out / "edge_probs.png", truth, classes=classes)
     structure_graph(probs, names, out / "graph.png", truth, classes=classes)
@@ -103,6 +105,9 @@ def compare_exact(run: StructureRun, names: list[str], truth: np.ndarray | None,
 
 
 ORDER_MCMC_TIP_STEPS = 10000
+# deepbn.structure.order_mcmc's MAX_CANDIDATES and DEFAULT_CANDIDATES, without importing JAX
+ORDER_MCMC_MAX_CANDIDATES = 20
+ORDER_MCMC_CANDIDATES = 16
 
 
 def refine_with_order_mcmc(run: StructureRun, steps: int, candidates: int,
@@ -138,8 +143,10 @@ def refine_with_order_mcmc(run: StructureRun, steps: int, candidates: int,
         "order_mcmc_compile_seconds": round(res.compile_seconds, 3),
         "order_mcmc_resumed_from": res.resumed_from,
         "order_mcmc_acceptance": res.acceptance,
-        "order_mcmc_rhat_max": res.rhat_max,
-        "order_mcmc_rhat_max_edge": [names[i] for i in res.rhat_max_edge]})
+        # one chain has no R-hat (null)
+        "order_mcmc_rhat_max": res.rhat_max if len(res.chain_edge_probs) > 1 else None,
+        "order_mcmc_rhat_max_edge": [names[i] for i in res.rhat_max_edge]
+        if len(res.chain_edge_probs) > 1 else None})
     return refined, fields
 
 
@@ -198,8 +205,10 @@ def discover(
                                         "per particle: a sampler that moves between the "
                                         "particles' modes; its DAGs and edge marginals replace "
                                         "the particles'. 10000 is a good start (seconds)."),
-    candidates: int = typer.Option(16, help="Candidate parents per node for --order-mcmc "
-                                            "(at most 20): edges outside get probability 0."),
+    candidates: int = typer.Option(ORDER_MCMC_CANDIDATES,
+                                   help=f"Candidate parents per node for --order-mcmc (at most "
+                                        f"{ORDER_MCMC_MAX_CANDIDATES}): edges outside get "
+                                        f"probability 0."),
     exact: bool = typer.Option(False, "--exact", help="Also sum over every DAG (BGe, at most "
                                                       "20 variables; order-modular prior): "
                                                       "edge_probs_exact.csv and the sampled "
@@ -221,8 +230,9 @@ def discover(
     require_count("--order-mcmc", order_mcmc, minimum=0)
     if order_mcmc and model != "bge":
         raise UsageError("--order-mcmc sums parent sets out under BGe: use it with --model bge")
-    if not 1 <= candidates <= 20:  # deepbn.structure.order_mcmc.MAX_CANDIDATES
-        raise UsageError(f"--candidates must be 1 to 20, not {candidates}")
+    if not 1 <= candidates <= ORDER_MCMC_MAX_CANDIDATES:
+        raise UsageError(f"--candidates must be 1 to {ORDER_MCMC_MAX_CANDIDATES}, not "
+                         f"{candidates}")
     from deepbn.io.tables import match_columns, read_table  # pandas, no JAX
 
     table = read_table(data)
@@ -283,11 +293,13 @@ def discover(
                      f"{'n/a' if auroc is None else f'{auroc:.3f}'}   "
                      f"({'order MCMC draws' if order_mcmc else 'DiBS+ weights'})")
     if order_mcmc:
-        cause, effect = summary["order_mcmc_rhat_max_edge"]
+        rhat = "no edge R-hat (one chain)"
+        if summary["order_mcmc_rhat_max"] is not None:
+            cause, effect = summary["order_mcmc_rhat_max_edge"]
+            rhat = f"edge R-hat max {summary['order_mcmc_rhat_max']:.2f} ({cause} -> {effect})"
         lines.append(f"order MCMC: {summary['order_mcmc_chains']} chains x {order_mcmc} steps "
                      f"in {summary['order_mcmc_seconds']:.1f} s, acceptance "
-                     f"{summary['order_mcmc_acceptance']:.2f}, edge R-hat max "
-                     f"{summary['order_mcmc_rhat_max']:.2f} ({cause} -> {effect}), "
+                     f"{summary['order_mcmc_acceptance']:.2f}, {rhat}, "
                      f"{summary['order_mcmc_draws']} DAGs drawn; "
                      f"{summary['order_mcmc_candidates']} candidate parents, at most "
                      f"{summary['order_mcmc_max_parents']} parents per node")
@@ -344,7 +356,7 @@ def discover(
         console.print(Text(f"tip: --order-mcmc {ORDER_MCMC_TIP_STEPS} refines the particles "
                            f"with a sampler that mixes between their modes (seconds)",
                            style="dim"), soft_wrap=True)
-    if order_mcmc and summary["order_mcmc_rhat_max"] > RHAT_WARN:
+    if order_mcmc and (summary["order_mcmc_rhat_max"] or 0.0) > RHAT_WARN:
         cause, effect = summary["order_mcmc_rhat_max_edge"]
         console.print(Text(f"warning: the order MCMC chains disagree (edge R-hat "
                            f"{summary['order_mcmc_rhat_max']:.2f} > {RHAT_WARN} on "
