@@ -194,9 +194,10 @@ def test_posterior_and_fit_cli_report_particle_gibbs(tmp_path, capsys):
     data = tmp_path / "seq.csv"
     assert main(["sample", spec, "-n", "2", "-o", str(data), "--seed", "1"]) == 0
     out = tmp_path / "post"
-    assert main(["posterior", spec, str(data), "--out", str(out), "--warmup", "10",
-                 "--samples", "20", "--particles", "8", "--form", "particle", "--json"]) == 0
+    assert main(["posterior", spec, str(data), "--out", str(out), "--samples", "20",
+                 "--particles", "8", "--form", "particle", "--json"]) == 0
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["warmup"] == 200  # particle Gibbs's burn-in, not NUTS's 1000 steps
     assert summary["scheme"] == {"name": "particle-gibbs", "form": "particle", "particles": 8,
                                  "chain": "z1..z6", "length": 6, "block": 0,
                                  "sweeps_per_draw": 1, "resample_below": 0.5}
@@ -217,10 +218,17 @@ def test_posterior_and_fit_cli_report_particle_gibbs(tmp_path, capsys):
 def test_particle_defaults_are_filled_in_and_bad_ones_refused():
     from deepbn.inference.config import particle_settings
 
-    assert particle_settings(1000) == (128, 0)  # the default: the whole chain, 128 particles
+    assert particle_settings(1000) == (256, 0)  # the default: the whole chain, 256 particles
     assert particle_settings(1000, block=20) == (32, 20)
-    assert particle_settings(10, block=20) == (128, 0)  # a block as long as the chain: whole
+    assert particle_settings(10, block=20) == (256, 0)  # a block as long as the chain: whole
     assert particle_settings(1000, 64, 20) == (64, 20)
     for particles, block in ((1, None), (None, 1), (None, -3)):
         with pytest.raises(UsageError):
             particle_settings(1000, particles, block)
+
+
+def test_warmup_defaults_to_each_schemes_own():
+    from deepbn.inference.config import BURN_IN_SWEEPS, WARMUP, default_warmup
+
+    assert (default_warmup(None, True), default_warmup(None, False)) == (BURN_IN_SWEEPS, WARMUP)
+    assert default_warmup(7, True) == default_warmup(7, False) == 7

@@ -23,6 +23,7 @@ from deepbn.cli.common import (
     report,
 )
 from deepbn.cli.posterior import check_binary, network_for_run, read_observed
+from deepbn.inference.config import E_STEP_PARTICLES
 
 if TYPE_CHECKING:  # the library is imported inside the commands: --help stays fast
     from deepbn.bn import BayesNet
@@ -78,7 +79,8 @@ def fit(
                                                "guide: auxiliary or centred; particle: an "
                                                "E-step of particle-Gibbs sweeps over a "
                                                "state-space chain (MCMC-EM)."),
-    particles: int = typer.Option(128, help="Particles per E-step sweep (--form particle)."),
+    particles: int = typer.Option(E_STEP_PARTICLES,
+                                  help="Particles per E-step sweep (--form particle)."),
     optimizer: str = typer.Option("adagrad", help="M-step optimiser: adagrad, adam or sgd."),
     learning_rate: float = typer.Option(0.05, help="M-step learning rate."),
     hmc_transitions: int = typer.Option(5, help="HMC transitions per case per E-step."),

@@ -89,13 +89,15 @@ def posterior(
                                           "centred, auxiliary or particle."),
     sampler: str = typer.Option("nuts", help="nuts or hmc."),
     chains: int = typer.Option(2, help="Chains (vmapped)."),
-    warmup: int = typer.Option(1000, help="Window-adaptation steps per chain."),
+    warmup: int = typer.Option(None, help="Warmup per chain: NUTS/HMC window-adaptation "
+                                          "steps (default 1000) or particle-Gibbs burn-in "
+                                          "sweeps (default 200)."),
     samples: int = typer.Option(1000, help="Draws per chain after warmup."),
     integration_steps: int = typer.Option(16, help="Leapfrog steps per HMC transition "
                                                    "(--sampler hmc)."),
     particles: int = typer.Option(None, help="Particles per conditional-SMC sweep (particle "
                                              "Gibbs: --form particle, or auto's choice); "
-                                             "default 128, or 32 per block with --block."),
+                                             "default 256, or 32 per block with --block."),
     block: int = typer.Option(None, help="Particle Gibbs in blocks of this many states "
                                          "(two staggered partitions); default 0: the "
                                          "whole chain in one sweep."),
@@ -106,7 +108,7 @@ def posterior(
 ) -> None:
     """Sample the latent nodes' posterior; writes samples.npz, posterior.nc (ArviZ),
     summary.json, trace.png."""
-    from deepbn.inference.config import check_settings  # no JAX: errors at once
+    from deepbn.inference.config import check_settings, default_warmup  # no JAX: at once
 
     check_settings(sampler, form, chains, warmup, samples, integration_steps, checkpoint_every,
                    particles, block)
@@ -115,7 +117,8 @@ def posterior(
     from deepbn.results import ResultsFolder
 
     net = network_for_run(bn, latent)
-    hmc.choose_scheme(net, form, sampler)  # --form particle on a non-chain: say so first
+    # --form particle on a non-chain: say so first
+    warmup = default_warmup(warmup, hmc.choose_scheme(net, form, sampler) is not None)
     observed = read_observed(net, bn, data)
     folder = ResultsFolder(out, "posterior")
     folder.write_config({"network": bn, "data": str(data), "latent": list(net.latent_names),

@@ -38,7 +38,12 @@ from deepbn import run as run_layer
 from deepbn.bn import BayesNet
 from deepbn.errors import UsageError
 from deepbn.inference import diagnostics, nuts
-from deepbn.inference.config import PARTICLE_MIN_LENGTH, check_settings, particle_settings
+from deepbn.inference.config import (
+    PARTICLE_MIN_LENGTH,
+    check_settings,
+    default_warmup,
+    particle_settings,
+)
 from deepbn.reparam import (
     LatentSpace,
     Reparam,
@@ -103,7 +108,7 @@ def sample_posterior(
     form: str = "auto",
     sampler: str = "nuts",
     chains: int = 2,
-    warmup: int = 1000,
+    warmup: int | None = None,
     samples: int = 1000,
     seed: int = 0,
     integration_steps: int = 16,
@@ -119,7 +124,9 @@ def sample_posterior(
 
     ``form``: ``centred``, ``auxiliary`` or ``auto`` (:meth:`Reparam.auto`);
     an explicit ``centring`` array (weights per coordinate, or per case and
-    coordinate: :meth:`Reparam.from_weights`) overrides it. Warmup and draws run through
+    coordinate: :meth:`Reparam.from_weights`) overrides it. ``warmup`` None: 1000
+    window-adaptation steps for NUTS/HMC, 200 burn-in sweeps for particle Gibbs
+    (:func:`deepbn.inference.config.default_warmup`). Warmup and draws run through
     :func:`deepbn.run.run` in chunks of ``chunk`` transitions;
     ``progress(done, total)`` is called after each. With ``checkpoint_path``
     every chunk is checkpointed (adapted step size and mass matrix, every
@@ -141,6 +148,7 @@ def sample_posterior(
     n_cases = int(next(iter(observed.values())).shape[0]) if observed else 1
 
     scheme = choose_scheme(bn, form, sampler, centring)
+    warmup = default_warmup(warmup, scheme is not None)
     if scheme is not None:
         return _sample_particle(bn, observed, scheme, form, chains, warmup, samples, seed,
                                 particles, block, n_cases, progress, checkpoint_path, chunk,
