@@ -32,7 +32,7 @@ def run(tmp_path_factory):
     assert main(["sample", "example:gaussian-hierarchy", "-n", "1", "-o", str(data),
                  "--seed", "0"]) == 0
     command = ["posterior", "example:gaussian-hierarchy", str(data), "--warmup", "150",
-               "--samples", "100", "--json"]
+               "--samples", "100", "--chains", "2", "--json"]
     assert main([*command, "--out", str(folder / "post")]) == 0
     bn = examples.load("example:gaussian-hierarchy")
     summary = json.loads((folder / "post" / "summary.json").read_text())

@@ -45,9 +45,9 @@ def test_same_seed_same_draws_and_summary_fields():
     a = hmc.sample_posterior(bn, observed, form="auto", sampler="hmc", warmup=100, samples=50)
     b = hmc.sample_posterior(bn, observed, form="auto", sampler="hmc", warmup=100, samples=50)
     np.testing.assert_array_equal(a.samples["mu"], b.samples["mu"])
-    assert a.samples["mu"].shape == (2, 50, 2, 1)
+    assert a.samples["mu"].shape == (4, 50, 2, 1)  # 4 chains by default
     assert a.summary["form"] == {"mu": 1.0, "z1": 1.0, "z2": 1.0}
-    assert a.summary["gradient_evaluations"] == 2 * 150 * 16
+    assert a.summary["gradient_evaluations"] == 4 * 150 * 16  # chains x transitions x leapfrog
     for key in ("ess_min", "ess_median", "rhat_max", "divergences", "seconds",
                 "compile_seconds", "ess_min_per_s"):
         assert key in a.summary

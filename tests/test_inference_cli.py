@@ -21,7 +21,7 @@ def test_posterior_writes_the_contract_outputs(tmp_path, capsys):
     data = _sample(tmp_path, "example:gaussian-hierarchy", 1)
     out = tmp_path / "post"
     code = main(["posterior", "example:gaussian-hierarchy", str(data), "--out", str(out),
-                 "--warmup", "150", "--samples", "100", "--json"])
+                 "--warmup", "150", "--samples", "100", "--chains", "2", "--json"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     on_disk = json.loads((out / "summary.json").read_text())

@@ -88,7 +88,7 @@ def posterior(
                                           "chain, else per node from the data's curvature), "
                                           "centred, auxiliary or particle."),
     sampler: str = typer.Option("nuts", help="nuts or hmc."),
-    chains: int = typer.Option(2, help="Chains (vmapped)."),
+    chains: int = typer.Option(4, help="Chains (vmapped); R-hat compares them."),
     warmup: int = typer.Option(None, help="Warmup per chain: NUTS/HMC window-adaptation "
                                           "steps (default 1000) or particle-Gibbs burn-in "
                                           "sweeps (default 200)."),

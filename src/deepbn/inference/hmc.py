@@ -107,7 +107,7 @@ def sample_posterior(
     observed: Mapping[str, jnp.ndarray],
     form: str = "auto",
     sampler: str = "nuts",
-    chains: int = 2,
+    chains: int = 4,
     warmup: int | None = None,
     samples: int = 1000,
     seed: int = 0,
