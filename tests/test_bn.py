@@ -203,3 +203,26 @@ def test_unreadable_files(tmp_path):
         read_network(bad)
     with pytest.raises(NetworkFileError, match="unknown example"):
         examples.load("example:nonesuch")
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_sampling_walks_recurrent_runs_as_the_unrolled_network_would(tie):
+    """A run and its emissions are sampled by one scan (tied: one parameter set; untied:
+    a stacked copy per step); node by node from the same noise gives the same values."""
+    from deepbn.reparam import runs
+
+    bn = examples.kingma_dbn(T=12, dim=3, tie=tie)
+    if not tie:  # a different bias per step: the run cannot be tied by equal values
+        conds = [ActivationGaussian(c.weight, c.bias + 0.1 * j, c.scale, "tanh")
+                 if isinstance(c, ActivationGaussian) else c
+                 for j, c in enumerate(bn.conditionals)]
+        bn = BayesNet(bn.names, bn.parents, conds, bn.observed)
+    assert len(runs(bn)) == 1 and runs(bn)[0].tied == tie
+    key = jax.random.key(3)
+    walked = bn.sample(key, 5)
+    unrolled = bn.reparam(bn.base_sample(key, 5))
+    assert set(walked) == set(unrolled) == set(bn.names)
+    for n in bn.names:
+        np.testing.assert_allclose(walked[n], unrolled[n], rtol=1e-5, atol=1e-6)
+    one = bn.sample(key)
+    assert one["z12"].shape == (3,) and one["x12"].shape == (1,)

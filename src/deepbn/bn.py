@@ -299,7 +299,11 @@ class BayesNet(eqx.Module):
                 raise UsageError(f"{n} samples of {sum(self.dims)} dimensions are {values:.3g} "
                                  f"numbers (about {values * 8 / 2**30:.0f} GiB as a table); "
                                  "draw fewer at a time, with different seeds")
-        return _sample(self, key, n)
+        from deepbn.reparam import runs  # reparam builds on this module
+
+        # recurrent runs (found outside jit, where tied parameters are seen as tied) are
+        # walked as one scan each: an unrolled T = 1000 kingma-dbn took minutes to compile
+        return _sample(self, key, n, runs(self))
 
     # ----- closed forms -----------------------------------------------------
     def is_linear_gaussian(self) -> bool:
@@ -404,5 +408,39 @@ def _check_tie(a: Conditional, b: Conditional, name_a: str, name_b: str, group: 
 
 
 @eqx.filter_jit
-def _sample(bn: BayesNet, key, n):
-    return bn.reparam(bn.base_sample(key, n))
+def _sample(bn: BayesNet, key, n, walks):
+    """Ancestral sample: :meth:`BayesNet.reparam` of base noise, each run of ``walks``
+    (:func:`deepbn.reparam.runs`) and its emissions in one ``lax.scan``."""
+    from deepbn.reparam import stack_modules
+
+    eps = bn.base_sample(key, n)
+    batch = bn._batch_shape(eps)
+    conds = bn.conditionals
+    starts = {r.nodes[0]: r for r in walks}
+    values: dict[str, jnp.ndarray] = {}
+    for j in bn.order:
+        name = bn.names[j]
+        if name in values:
+            continue
+        if j not in starts:
+            values[name] = conds[j].reparam(eps[name], bn.parent_values(values, j, batch))
+            continue
+        run = starts[j]
+        es = jnp.stack([eps[bn.names[k]] for k in run.nodes])
+        if run.tied:
+            _, zs = jax.lax.scan(lambda pa, e, step=conds[j]: (step.reparam(e, pa),) * 2,
+                                 bn.parent_values(values, j, batch), es)
+        else:
+            _, zs = jax.lax.scan(lambda pa, x: (x[0].reparam(x[1], pa),) * 2,
+                                 bn.parent_values(values, j, batch),
+                                 (stack_modules([conds[k] for k in run.nodes]), es))
+        values.update((bn.names[k], z) for k, z in zip(run.nodes, zs))
+        if run.emissions is not None:
+            ex = jnp.stack([eps[bn.names[e]] for e in run.emissions])
+            if run.tied:
+                xs = conds[run.emissions[0]].reparam(ex, zs)
+            else:
+                xs = jax.vmap(lambda c, e, z: c.reparam(e, z))(
+                    stack_modules([conds[e] for e in run.emissions]), ex, zs)
+            values.update((bn.names[e], x) for e, x in zip(run.emissions, xs))
+    return values
