@@ -217,6 +217,11 @@ def test_sampling_walks_recurrent_runs_as_the_unrolled_network_would(tie):
                  if isinstance(c, ActivationGaussian) else c
                  for j, c in enumerate(bn.conditionals)]
         bn = BayesNet(bn.names, bn.parents, conds, bn.observed)
+    # a node outside the run that reads a state inside it
+    bn = BayesNet([*bn.names, "y"], [*bn.parents, ["z6"]],
+                  list(bn.conditionals) + [LinearGaussian(jnp.ones((2, 3)), jnp.zeros(2),
+                                                          jnp.ones(2))],
+                  [*bn.observed, True], ties=[*bn.ties, None])
     assert len(runs(bn)) == 1 and runs(bn)[0].tied == tie
     key = jax.random.key(3)
     walked = bn.sample(key, 5)
@@ -225,4 +230,4 @@ def test_sampling_walks_recurrent_runs_as_the_unrolled_network_would(tie):
     for n in bn.names:
         np.testing.assert_allclose(walked[n], unrolled[n], rtol=1e-5, atol=1e-6)
     one = bn.sample(key)
-    assert one["z12"].shape == (3,) and one["x12"].shape == (1,)
+    assert one["z12"].shape == (3,) and one["x12"].shape == (1,) and one["y"].shape == (2,)

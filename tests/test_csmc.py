@@ -202,7 +202,7 @@ def test_posterior_and_fit_cli_report_particle_gibbs(tmp_path, capsys):
                                  "chain": "z1..z6", "length": 6, "block": 0,
                                  "sweeps_per_draw": 1, "resample_below": 0.5}
     with np.load(out / "samples.npz") as f:
-        assert f["z6"].shape == (2, 20, 2, 2)
+        assert f["z6"].shape == (4, 20, 2, 2)  # 4 chains by default
     fit = tmp_path / "fit"
     assert main(["fit", spec, str(data), "--out", str(fit), "--form", "particle",
                  "--particles", "8", "--iterations", "4", "--json"]) == 0

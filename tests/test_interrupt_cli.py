@@ -109,7 +109,7 @@ COMMANDS = {
             [signal.SIGINT], [_same_text("network.json"), _same_json("summary.json", TIMING)]),
     "posterior": (["posterior", "example:kingma-dbn", "{dbn.csv}", "--warmup", "100",
                    "--samples", "100", "--checkpoint-every", "20", "--form", "auxiliary",
-                   "--seed", "1"],
+                   "--chains", "2", "--seed", "1"],
                   [signal.SIGTERM], [_same_draws, _same_arviz_file]),
     "vae train": (["vae", "train", "--data", "{images.npz}", "--epochs", "6", "--nodes", "2",
                    "--latent-dim", "4", "--batch", "16"],

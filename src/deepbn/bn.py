@@ -257,19 +257,26 @@ class BayesNet(eqx.Module):
         One draw per base family, split across nodes: far fewer random-number
         kernels to compile than one draw per node.
         """
+        draws, layout = self._base_draws(key, n)
+        return {name: draws[base][..., start : start + dim]
+                for name, (base, start, dim) in layout.items()}
+
+    def _base_draws(self, key, n: int | None = None):
+        """({base family: one flat draw (..., total dim)}, {node: (base, start, dim)})."""
         shape = () if n is None else (n,)
+        dims = self.dims  # a property over every node: once, not per node
         groups: dict[str, list[int]] = {}
         for j, c in enumerate(self.conditionals):
             groups.setdefault(c.base, []).append(j)
-        eps: dict[str, jnp.ndarray] = {}
+        draws, layout = {}, {}
         for k, base in zip(jax.random.split(key, len(groups)), sorted(groups)):
             members = groups[base]
-            draw = base_noise(base, k, shape + (sum(self.dims[j] for j in members),))
+            draws[base] = base_noise(base, k, shape + (sum(dims[j] for j in members),))
             start = 0
             for j in members:
-                eps[self.names[j]] = draw[..., start : start + self.dims[j]]
-                start += self.dims[j]
-        return eps
+                layout[self.names[j]] = (base, start, dims[j])
+                start += dims[j]
+        return draws, layout
 
     def reparam(self, eps: Mapping[str, jnp.ndarray],
                 given: Mapping[str, jnp.ndarray] | None = None) -> dict[str, jnp.ndarray]:
@@ -302,8 +309,17 @@ class BayesNet(eqx.Module):
         from deepbn.reparam import runs  # reparam builds on this module
 
         # recurrent runs (found outside jit, where tied parameters are seen as tied) are
-        # walked as one scan each: an unrolled T = 1000 kingma-dbn took minutes to compile
-        return _sample(self, key, n, runs(self))
+        # walked as one scan each and come back stacked: XLA takes minutes to compile
+        # thousands of per-node slices (an unrolled kingma-dbn at T = 1000: 3 minutes)
+        walks = runs(self)
+        values, stacked = _sample(self, key, n, walks)
+        for run, arrays in zip(walks, stacked):
+            for nodes, whole in zip((run.nodes, run.emissions), arrays):
+                if not isinstance(whole, jax.core.Tracer):  # split on the host: no compiling
+                    whole = np.asarray(whole)
+                values.update((self.names[k], jnp.asarray(whole[i]))
+                              for i, k in enumerate(nodes))
+        return values
 
     # ----- closed forms -----------------------------------------------------
     def is_linear_gaussian(self) -> bool:
@@ -410,37 +426,58 @@ def _check_tie(a: Conditional, b: Conditional, name_a: str, name_b: str, group: 
 @eqx.filter_jit
 def _sample(bn: BayesNet, key, n, walks):
     """Ancestral sample: :meth:`BayesNet.reparam` of base noise, each run of ``walks``
-    (:func:`deepbn.reparam.runs`) and its emissions in one ``lax.scan``."""
+    (:func:`deepbn.reparam.runs`) and its emissions in one ``lax.scan``. Returns (the
+    other nodes' values, per run its values stacked (length, ..., dim), then its
+    emissions' if it has them)."""
     from deepbn.reparam import stack_modules
 
-    eps = bn.base_sample(key, n)
-    batch = bn._batch_shape(eps)
+    draws, layout = bn._base_draws(key, n)
+
+    def noise(names):  # (len(names), ..., dim): one gather, not a slice per node
+        base, _, dim = layout[names[0]]
+        idx = np.concatenate([np.arange(layout[m][1], layout[m][1] + dim) for m in names])
+        picked = jnp.take(draws[base], jnp.asarray(idx), axis=-1)
+        return jnp.moveaxis(picked.reshape(picked.shape[:-1] + (len(names), dim)), -2, 0)
+
     conds = bn.conditionals
     starts = {r.nodes[0]: r for r in walks}
+    batch = () if n is None else (n,)
     values: dict[str, jnp.ndarray] = {}
+    stacked = []
+    walked: dict[str, tuple[jnp.ndarray, int]] = {}  # a run's node -> (its stack, position)
+
+    def parents(j):  # a walked node's value is sliced out only where a later node needs it
+        got = {p: values[p] if p in values else walked[p][0][walked[p][1]]
+               for p in bn.parents[j]}
+        return bn.parent_values(got, j, batch)
+
     for j in bn.order:
         name = bn.names[j]
-        if name in values:
+        if name in walked:
             continue
         if j not in starts:
-            values[name] = conds[j].reparam(eps[name], bn.parent_values(values, j, batch))
+            base, start, dim = layout[name]
+            values[name] = conds[j].reparam(draws[base][..., start : start + dim], parents(j))
             continue
         run = starts[j]
-        es = jnp.stack([eps[bn.names[k]] for k in run.nodes])
+        es = noise([bn.names[k] for k in run.nodes])
+        pa0 = parents(j)
         if run.tied:
             _, zs = jax.lax.scan(lambda pa, e, step=conds[j]: (step.reparam(e, pa),) * 2,
-                                 bn.parent_values(values, j, batch), es)
+                                 pa0, es)
         else:
-            _, zs = jax.lax.scan(lambda pa, x: (x[0].reparam(x[1], pa),) * 2,
-                                 bn.parent_values(values, j, batch),
+            _, zs = jax.lax.scan(lambda pa, x: (x[0].reparam(x[1], pa),) * 2, pa0,
                                  (stack_modules([conds[k] for k in run.nodes]), es))
-        values.update((bn.names[k], z) for k, z in zip(run.nodes, zs))
-        if run.emissions is not None:
-            ex = jnp.stack([eps[bn.names[e]] for e in run.emissions])
-            if run.tied:
-                xs = conds[run.emissions[0]].reparam(ex, zs)
-            else:
-                xs = jax.vmap(lambda c, e, z: c.reparam(e, z))(
-                    stack_modules([conds[e] for e in run.emissions]), ex, zs)
-            values.update((bn.names[e], x) for e, x in zip(run.emissions, xs))
-    return values
+        walked.update((bn.names[k], (zs, i)) for i, k in enumerate(run.nodes))
+        if run.emissions is None:
+            stacked.append((zs,))
+            continue
+        ex = noise([bn.names[e] for e in run.emissions])
+        if run.tied:
+            xs = conds[run.emissions[0]].reparam(ex, zs)
+        else:
+            xs = jax.vmap(lambda c, e, z: c.reparam(e, z))(
+                stack_modules([conds[e] for e in run.emissions]), ex, zs)
+        walked.update((bn.names[k], (xs, i)) for i, k in enumerate(run.emissions))
+        stacked.append((zs, xs))
+    return values, stacked
