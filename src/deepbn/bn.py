@@ -67,6 +67,9 @@ class BayesNet(eqx.Module):
     order: tuple = eqx.field(static=True)
     ties: tuple = eqx.field(static=True)  # per node: its tie group's name, or None
     slots: tuple = eqx.field(static=True)  # per node: the index of its parameter set
+    # per node: its dimension. Stored, not derived from the conditionals on every read:
+    # callers index it per node, which made networks of thousands of nodes quadratic
+    dims: tuple = eqx.field(static=True)
 
     def __init__(
         self,
@@ -130,12 +133,18 @@ class BayesNet(eqx.Module):
         if len(self.observed) != len(names):
             raise NetworkFileError(f"{source}: need one observed flag per node")
         self.order = tuple(order)
+        self.dims = tuple(int(c.dim) for c in conditionals)
 
     # ----- structure -------------------------------------------------------
     @property
     def conditionals(self) -> tuple[Conditional, ...]:
         """One conditional per node, in node order (tied nodes: their group's one set)."""
         return tuple(self.parameter_sets[s] for s in self.slots)
+
+    def conditional(self, j: int) -> Conditional:
+        """Node ``j``'s conditional: one lookup, where :attr:`conditionals` builds the tuple
+        of every node's (per-node loops over thousands of nodes call this instead)."""
+        return self.parameter_sets[self.slots[j]]
 
     @property
     def tie_groups(self) -> dict[str, tuple[str, ...]]:
@@ -155,10 +164,6 @@ class BayesNet(eqx.Module):
     @property
     def d(self) -> int:
         return len(self.names)
-
-    @property
-    def dims(self) -> tuple[int, ...]:
-        return tuple(c.dim for c in self.conditionals)
 
     def index(self, name: str) -> int:
         try:
@@ -264,7 +269,7 @@ class BayesNet(eqx.Module):
     def _base_draws(self, key, n: int | None = None):
         """({base family: one flat draw (..., total dim)}, {node: (base, start, dim)})."""
         shape = () if n is None else (n,)
-        dims = self.dims  # a property over every node: once, not per node
+        dims = self.dims
         groups: dict[str, list[int]] = {}
         for j, c in enumerate(self.conditionals):
             groups.setdefault(c.base, []).append(j)

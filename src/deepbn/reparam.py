@@ -84,7 +84,7 @@ class LatentSpace(NamedTuple):
             raise UsageError("the network has no latent nodes: nothing to infer; "
                              "mark some nodes as latent (observed: false)")
         for name in latent:
-            c = bn.conditionals[bn.index(name)]
+            c = bn.conditional(bn.index(name))
             if not c.continuous:
                 raise UsageError(f"latent node '{name}' is {c.family}: HMC needs continuous "
                                  "latent nodes; observe it or give it a continuous family")
@@ -313,10 +313,10 @@ def _scan_run(bn, space, run: Run, pa0, u, centring, u_parts, c_parts, observed)
     us = _run_coordinates(space, names, u_parts, u)
     cs = _run_coordinates(space, names, c_parts, centring)
     if run.tied:
-        cond = bn.conditionals[run.nodes[0]]
+        cond = bn.conditional(run.nodes[0])
         per_step = None  # the scan closes over the one set of parameters
     else:
-        cond = per_step = stack_modules([bn.conditionals[k] for k in run.nodes])
+        cond = per_step = stack_modules([bn.conditional(k) for k in run.nodes])
     known = _known_run(space, names, centring)
     if known is not None and np.all(known == 1.0):
         # centred: z = u, no sequential loop at all
@@ -324,7 +324,7 @@ def _scan_run(bn, space, run: Run, pa0, u, centring, u_parts, c_parts, observed)
     if known is not None and np.all(known == 0.0):
         # auxiliary: ε = u, so p(u) needs no second pass over the locations
         zs = _run_states(run, cond, per_step, pa0, us, cs)
-        base = bn.conditionals[run.nodes[0]]
+        base = bn.conditional(run.nodes[0])
         return _run_emissions(bn, run, jnp.sum(base.base_log_prob(us), axis=0), zs, observed)
     return _run_terms(bn, run, cond, per_step, pa0,
                       _run_states(run, cond, per_step, pa0, us, cs), cs, observed)
@@ -386,9 +386,9 @@ def _run_emissions(bn, run: Run, log_p, zs, observed):
     if run.emissions is not None:
         xs = jnp.stack([observed[bn.names[e]] for e in run.emissions])
         if run.tied:
-            log_p = log_p + jnp.sum(bn.conditionals[run.emissions[0]].log_prob(xs, zs), axis=0)
+            log_p = log_p + jnp.sum(bn.conditional(run.emissions[0]).log_prob(xs, zs), axis=0)
         else:
-            em = stack_modules([bn.conditionals[e] for e in run.emissions])
+            em = stack_modules([bn.conditional(e) for e in run.emissions])
             log_p = log_p + jnp.sum(jax.vmap(lambda k, x, z: k.log_prob(x, z))(em, xs, zs),
                                     axis=0)
     return zs, log_p
@@ -414,7 +414,7 @@ def values(bn: BayesNet, reparam: Reparam, u: jnp.ndarray,
         if j in done:
             continue
         name = bn.names[j]
-        cond = bn.conditionals[j]
+        cond = bn.conditional(j)
         if j in starts:
             run = starts[j]
             zs, lp = _scan_run(bn, space, run, bn.parent_values(out, j, batch), u, centring,
@@ -462,7 +462,7 @@ def coordinates(bn: BayesNet, reparam: Reparam, z: jnp.ndarray,
         name = bn.names[j]
         if bn.observed[j]:
             continue
-        loc, scale = bn.conditionals[j].loc_scale(bn.parent_values(known, j, batch))
+        loc, scale = bn.conditional(j).loc_scale(bn.parent_values(known, j, batch))
         c = c_parts[name]
         u_parts[name] = (z_parts[name] - (1.0 - c) * loc) / scale ** (1.0 - c)
         known[name] = z_parts[name]

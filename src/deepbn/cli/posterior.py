@@ -62,12 +62,12 @@ def read_observed(bn: BayesNet, spec: str, data: Path, need_latent: bool = True)
 def check_binary(bn: BayesNet, name: str, block: np.ndarray, data) -> None:
     """One-line error if discrete node ``name``'s values (cases, dim) are not all 0 or 1."""
     j = bn.index(name)
-    if bn.conditionals[j].continuous:
+    if bn.conditional(j).continuous:
         return
     bad = ~np.isin(block, (0.0, 1.0))
     if bad.any():
         column = bn.columns([name])[int(np.flatnonzero(bad)[0]) % bn.dims[j]]
-        raise DataError(f"{data}: column '{column}' of {bn.conditionals[j].family} "
+        raise DataError(f"{data}: column '{column}' of {bn.conditional(j).family} "
                         f"node '{name}' must hold 0 or 1")
 
 

@@ -86,7 +86,7 @@ def chain_model(bn: BayesNet, tie: bool = True) -> ChainModel | None:
     head = bn.index(parents[0])
     if bn.observed[head] or bn.parents[head] or bn.dims[head] != bn.dims[run.nodes[0]]:
         return None
-    if not bn.conditionals[head].continuous:
+    if not bn.conditional(head).continuous:
         return None
     if sorted(latent) != sorted((head,) + run.nodes):
         return None

@@ -35,7 +35,7 @@ def manifold_images(bn: BayesNet, side: int = 20) -> np.ndarray:
                          f"this network has latent {', '.join(latent) or 'none'} and observed "
                          f"{', '.join(observed) or 'none'}")
     z_name, x_name = latent[0], observed[0]
-    prior = bn.conditionals[bn.index(z_name)]
+    prior = bn.conditional(bn.index(z_name))
     if prior.base != "normal" or bn.parents[bn.index(z_name)] or bn.parents[
             bn.index(x_name)] != (z_name,):
         raise UsageError(f"a manifold plot needs a Gaussian root '{z_name}' as the only parent "
@@ -45,7 +45,7 @@ def manifold_images(bn: BayesNet, side: int = 20) -> np.ndarray:
     eps = jax.scipy.special.ndtri(jnp.asarray(np.stack([first, second], -1).reshape(-1, 2),
                                               jnp.float32))
     z = prior.reparam(eps, jnp.zeros((side * side, 0)))  # the auxiliary form: z = g(ε)
-    cond = bn.conditionals[bn.index(x_name)]
+    cond = bn.conditional(bn.index(x_name))
     if cond.family == "bernoulli":
         mean = jax.nn.sigmoid(cond.logits(z))
     else:

@@ -153,7 +153,7 @@ def network_log_likelihood(bn: BayesNet, observed: Mapping[str, jnp.ndarray], ke
     base (Gaussian families): importance sampling over the auxiliary coordinates u = ε,
     where the network's log-density in that form is ``log_joint``.
     """
-    bases = {bn.conditionals[bn.index(n)].base for n in bn.latent_names}
+    bases = {bn.conditional(bn.index(n)).base for n in bn.latent_names}
     if bases - {"normal"}:
         raise UsageError("the importance-sampled likelihood needs latent nodes with a normal "
                          f"base (Gaussian families); this network has {', '.join(sorted(bases))}")

@@ -125,7 +125,7 @@ def log_marginal_likelihood(bn: BayesNet, observed: Mapping[str, jnp.ndarray], k
     def per_draw(e):
         u = space.join({n: e[n] for n in space.names})
         _, log_p = values(bn, reparam, u, observed)
-        prior = sum(bn.conditionals[bn.index(n)].base_log_prob(e[n]) for n in space.names)
+        prior = sum(bn.conditional(bn.index(n)).base_log_prob(e[n]) for n in space.names)
         return log_p - prior  # (cases,)
 
     ll = jax.lax.map(per_draw, eps)  # (samples, cases)
