@@ -135,6 +135,7 @@ def refine_with_order_mcmc(run: StructureRun, steps: int, candidates: int,
                               progress=lambda done, info: bar.update(
                                   task, completed=done, best=info["log_score"]))
     names = run.posterior.names or tuple(f"x{i}" for i in range(run.posterior.graphs.shape[1]))
+    several = len(res.chain_edge_probs) > 1  # one chain has no R-hat (null)
     fields.update({
         "order_mcmc_steps": steps, "order_mcmc_chains": int(res.chain_edge_probs.shape[0]),
         "order_mcmc_candidates": int(res.candidates.shape[1]),
@@ -143,10 +144,8 @@ def refine_with_order_mcmc(run: StructureRun, steps: int, candidates: int,
         "order_mcmc_compile_seconds": round(res.compile_seconds, 3),
         "order_mcmc_resumed_from": res.resumed_from,
         "order_mcmc_acceptance": res.acceptance,
-        # one chain has no R-hat (null)
-        "order_mcmc_rhat_max": res.rhat_max if len(res.chain_edge_probs) > 1 else None,
-        "order_mcmc_rhat_max_edge": [names[i] for i in res.rhat_max_edge]
-        if len(res.chain_edge_probs) > 1 else None})
+        "order_mcmc_rhat_max": res.rhat_max if several else None,
+        "order_mcmc_rhat_max_edge": [names[i] for i in res.rhat_max_edge] if several else None})
     return refined, fields
 
 

@@ -18,6 +18,12 @@ from deepbn.cli.common import (
     report,
 )
 from deepbn.errors import DataError
+from deepbn.inference.config import (  # no JAX: the defaults the help states
+    BLOCK_PARTICLES,
+    BURN_IN_SWEEPS,
+    PARTICLES,
+    WARMUP,
+)
 
 if TYPE_CHECKING:  # the library is imported inside the commands: --help stays fast
     from deepbn.bn import BayesNet
@@ -89,15 +95,16 @@ def posterior(
                                           "centred, auxiliary or particle."),
     sampler: str = typer.Option("nuts", help="nuts or hmc."),
     chains: int = typer.Option(4, help="Chains (vmapped); R-hat compares them."),
-    warmup: int = typer.Option(None, help="Warmup per chain: NUTS/HMC window-adaptation "
-                                          "steps (default 1000) or particle-Gibbs burn-in "
-                                          "sweeps (default 200)."),
+    warmup: int = typer.Option(None, help=f"Warmup per chain: NUTS/HMC window-adaptation "
+                                          f"steps (default {WARMUP}) or particle-Gibbs "
+                                          f"burn-in sweeps (default {BURN_IN_SWEEPS})."),
     samples: int = typer.Option(1000, help="Draws per chain after warmup."),
     integration_steps: int = typer.Option(16, help="Leapfrog steps per HMC transition "
                                                    "(--sampler hmc)."),
     particles: int = typer.Option(None, help="Particles per conditional-SMC sweep (particle "
                                              "Gibbs: --form particle, or auto's choice); "
-                                             "default 256, or 32 per block with --block."),
+                                             f"default {PARTICLES}, or {BLOCK_PARTICLES} per "
+                                             "block with --block."),
     block: int = typer.Option(None, help="Particle Gibbs in blocks of this many states "
                                          "(two staggered partitions); default 0: the "
                                          "whole chain in one sweep."),
