@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from scipy import stats
 
 from deepbn import masks, nn
@@ -79,3 +80,27 @@ def test_split_keeps_masks_and_running_averages_away_from_the_optimiser():
     for old, new in zip(net.masks, moved.masks):
         np.testing.assert_array_equal(old.value, new.value)
     assert not np.allclose(moved.layers[0][0], net.layers[0][0])
+
+
+def test_apply_many_matches_each_network_and_its_gradients():
+    keys = jax.random.split(jax.random.key(3), 4)
+    nets = [nn.MLP.init(k, (6, 5, 4)) for k in keys[:3]]
+    x = jax.random.normal(keys[3], (7, 6))
+    np.testing.assert_allclose(nn.apply_many(nets, x), np.stack([n(x) for n in nets]),
+                               rtol=1e-5, atol=1e-6)
+    one_by_one = jax.grad(lambda ns: sum(jnp.sum(jnp.sin(n(x))) for n in ns))(nets)
+    together = jax.grad(lambda ns: jnp.sum(jnp.sin(nn.apply_many(ns, x))))(nets)
+    for a, b in zip(jax.tree_util.tree_leaves(one_by_one), jax.tree_util.tree_leaves(together)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # a batch of inputs with extra leading axes, and an activated last layer
+    last = [nn.MLP.init(k, (6, 3), activate_last=True) for k in keys[:2]]
+    x3 = x.reshape(7, 1, 6)
+    np.testing.assert_allclose(nn.apply_many(last, x3), np.stack([n(x3) for n in last]),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_apply_many_refuses_masked_or_batch_normalised_networks():
+    masked = nn.MLP.init(jax.random.key(0), (2, 3, 2),
+                         allowed=[frozenset(), frozenset({0})])
+    with pytest.raises(ValueError, match="unmasked"):
+        nn.apply_many([masked], jnp.ones((1, 2)))

@@ -183,3 +183,28 @@ class MLP(eqx.Module):
         if self.norms is None:
             return y, self
         return y, eqx.tree_at(lambda m: m.running, self, running)
+
+
+def apply_many(nets: Sequence[MLP], x) -> jnp.ndarray:
+    """Several MLPs of the same shape and activation (unmasked, no batch norm) on one input
+    ``x`` (..., in): their outputs stacked, (len(nets), ..., out).
+
+    One matrix product per layer for all of them (the first a single wide product of the
+    shared input, the rest batched over the networks) instead of one per network: for
+    small heads, such as the Graph VAE's per-node networks, the cost is the number of
+    operations, not their size.
+    """
+    first = nets[0]
+    if any(n.masks is not None or n.norms is not None for n in nets):
+        raise ValueError("apply_many takes unmasked MLPs without batch norm")
+    act = ACTIVATIONS[first.activation]
+    last = len(first.layers) - 1
+    for k in range(last + 1):
+        w = jnp.stack([n.layers[k][0] for n in nets])
+        b = jnp.stack([n.layers[k][1] for n in nets])
+        x = (jnp.einsum("...i,nio->n...o", x, w) if k == 0
+             else jnp.einsum("n...i,nio->n...o", x, w))
+        x = x + b.reshape(b.shape[:1] + (1,) * (x.ndim - 2) + b.shape[1:])
+        if k < last or first.activate_last:
+            x = act(x)
+    return x

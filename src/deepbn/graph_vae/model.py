@@ -167,10 +167,13 @@ def _gated_parents(cfg, j, z, gates):
                             for i in range(j + 1, cfg.nodes)], axis=-1)
 
 
-def _gaussian_head(net, inputs, node_dim):
-    out = net(inputs)
+def _split_head(out, node_dim):
     mean, raw = out[..., :node_dim], out[..., node_dim:]
     return mean, _LOGVAR_RANGE * jnp.tanh(raw / _LOGVAR_RANGE)
+
+
+def _gaussian_head(net, inputs, node_dim):
+    return _split_head(net(inputs), node_dim)
 
 
 def _gaussian_log_prob(z, mean, logvar):
@@ -201,14 +204,17 @@ def _posterior_walk(cfg, params, h, gates, eps):
     """Sample z from q (nodes N-1 .. 0) and return z, log q and log p per node."""
     z = [None] * cfg.nodes
     log_q, log_p = [None] * cfg.nodes, [None] * cfg.nodes
+    # the heads run together where their inputs allow: every bottom-up head reads h, a
+    # node's prior and posterior heads read the same gated parents
+    bottom_up = _split_head(nn.apply_many(params["bottom_up"], h), cfg.node_dim)
     for j in reversed(range(cfg.nodes)):
-        mean, logvar = _gaussian_head(params["bottom_up"][j], h, cfg.node_dim)
+        mean, logvar = bottom_up[0][j], bottom_up[1][j]
         if is_root(cfg, j):
             p_mean, p_logvar = jnp.zeros_like(mean), jnp.zeros_like(logvar)
         else:
             pa = _gated_parents(cfg, j, z, gates)
-            p_mean, p_logvar = _gaussian_head(params["prior"][j], pa, cfg.node_dim)
-            t_mean, t_logvar = _gaussian_head(params["posterior"][j], pa, cfg.node_dim)
+            (p_mean, t_mean), (p_logvar, t_logvar) = _split_head(
+                nn.apply_many([params["prior"][j], params["posterior"][j]], pa), cfg.node_dim)
             mean, logvar = fuse(mean, logvar, t_mean, t_logvar)
         z[j] = mean + jnp.exp(0.5 * logvar) * eps[..., j, :]
         log_q[j] = _gaussian_log_prob(z[j], mean, logvar)
