@@ -164,7 +164,7 @@ def test_every_command_takes_a_learned_network(tmp_path, capsys):
     hidden = net.names[int(np.argmax(net.adjacency().sum(0) + net.adjacency().sum(1)))]
     post = tmp_path / "post"
     assert main(["posterior", str(net_path), str(data), "--latent", hidden, "--out", str(post),
-                 "--warmup", "60", "--samples", "20", "--json"]) == 0
+                 "--warmup", "60", "--samples", "20", "--chains", "2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert list(out["form"]) == [hidden] and out["cases"] == 200
     fit_em = tmp_path / "fit-em"
