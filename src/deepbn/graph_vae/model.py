@@ -200,19 +200,24 @@ def _apply(net: nn.MLP, x, train: bool):
     return net.train_apply(x) if train else (net(x), net)
 
 
-def _posterior_walk(cfg, params, h, gates, eps):
-    """Sample z from q (nodes N-1 .. 0) and return z, log q and log p per node."""
+def _bottom_up(cfg, params, h):
+    """Every node's bottom-up (mean, log-variance), (nodes, batch, node_dim) each: the heads
+    all read h, so they run as one product."""
+    return _split_head(nn.apply_many(params["bottom_up"], h), cfg.node_dim)
+
+
+def _posterior_walk(cfg, params, bottom_up, gates, eps):
+    """Sample z from q (nodes N-1 .. 0) given :func:`_bottom_up`, and return z, log q and
+    log p per node."""
     z = [None] * cfg.nodes
     log_q, log_p = [None] * cfg.nodes, [None] * cfg.nodes
-    # the heads run together where their inputs allow: every bottom-up head reads h, a
-    # node's prior and posterior heads read the same gated parents
-    bottom_up = _split_head(nn.apply_many(params["bottom_up"], h), cfg.node_dim)
     for j in reversed(range(cfg.nodes)):
         mean, logvar = bottom_up[0][j], bottom_up[1][j]
         if is_root(cfg, j):
             p_mean, p_logvar = jnp.zeros_like(mean), jnp.zeros_like(logvar)
         else:
             pa = _gated_parents(cfg, j, z, gates)
+            # a node's prior and posterior heads read the same gated parents: one product
             (p_mean, t_mean), (p_logvar, t_logvar) = _split_head(
                 nn.apply_many([params["prior"][j], params["posterior"][j]], pa), cfg.node_dim)
             mean, logvar = fuse(mean, logvar, t_mean, t_logvar)
@@ -241,7 +246,7 @@ def forward(cfg: GraphVAEConfig, params: dict, fixed: dict, key, x: jnp.ndarray,
     gates = sample_gates(cfg, model, k_gate, x.shape[0], temperature, hard=hard_gates)
     h, encoder = _apply(model["encoder"], x, train)
     eps = jax.random.normal(k_eps, (x.shape[0], cfg.nodes, cfg.node_dim))
-    z, log_q, log_p = _posterior_walk(cfg, model, h, gates, eps)
+    z, log_q, log_p = _posterior_walk(cfg, model, _bottom_up(cfg, model, h), gates, eps)
     logits, decoder = _apply(model["decoder"], jnp.concatenate(z, -1), train)
     log_lik = log_likelihood(cfg, logits, x)
     kl_nodes = log_q - log_p
@@ -255,15 +260,16 @@ def importance_log_weights(cfg: GraphVAEConfig, params: dict, fixed: dict, key, 
     """log p(x, z) - log q(z | x) for ``k`` draws per example: (k, batch), evaluation mode.
 
     Gates are the test-time structure (μ > 1/2 for learned gates). The encoder
-    features are computed once per example and shared by the k draws.
+    features and the bottom-up heads are computed once per example and shared by the
+    k draws.
     """
     model = nn.merge(params, fixed)
     gates = sample_gates(cfg, model, key, x.shape[0], 1.0, hard=True)
-    h = model["encoder"](x)
+    bottom_up = _bottom_up(cfg, model, model["encoder"](x))
 
     def one(key):
         eps = jax.random.normal(key, (x.shape[0], cfg.nodes, cfg.node_dim))
-        z, log_q, log_p = _posterior_walk(cfg, model, h, gates, eps)
+        z, log_q, log_p = _posterior_walk(cfg, model, bottom_up, gates, eps)
         logits = model["decoder"](jnp.concatenate(z, -1))
         return log_likelihood(cfg, logits, x) + jnp.sum(log_p - log_q, -1)
 
