@@ -232,6 +232,7 @@ def run(
     progress: Callable[[int, int, dict], None] | None = None,
     after_chunk: Callable[[Any, int, dict, float], dict] | None = None,
     place: Callable[[Any], Any] | None = None,
+    until: Callable[[Any, int], bool] | None = None,
 ) -> RunResult:
     """Run ``steps`` steps of ``step`` from ``state`` (or from the checkpoint), see the module doc.
 
@@ -239,7 +240,9 @@ def run(
     is called after each chunk; ``after_chunk(state, done, chunk_outputs,
     seconds)`` returns the records (JSON-able dicts: one for the chunk, or one per
     step) kept in :attr:`RunResult.records` and the checkpoint; ``place(state)`` puts
-    the state on devices (e.g. shards its batch axis over a mesh).
+    the state on devices (e.g. shards its batch axis over a mesh); ``until(state, done)``,
+    asked after each chunk (and of a resumed state), ends the run early when it returns True
+    (a convergence test): :attr:`RunResult.steps` then says how far it went.
     """
     require_count("the number of steps", steps, minimum=0)
     chunk = max(1, int(chunk))
@@ -264,6 +267,8 @@ def run(
     end = jnp.asarray(steps, jnp.int32)
     program = None
     while done < steps:
+        if until is not None and done and until(state, done):
+            break
         n = min(length, steps - done)
         start = jnp.asarray(done, jnp.int32)
         if program is None:  # the state's shapes and placement stay those of the first chunk

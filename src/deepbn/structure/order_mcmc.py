@@ -1,48 +1,53 @@
-"""Order MCMC under BGe on bounded candidate parent sets: a DAG posterior sampler that
-mixes, seeded by DiBS.
+"""Order MCMC under BGe: a DAG posterior sampler that mixes at hundreds of variables.
 
-DiBS's particles settle in local modes: at d = 20 their edge marginals differ from the
-exact posterior's by 0.03-0.09 on average and by up to 1 on single edges (README,
-"Against the exact posterior"). A Markov chain over node *orders* (Friedman & Koller,
-Mach. Learn. 50, 2003) moves between those modes: given an order ≺, the parent sets
-of the nodes are independent and summed out in closed form, so the chain walks a
-space of d! orders with a smooth landscape instead of the 2^O(d²) DAGs. The target is
+A Markov chain over node *orders* ≺ (Friedman & Koller, Mach. Learn. 50, 2003): given
+an order the parent sets of the nodes are independent and summed out in closed form, so
+the chain walks the d! orders with a smooth landscape instead of the 2^O(d²) DAGs. The
+target is
 
-    p(≺ | x) ∝ Π_j Σ_{S ∈ F_j, S ⊆ pred_≺(j)} β_j(S),    β_j(S) = q_j(S) p(x_j | x_S),
+    p(≺ | x) ∝ Π_j α_j(U_j),    α_j(U) = Σ_{S ⊆ U, |S| ≤ K_j} β_j(S),
 
-with q_j the per-family prior of DiBS (ER or scale-free, soft edge priors, forbidden and
-required edges) and p(x_j | x_S) the BGe family score; summed over orders this is the
-order-modular prior of :mod:`deepbn.structure.exact`, so on small networks the chain
-can be checked against the exact sums. F_j is node j's *search space*: the parent sets
-of at most K nodes among C candidates (Friedman & Koller 2003, Sec. 4.1; Kuipers,
-Suter & Moffa, JCGS 31, 2022, use the same restriction), the candidates chosen by the
-DiBS edge marginals and, to fill up, by the pairwise BGe gain (:func:`candidate_parents`).
-Edges outside the search space get probability 0: the approximation this makes.
+β_j(S) = q_j(S) p(x_j | x_S) (BGe family score times DiBS's per-family prior) and U_j the
+candidate parents of j that precede it (:mod:`deepbn.structure.search_space`); summed
+over orders this is the order-modular prior of :mod:`deepbn.structure.exact`, so on small
+networks the chains are checked against the exact sums.
 
-A step swaps two nodes' positions, adjacent ones or any two with probability 1/2 each
-(both symmetric), and accepts by Metropolis-Hastings. With U the candidates of j that
-precede it, node j's score is α_j(U) = Σ_{S ⊆ U} β_j(S), read from a table over all 2^C
-candidate sets U built once by a zeta transform (the sums of Koivisto & Sood, JMLR 5,
-2004, restricted to the candidates), so a step costs O(d C) for every node at once and
-runs for all chains (vmap) inside the driver's jitted scan (:mod:`deepbn.run`). After a
-burn-in of half the steps every step adds each chain's Rao-Blackwellised edge marginals
-given its order (Friedman & Koller 2003, Sec. 3.2), also from the table:
+**Moves.** A move rearranges a window of L consecutive positions (L = 16): it swaps two
+of its nodes or moves one to another place in it (the nodes between shift by one), each
+with probability 1/2; the window's start is uniform, the pair uniform in it, so every
+move is its own reverse with the same probability (symmetric) and Metropolis-Hastings
+accepts with the score ratio. Only the window's nodes change their predecessor sets, so
+the state keeps each node's set U_j as a C-bit mask and a move updates L masks from an
+L x L block of the (d, d) table of candidate bits: L lookups of log α_j instead of d C,
+which is what lets a chain take millions of steps at d = 100-500 in a minute.
 
-    P(i → j | ≺, x) = Σ_{S ⊆ U, S ∋ i} β_j(S) / α_j(U) = 1 - α_j(U ∖ i) / α_j(U),
+**Tempering** (MC3, Geyer 1991; as Gadget, Viinikka et al. NeurIPS 2020): each chain is
+the cold end of T copies at inverse temperatures 1 = β_0 > ... > β_{T-1}; after every
+move, neighbouring copies (alternately the even and the odd pairs) exchange their states
+with probability min(1, exp((β_k - β_k+1)(L_k+1 - L_k))). The ladder adapts during the
+first block of steps (Robbins-Monro on the log gaps, towards an exchange acceptance of
+0.234, Atchadé, Roberts & Rosenthal 2011) and is then fixed.
 
-and every ``thin`` steps a DAG is drawn from p(G | ≺, x) exactly, a parent set per node.
-The chains' edge marginals give an edge R-hat
-(:func:`deepbn.structure.diagnostics.edge_rhat`, with the draws as sample size).
+**Estimates and convergence.** The run is cut into 20 blocks. Every few steps each cold
+chain adds its Rao-Blackwellised edge marginals given its order (Friedman & Koller 2003,
+Sec. 3.2) to the block's sum, P(i → j | ≺, x) = 1 - α_j(U_j ∖ i) / α_j(U_j), and twice
+a block it draws a DAG from p(G | ≺, x) exactly. The estimate after b blocks uses the
+second half, blocks b/2 .. b-1 (the first half is burn-in); with ``until_rhat`` the run
+stops at the first b ≥ 4 whose edge R-hat across chains
+(:func:`deepbn.structure.diagnostics.edge_rhat`, the chains' draws as sample size) is
+below it, and otherwise runs its whole budget and says it stopped short.
 
 Example::
 
     from deepbn.structure.order_mcmc import order_mcmc
-    res = order_mcmc(x, steps=5000, chains=8)   # x: (n, d) standardized data
-    res.edge_probs[i, j]                        # P(i -> j | x)
+    res = order_mcmc(x, steps=100_000, chains=16)   # x: (n, d) standardized data
+    res.edge_probs[i, j]                             # P(i -> j | x)
+    res.rhat_max                                     # the chains' agreement
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -52,54 +57,62 @@ import numpy as np
 
 from deepbn import run as run_layer
 from deepbn.errors import KnowledgeError, UsageError, require_count
-from deepbn.structure import diagnostics, exact, scores
+from deepbn.structure import diagnostics, scores, search_space
 from deepbn.structure.knowledge import Knowledge
+from deepbn.structure.search_space import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_MAX_PARENTS,
+    MAX_CANDIDATES,
+    ScoreTables,
+    SearchSpace,
+)
 
-MAX_CANDIDATES = 20  # the table of α_j holds 2^C numbers per node
-DEFAULT_CANDIDATES = 16
-DEFAULT_MAX_PARENTS = 5
+__all__ = ["DEFAULT_CANDIDATES", "DEFAULT_MAX_PARENTS", "MAX_CANDIDATES", "order_mcmc",
+           "refine", "sample"]
+
 LARGEST_DEFAULT_MAX_PARENTS = 8  # refine's bound where DiBS found more parents
-DEFAULT_THIN = 10
-CHUNK = 500  # steps per jitted scan between progress updates and checkpoints
-
-
-class OrderMCMCData(NamedTuple):
-    """The search space as the jitted step reads it; every node's parent sets are the same
-    C-bit masks (sets a node cannot have score -inf)."""
-
-    candidates: jnp.ndarray  # (d, C) int32: candidate parents of j (padded with j itself)
-    log_alpha: jnp.ndarray  # (d, 2^C) float32: log Σ_{S ⊆ U} β_j(S) for every candidate set U
-    sets: jnp.ndarray  # (S,) uint32: the parent sets, as bit masks over the C candidates
-    member: jnp.ndarray  # (S, C) float32: the same bits as numbers
-    log_beta: jnp.ndarray  # (d, S) float32: log β_j(S); -inf for a set node j cannot have
+WINDOW = 16  # positions a move rearranges
+BLOCKS = 20  # a run's budget in blocks: estimates and R-hat checks at their ends
+MIN_BLOCKS = 4  # blocks before the first convergence check
+DRAWS_PER_BLOCK = 2  # DAGs each cold chain draws per block
+DEFAULT_CHAINS = 16
+DEFAULT_TEMPERATURES = 8
+DEFAULT_STEPS_PER_NODE = 2000  # default budget: steps per chain = this x d (at least 20 000)
+DEFAULT_UNTIL_RHAT = 1.05
+EXCHANGE_TARGET = 0.234  # the ladder's exchange acceptance
+COLDEST = 0.05  # the hottest copy's inverse temperature before adaptation
+GROW_ROUNDS = 2  # search-space growths before the final run, at most
+EXPLORE_SHARE = 8  # an exploring round runs 1/8 of the budget
 
 
 class OrderMCMCState(NamedTuple):
-    order: jnp.ndarray  # (temperatures x chains, d) int32: the node at each position
-    node_scores: jnp.ndarray  # (temperatures x chains, d): log α_j(U), U the candidates before j
-    edge_sums: jnp.ndarray  # (chains, d, C): Σ over the steps after burn-in of P(c -> j | ≺)
-    samples: jnp.ndarray  # (chains, kept, d) int32: the parent set of each drawn DAG
+    order: jnp.ndarray  # (T x chains, d) int32: the node at each position, temperature-major
+    U: jnp.ndarray  # (T x chains, d) uint32: bit c of node j set when candidate c precedes j
+    node_scores: jnp.ndarray  # (T x chains, d): log α_j(U_j)
+    betas: jnp.ndarray  # (T,) inverse temperatures, betas[0] = 1
+    block_sums: jnp.ndarray  # (blocks, chains, d, C): Σ of P(c -> j | ≺) over a block
+    samples: jnp.ndarray  # (blocks, draws, chains, d) int32: each drawn DAG's parent sets
     t: jnp.ndarray  # () int32: steps done
-    accepted: jnp.ndarray  # (temperatures x chains,) int32: accepted moves
-    exchanges: jnp.ndarray  # (2,) int32: accepted and proposed exchanges of temperature
+    accepted: jnp.ndarray  # (T x chains,) int32: accepted moves
+    exchanges: jnp.ndarray  # (T - 1, 2) float32: accepted (expected) and proposed exchanges
 
 
-class SearchSpace(NamedTuple):
-    """:func:`search_space`'s result: the jitted arrays and, in float64, the scores."""
-
-    data: OrderMCMCData
-    log_beta: np.ndarray  # (d, S) float64: log q_j(S) + log p(x_j | x_S), -inf if excluded
-    candidates: np.ndarray  # (d, C) int
-    valid: np.ndarray  # (d, C) bool: a real candidate (not padding)
-    max_parents: np.ndarray  # (d,) int: each node's bound
+class OrderMCMCConfig(NamedTuple):
+    temperatures: int = 1
+    window: int = WINDOW
+    block: int = 1000  # steps per block
+    every: int = 1  # steps between two additions of the edge marginals
+    adapt: int = 0  # steps of ladder adaptation
+    insert: float = 0.5  # probability that a move is an insertion (else a swap)
+    draws: int = DRAWS_PER_BLOCK  # DAGs each cold chain draws per block
 
 
 class OrderMCMCResult(NamedTuple):
     edge_probs: np.ndarray  # (d, d): pooled Rao-Blackwellised P(i -> j | x)
     chain_edge_probs: np.ndarray  # (chains, d, d)
-    graphs: np.ndarray  # (chains * kept, d, d) bool: one DAG per chain and kept step
-    log_joint: np.ndarray  # (chains * kept,): log q(G) p(x | G), float64
-    acceptance: float  # share of accepted swaps over all chains and steps
+    graphs: np.ndarray  # (draws, d, d) bool: the kept DAGs of every chain
+    log_joint: np.ndarray  # (draws,): log q(G) p(x | G), float64
+    acceptance: float  # share of accepted moves of the cold chains
     rhat_max: float  # largest edge R-hat across chains (nan with one chain)
     rhat_max_edge: tuple[int, int]
     candidates: np.ndarray  # (d, C): the search space's candidate parents
@@ -108,132 +121,334 @@ class OrderMCMCResult(NamedTuple):
     seconds: float
     compile_seconds: float
     resumed_from: int
-    log_scores: np.ndarray  # (steps, chains): log p(≺, x) up to a constant, per step
+    steps: int  # steps each chain ran (less than the budget when it converged early)
+    budget: int  # the most steps it could run
+    converged: bool | None  # below ``until_rhat`` (None: no target given)
     temperatures: int = 1
-    exchange_acceptance: float = float("nan")  # share of accepted exchanges of temperature
+    exchange_acceptance: float = float("nan")  # of the coldest pair of copies
+    betas: tuple = (1.0,)
+    log_score_max: float = float("nan")  # the best cold chain's log p(≺, x) at the end
+    grow_rounds: int = 0  # times the search space grew before this run
+    candidates_added: int = 0  # candidate parents those growths added
 
 
-def pairwise_gains(stats: scores.BGeStats, d: int) -> np.ndarray:
-    """(d, d): log p(x_j | x_i) - log p(x_j) under BGe, the evidence for i as j's single
-    parent (symmetric for observational data, BGe being score equivalent)."""
-    nodes = np.repeat(np.arange(d), d)
-    parents = np.tile(np.arange(d), d)[:, None]
-    # i = j scores the empty set (a node is not its own parent); the diagonal is dropped below
-    one = family_scores(stats, d, nodes, parents, (nodes != parents[:, 0])[:, None])
-    none = family_scores(stats, d, np.arange(d), np.zeros((d, 1), int), np.zeros((d, 1), bool))
-    gain = one.reshape(d, d).T - none[None, :]  # [i, j]
-    np.fill_diagonal(gain, -np.inf)
-    return gain
+def _score(order, U, data: ScoreTables):
+    del order
+    return data.log_alpha[jnp.arange(U.shape[0]), U]
 
 
-def candidate_parents(stats: scores.BGeStats, d: int, n_candidates: int = DEFAULT_CANDIDATES,
-                      edge_probs: np.ndarray | None = None,
-                      knowledge: Knowledge | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Node j's C candidate parents: its required parents, then the nodes most often
-    adjacent to j under ``edge_probs`` (a DiBS posterior's, p_ij + p_ji ≥ 0.01), then the
-    largest pairwise BGe gains; never a forbidden parent. Returns (d, C) indices and a
-    (d, C) mask of real candidates (fewer when knowledge forbids the rest)."""
-    C = min(int(n_candidates), d - 1)
-    gain = pairwise_gains(stats, d)
-    adjacent = np.zeros((d, d)) if edge_probs is None else edge_probs + edge_probs.T
-    forbidden = np.zeros((d, d), bool) if knowledge is None else knowledge.forbidden
-    required = np.zeros((d, d), bool) if knowledge is None else knowledge.required
-    candidates = np.tile(np.arange(d)[:, None], (1, C))
-    valid = np.zeros((d, C), bool)
-    for j in range(d):
-        # lexicographic: required first, then DiBS adjacency (when clear), then the gain
-        key = (required[:, j] * 4.0 + np.where(adjacent[:, j] >= 0.01, 2.0 + adjacent[:, j], 0.0))
-        order = np.lexsort((-gain[:, j], -key))
-        order = [i for i in order if i != j and not forbidden[i, j]][:C]
-        candidates[j, :len(order)] = order
-        valid[j, :len(order)] = True
-        missing = np.flatnonzero(required[:, j] & ~np.isin(np.arange(d), order))
-        if len(missing):
-            raise KnowledgeError(f"node {j} has more required parents than the {C} candidates "
-                                 f"of order MCMC; raise the number of candidates")
-    return candidates, valid
+def predecessor_bits(order, data: ScoreTables):
+    """(d,) uint32: bit c of node j set when j's candidate c comes before j in ``order``."""
+    pos = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0], dtype=order.dtype))
+    before = pos[data.candidates] < pos[:, None]  # (d, C)
+    C = data.candidates.shape[1]
+    # distinct powers of two: their sum is the bitwise or
+    return jnp.sum(before.astype(jnp.uint32) << jnp.arange(C, dtype=jnp.uint32), axis=1,
+                   dtype=jnp.uint32)
 
 
-def family_scores(stats: scores.BGeStats, d: int, nodes: np.ndarray, parents: np.ndarray,
-                  present: np.ndarray) -> np.ndarray:
-    """BGe log p(x_j | x_S) in float64 for a batch of families: ``nodes`` (B,), ``parents``
-    (B, K) indices with ``present`` (B, K) marking the real ones (the same formula as
-    :func:`deepbn.structure.scores.bge_node_scores`, one (K+1)² matrix per family)."""
-    R = np.asarray(stats.R, np.float64)
-    per_node = R.shape[0] > 1
-    idx = np.concatenate([np.where(present, parents, 0), nodes[:, None]], axis=1)
-    m = np.concatenate([present, np.ones((len(nodes), 1), bool)], axis=1).astype(np.float64)
-    which = nodes if per_node else np.zeros_like(nodes)
-    F = R[which[:, None, None], idx[:, :, None], idx[:, None, :]]
-    k = idx.shape[1]
-    F = F * (m[:, :, None] * m[:, None, :]) + (1.0 - m)[:, :, None] * np.eye(k)
-    log_diag = np.log(np.diagonal(np.linalg.cholesky(F), axis1=1, axis2=2))
-    N = np.asarray(stats.n, np.float64)[nodes]
-    return scores.bge_family_log_score(present.sum(1).astype(np.float64),
-                                       2.0 * log_diag[:, :-1].sum(1), 2.0 * log_diag[:, -1], N,
-                                       stats.alpha_mu, stats.alpha_w, d, xp=np)
+@jax.jit
+def order_log_score(order, data: ScoreTables):
+    """log p(≺, x) up to a constant (the sum of the node scores)."""
+    return jnp.sum(_score(order, predecessor_bits(order, data), data))
 
 
-def search_space(stats: scores.BGeStats, d: int, candidates: np.ndarray, valid: np.ndarray,
-                 max_parents: int | np.ndarray = DEFAULT_MAX_PARENTS, graph_prior: str = "er",
-                 edges_per_node: float = 1.0, knowledge: Knowledge | None = None
-                 ) -> SearchSpace:
-    """Every parent set of at most ``max_parents`` (one bound, or one per node) of each
-    node's C candidates, scored,
-    log β_j(S) = log q_j(S) + log p(x_j | x_S) with q_j the prior of
-    :func:`deepbn.structure.exact.family_log_priors` (-inf for a set holding a padding
-    slot or missing a required parent); and the table log α_j(U) = log Σ_{S ⊆ U} β_j(S)
-    over all 2^C candidate sets U (one zeta transform), so that a node's score given an
-    order is one lookup."""
-    C = candidates.shape[1]
-    if C > MAX_CANDIDATES:
-        raise UsageError(f"order MCMC takes at most {MAX_CANDIDATES} candidate parents per "
-                         f"node, not {C}")
-    K_node = np.minimum(np.broadcast_to(np.asarray(max_parents, int), (d,)), C)
-    K = int(K_node.max())
-    by_count = exact.log_prior_by_parent_count(d, graph_prior, edges_per_node)
-    if knowledge is not None and not knowledge.is_empty():
-        on, off = (np.asarray(t, np.float64) for t in knowledge.log_prior_terms())
-        required = np.asarray(knowledge.required, bool)
+def _move(key, order, U, node_scores, data: ScoreTables, beta, window: int, insert: float):
+    """One Metropolis-Hastings move at inverse temperature ``beta`` on a window of positions
+    (module doc): swap two of its nodes or move one to another place in it."""
+    d = order.shape[0]
+    k_s, k_i, k_j, k_kind, k_u = jax.random.split(key, 5)
+    s = jax.random.randint(k_s, (), 0, d - window + 1)
+    i = jax.random.randint(k_i, (), 0, window)
+    j = jax.random.randint(k_j, (), 0, window - 1)
+    j = jnp.where(j >= i, j + 1, j)
+    p = jnp.arange(window)
+    swapped = jnp.where(p == i, j, jnp.where(p == j, i, p))
+    inserted = jnp.where(p == i, j, jnp.where((i < j) & (p > i) & (p <= j), p - 1,
+                                              jnp.where((i > j) & (p >= j) & (p < i), p + 1, p)))
+    new_pos = jnp.where(jax.random.bernoulli(k_kind, insert), inserted, swapped)  # of slot p
+    w = jax.lax.dynamic_slice(order, (s,), (window,))
+    bits = data.slot_bits[w[:, None], w[None, :]]  # [k, l]: bit of w_l among w_k's candidates
+    before = jnp.sum(jnp.where(p[None, :] < p[:, None], bits, 0), axis=1, dtype=jnp.uint32)
+    after = jnp.sum(jnp.where(new_pos[None, :] < new_pos[:, None], bits, 0), axis=1,
+                    dtype=jnp.uint32)
+    new_U = U[w] - before + after  # the window's predecessors before it are set in U[w]
+    new = data.log_alpha[w, new_U]
+    log_ratio = beta * (jnp.sum(new) - jnp.sum(node_scores[w]))
+    accept = jnp.log(jax.random.uniform(k_u)) < log_ratio  # nan (both -inf): rejected
+    moved = jax.lax.dynamic_update_slice(order, jnp.zeros_like(w).at[new_pos].set(w), (s,))
+    return (jnp.where(accept, moved, order), jnp.where(accept, U.at[w].set(new_U), U),
+            jnp.where(accept, node_scores.at[w].set(new), node_scores), accept)
+
+
+def _exchange(key, state: OrderMCMCState, t, adapting):
+    """Exchanges between neighbouring temperatures (the even pairs on even steps, the odd
+    ones on odd steps) of every chain, and during adaptation a Robbins-Monro step of the
+    ladder's log gaps towards :data:`EXCHANGE_TARGET`."""
+    betas = state.betas
+    T = betas.shape[0]
+    chains = state.order.shape[0] // T
+    total = jnp.sum(state.node_scores, axis=1).reshape(T, chains)
+    k = jnp.arange(T - 1)
+    active = (k % 2) == (t % 2)
+    log_accept = (betas[k] - betas[k + 1])[:, None] * (total[k + 1] - total[k])
+    log_accept = jnp.where(jnp.isnan(log_accept), -jnp.inf, log_accept)
+    swap = active[:, None] & (jnp.log(jax.random.uniform(key, (T - 1, chains))) < log_accept)
+    none = jnp.zeros((1, chains), bool)
+    source = (jnp.arange(T)[:, None] + jnp.concatenate([swap, none]).astype(jnp.int32)
+              - jnp.concatenate([none, swap]).astype(jnp.int32))  # (T, chains)
+
+    def exchanged(a):
+        a = a.reshape(T, chains, -1)
+        return a[source, jnp.arange(chains)[None, :]].reshape(T * chains, -1)
+
+    p_accept = jnp.mean(jnp.exp(jnp.minimum(log_accept, 0.0)), axis=1)  # (T - 1,)
+    # the log of each gap log β_k - log β_k+1 moves: a gap can shrink and grow back by
+    # orders of magnitude within the adaptation
+    log_gaps = jnp.log(jnp.log(betas[:-1]) - jnp.log(betas[1:]))
+    rate = 1.0 / (1.0 + t.astype(jnp.float32) / 1000.0) ** 0.6
+    log_gaps = jnp.where(adapting & active,
+                         log_gaps + rate * (p_accept - EXCHANGE_TARGET), log_gaps)
+    gaps = jnp.exp(jnp.clip(log_gaps, np.log(1e-4), np.log(3.0)))
+    betas = jnp.exp(-jnp.concatenate([jnp.zeros(1), jnp.cumsum(gaps)]))
+    counts = jnp.stack([jnp.where(active, p_accept, 0.0) * chains,
+                        active.astype(jnp.float32) * chains], axis=1)
+    return state._replace(order=exchanged(state.order), U=exchanged(state.U),
+                          node_scores=exchanged(state.node_scores), betas=betas,
+                          exchanges=state.exchanges + counts)
+
+
+def _edge_marginals(U, node_scores, data: ScoreTables):
+    """(d, C): P(candidate c -> j | ≺, x), Rao-Blackwellised, from the table alone: the sets
+    S ⊆ U without c are the subsets of U ∖ c, so P(c ∈ pa_j | U) = 1 - α_j(U ∖ c) / α_j(U)
+    (0 for c ∉ U), d C lookups whatever the number of parent sets."""
+    bit = jnp.uint32(1) << jnp.arange(data.candidates.shape[1], dtype=jnp.uint32)
+    in_U = (U[:, None] & bit) != 0
+    without = data.log_alpha[jnp.arange(U.shape[0])[:, None], U[:, None] & ~bit]
+    p = 1.0 - jnp.exp(without - node_scores[:, None])
+    return jnp.where(in_U & jnp.isfinite(node_scores)[:, None], jnp.clip(p, 0.0, 1.0), 0.0)
+
+
+def _draw(key, U, node_scores, data: ScoreTables):
+    """One DAG per chain from p(G | ≺, x): a parent set per node by inverse CDF over the
+    sets allowed by the order, (chains, d) set indices."""
+    def one(args):  # chain by chain: (d, S) at a time, not (chains, d, S)
+        k, U_, scores_ = args
+        w = jnp.where((data.sets & ~U_[:, None]) == 0,
+                      jnp.exp(data.log_beta - scores_[:, None]), 0.0)
+        cdf = jnp.cumsum(w, axis=1)
+        u = jax.random.uniform(k, scores_.shape)[:, None] * cdf[:, -1:]
+        return jnp.minimum(jnp.sum(cdf < u, axis=1), w.shape[1] - 1).astype(jnp.int32)
+
+    return jax.lax.map(one, (jax.random.split(key, U.shape[0]), U, node_scores))
+
+
+def init(orders, data: ScoreTables, config: OrderMCMCConfig, blocks: int = BLOCKS
+         ) -> OrderMCMCState:
+    """The state of chains started at ``orders``: (T x chains, d), temperature-major (the
+    cold chains first), each copy at its own order."""
+    orders = jnp.asarray(orders, jnp.int32)
+    T = config.temperatures
+    chains = orders.shape[0] // T
+    d = orders.shape[1]
+    C = data.candidates.shape[1]
+    U = jax.vmap(predecessor_bits, (0, None))(orders, data)
+    ladder = COLDEST ** (np.arange(T) / max(T - 1, 1))
+    return OrderMCMCState(orders, U, jax.vmap(_score, (0, 0, None))(orders, U, data),
+                          jnp.asarray(ladder, jnp.float32),
+                          jnp.zeros((blocks, chains, d, C)),
+                          jnp.zeros((blocks, config.draws, chains, d), jnp.int32),
+                          jnp.zeros((), jnp.int32), jnp.zeros(T * chains, jnp.int32),
+                          jnp.zeros((max(T - 1, 1), 2), jnp.float32))
+
+
+def step(key, state: OrderMCMCState, data: ScoreTables, config: OrderMCMCConfig
+         ) -> tuple[OrderMCMCState, dict]:
+    """One move per chain and temperature (vmapped), then the exchanges; every
+    ``config.every`` steps the cold chains' edge marginals join their block's sum, twice a
+    block each cold chain draws a DAG."""
+    n = state.order.shape[0]
+    T = config.temperatures
+    chains = n // T
+    k_move, k_exchange, k_draw = jax.random.split(key, 3)
+    order, U, node_scores, accept = jax.vmap(_move, (0, 0, 0, 0, None, 0, None, None))(
+        jax.random.split(k_move, n), state.order, state.U, state.node_scores, data,
+        jnp.repeat(state.betas, chains), config.window, config.insert)
+    t = state.t + 1
+    state = state._replace(order=order, U=U, node_scores=node_scores, t=t,
+                           accepted=state.accepted + accept)
+    if T > 1:
+        state = _exchange(k_exchange, state, t, t <= config.adapt)
+    block = (t - 1) // config.block
+
+    def add(s):
+        m = jax.vmap(_edge_marginals, (0, 0, None))(s.U[:chains], s.node_scores[:chains], data)
+        return s._replace(block_sums=s.block_sums.at[block].add(m))
+
+    # scalar predicates: real branches, so the other steps skip the lookups
+    state = jax.lax.cond(t % config.every == 0, add, lambda s: s, state)
+    draw_every = config.block // config.draws
+
+    def draw(s):
+        slot = ((t - 1) % config.block) // draw_every
+        return s._replace(samples=s.samples.at[block, slot].set(
+            _draw(k_draw, s.U[:chains], s.node_scores[:chains], data)))
+
+    state = jax.lax.cond(t % draw_every == 0, draw, lambda s: s, state)
+    return state, {}
+
+
+def schedule(steps: int, d: int, draws: int = DRAWS_PER_BLOCK, blocks: int = BLOCKS
+             ) -> tuple[int, int]:
+    """(steps per block, steps between additions of the edge marginals) for a budget of
+    ``steps``: the budget rounded up to whole blocks, a block a multiple of the steps
+    between additions and of those between draws."""
+    every = int(np.clip(d // 4, 1, 32))
+    unit = every * draws
+    return -(-max(int(steps), 1) // (blocks * unit)) * unit, every
+
+
+def kept_blocks(done_blocks: int) -> slice:
+    """The blocks an estimate after ``done_blocks`` blocks uses: the second half."""
+    return slice(done_blocks // 2, done_blocks)
+
+
+def chain_marginals(state: OrderMCMCState, space: SearchSpace, done_blocks: int,
+                    every: int, block: int) -> np.ndarray:
+    """(chains, d, d) each cold chain's edge marginals over the kept blocks."""
+    kept = kept_blocks(done_blocks)
+    sums = np.asarray(state.block_sums[kept], np.float64).sum(0)
+    sums /= (kept.stop - kept.start) * (block // every)
+    chains, d = sums.shape[:2]
+    probs = np.zeros((chains, d, d))
+    cand = np.broadcast_to(space.candidates[None], sums.shape)
+    ch, j, c = np.nonzero(np.broadcast_to(space.valid[None], sums.shape))
+    probs[ch, cand[ch, j, c], j] = sums[ch, j, c]
+    return probs
+
+
+def rhat(chain_probs: np.ndarray, draws_per_chain: int) -> diagnostics.RunDiagnostics:
+    ess = np.full(len(chain_probs), float(draws_per_chain))
+    return diagnostics.RunDiagnostics(diagnostics.edge_rhat(chain_probs, ess), chain_probs,
+                                      ess)
+
+
+def graphs_of(samples: np.ndarray, space: SearchSpace) -> tuple[np.ndarray, np.ndarray]:
+    """DAGs (N, d, d) and their log q(G) p(x | G) from drawn parent-set indices (N, d)."""
+    samples = np.asarray(samples)
+    d = samples.shape[1]
+    member = np.asarray(space.data.member, bool)[samples]  # (N, d, C)
+    G = np.zeros((len(samples), d, d), bool)
+    rows = np.broadcast_to(space.candidates[None], member.shape)
+    n, j, c = np.nonzero(member)
+    G[n, rows[n, j, c], j] = True
+    log_joint = space.log_beta[np.arange(d), samples].sum(1)
+    return G, log_joint
+
+
+def sample(space: SearchSpace, orders: np.ndarray, steps: int, seed: int = 0,
+           temperatures: int = 1, until_rhat: float | None = None,
+           checkpoint_path: str | Path | None = None,
+           progress: Callable[[int, dict], None] | None = None, fingerprint_arrays=(),
+           window: int = WINDOW, insert_share: float = 0.5, draws: int = DRAWS_PER_BLOCK
+           ) -> OrderMCMCResult:
+    """Run the chains from ``orders`` (chains, d) for at most ``steps`` steps (rounded up to
+    whole blocks) through the driver (jitted chunks of a block, checkpointed and resumable
+    at ``checkpoint_path``), each chain the cold end of ``temperatures`` tempered copies;
+    with ``until_rhat`` stop at the first block end whose edge R-hat is below it.
+    ``progress(done, info)`` gets the best log score and the R-hat after each block;
+    ``insert_share`` is the probability that a move is an insertion rather than a swap;
+    each cold chain draws ``draws`` DAGs a block."""
+    require_count("the number of temperatures", temperatures)
+    require_count("the number of order MCMC steps", steps)
+    if until_rhat is not None and not until_rhat > 1.0:
+        raise UsageError(f"the R-hat target must be above 1, not {until_rhat}")
+    orders = np.asarray(orders, np.int32)
+    chains, d = orders.shape
+    require_count("the draws per block", draws)
+    block, every = schedule(steps, d, draws)
+    budget = block * BLOCKS
+    window = min(int(window), d)
+    if window < 2:
+        raise UsageError(f"a move rearranges a window of at least 2 positions, not {window}")
+    if not 0.0 <= insert_share <= 1.0:
+        raise UsageError(f"the share of insertions must be in [0, 1], not {insert_share}")
+    cfg = OrderMCMCConfig(temperatures, window, block, every,
+                          block if temperatures > 1 else 0, float(insert_share), draws)
+    # a chain's hotter copies start where it starts: a random start would leave them far
+    # below the cold one, and the ladder would adapt to that gap instead of the posterior's
+    state = init(np.tile(orders, (temperatures, 1)), space.data, cfg)
+    fp = run_layer.fingerprint((*fingerprint_arrays, orders, space.log_beta),
+                               {"method": "order_mcmc", "budget": budget, "seed": seed,
+                                "temperatures": temperatures, "window": window,
+                                "until_rhat": until_rhat, "blocks": BLOCKS,
+                                "insert_share": insert_share, "draws": draws})
+    info = {"rhat": float("nan"), "log_score": float("nan")}
+    records = []
+
+    def check(s, done):
+        b = done // block
+        if b < 1:
+            return False
+        probs = chain_marginals(s, space, b, every, block)
+        if chains > 1:
+            info["rhat"] = rhat(probs, (b - b // 2) * draws).rhat_max()
+        info["log_score"] = float(np.max(np.asarray(s.node_scores[:chains]).sum(1)))
+        return (until_rhat is not None and chains > 1 and b >= MIN_BLOCKS
+                and info["rhat"] < until_rhat)
+
+    def after(s, done, out, seconds):
+        check(s, done)
+        return [{"step": done, "rhat_max": info["rhat"], "log_score_max": info["log_score"]}]
+
+    def report(done, total, out):
+        if progress is not None:
+            progress(done, dict(info))
+
+    res = run_layer.run(step, state, space.data, run_layer.raw_key(seed), budget, config=cfg,
+                        chunk=block, checkpoint=checkpoint_path, fingerprint=fp,
+                        progress=report, after_chunk=after, until=check)
+    records += res.records
+    if res.stopped:
+        raise UsageError(f"order MCMC {res.stopped}")
+    final = res.state
+    if not np.all(np.isfinite(np.asarray(final.node_scores[:chains]))):
+        raise KnowledgeError("order MCMC found no order that the prior knowledge allows; "
+                             "relax --require / --forbid / --tiers")
+    done_blocks = res.steps // block
+    probs = chain_marginals(final, space, done_blocks, every, block)
+    kept = kept_blocks(done_blocks)
+    drawn = np.asarray(final.samples[kept])  # (blocks, draws, chains, d)
+    G, log_joint = graphs_of(np.moveaxis(drawn, 2, 0).reshape(-1, d), space)  # chain by chain
+    if chains > 1:
+        diag = rhat(probs, (kept.stop - kept.start) * draws)
+        rhat_max, worst = diag.rhat_max(), diag.worst_edge()
     else:
-        on = off = np.zeros((d, d))
-        required = np.zeros((d, d), bool)
-    if (required.sum(0) > K_node).any():
-        j = int(np.argmax(required.sum(0) - K_node))
-        raise KnowledgeError(f"node {j} has {int(required[:, j].sum())} required parents, "
-                             f"more than the bound of {int(K_node[j])} parents")
-    masks = np.arange(2 ** C, dtype=np.int64)
-    member = ((masks[:, None] >> np.arange(C)) & 1).astype(bool)
-    sets, member = masks[member.sum(1) <= K], member[member.sum(1) <= K]  # (S,), (S, C)
-    slot_bit = 1 << np.arange(C)
-    valid_bits = (valid * slot_bit).sum(1)  # (d,)
-    required_slots = required[candidates, np.arange(d)[:, None]] & valid  # (d, C)
-    required_bits = (required_slots * slot_bit).sum(1)
-    n_pa = member.sum(1)
-    allowed = (((sets[None, :] & ~valid_bits[:, None]) == 0)
-               & ((sets[None, :] & required_bits[:, None]) == required_bits[:, None])
-               & (n_pa[None, :] <= K_node[:, None]))
-    log_lik = np.full((d, len(sets)), -np.inf)
-    # the family matrices in chunks: at d = 200, C = 16, K = 5 there are 1.4 M families
-    order = np.argsort(~member, axis=1, kind="stable")[:, :K]  # (S, K): a set's slots first
-    present = np.take_along_axis(member, order, axis=1)
-    jj, ss = np.nonzero(allowed)
-    for start in range(0, len(jj), 65536):
-        j, s = jj[start:start + 65536], ss[start:start + 65536]
-        parents = candidates[j[:, None], order[s]]
-        log_lik[j, s] = family_scores(stats, d, j, parents, present[s])
-    soft_slot = (on - off)[candidates, np.arange(d)[:, None]] * valid  # (d, C)
-    soft = member.astype(np.float64) @ soft_slot.T  # (S, d)
-    log_beta = log_lik + by_count[n_pa][None, :] + soft.T + (off.sum(0) - np.diag(off))[:, None]
-    shift = np.max(log_beta, axis=1, keepdims=True)  # float32 keeps differences, not totals
-    table = np.full((d, 2 ** C), -np.inf)
-    table[:, sets] = log_beta - shift
-    log_alpha = exact.log_zeta(table, C)
-    data = OrderMCMCData(jnp.asarray(candidates, jnp.int32),
-                         jnp.asarray(log_alpha, jnp.float32),
-                         jnp.asarray(sets.astype(np.uint32)), jnp.asarray(member, jnp.float32),
-                         jnp.asarray(log_beta - shift, jnp.float32))
-    return SearchSpace(data, log_beta, candidates, valid, K_node)
+        rhat_max, worst = float("nan"), (0, 1)
+    exchanged = np.asarray(final.exchanges, np.float64)
+    converged = None if until_rhat is None or chains < 2 else bool(rhat_max < until_rhat)
+    return OrderMCMCResult(
+        probs.mean(0), probs, G, log_joint,
+        float(np.asarray(final.accepted)[:chains].sum() / (chains * res.steps)),
+        rhat_max, worst, space.candidates, space.valid, space.max_parents, res.seconds,
+        res.compile_seconds, res.resumed_from, res.steps, budget, converged, temperatures,
+        float(exchanged[0, 0] / exchanged[0, 1]) if temperatures > 1 and exchanged[0, 1]
+        else float("nan"), tuple(float(b) for b in np.asarray(final.betas)),
+        float(np.max(np.asarray(final.node_scores[:chains]).sum(1))))
+
+
+def random_order(required: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random node order that keeps every required edge forward (Kahn's algorithm with
+    random tie-breaks; with no required edge a uniform permutation)."""
+    d = len(required)
+    left = np.ones(d, bool)
+    out = []
+    for _ in range(d):
+        ready = np.flatnonzero(left & ~(required & left[:, None]).any(0))
+        j = int(rng.choice(ready))
+        out.append(j)
+        left[j] = False
+    return np.asarray(out, np.int32)
 
 
 def topological_orders(graphs: np.ndarray, required: np.ndarray | None = None) -> np.ndarray:
@@ -259,311 +474,82 @@ def topological_orders(graphs: np.ndarray, required: np.ndarray | None = None) -
     return orders
 
 
-def _positions(order):
-    return jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0], dtype=order.dtype))
+def default_steps(d: int) -> int:
+    """The default budget of steps per chain: :data:`DEFAULT_STEPS_PER_NODE` per node."""
+    return max(20_000, DEFAULT_STEPS_PER_NODE * d)
 
 
-def _predecessor_bits(order, candidates):
-    """(d,) uint32: bit c of node j set when j's candidate c comes before j in ``order``."""
-    pos = _positions(order)
-    before = pos[candidates] < pos[:, None]  # (d, C)
-    C = candidates.shape[1]
-    # distinct powers of two: their sum is the bitwise or
-    return jnp.sum(before.astype(jnp.uint32) << jnp.arange(C, dtype=jnp.uint32), axis=1,
-                   dtype=jnp.uint32)
-
-
-def _node_scores(order, data: OrderMCMCData):
-    U = _predecessor_bits(order, data.candidates)
-    return data.log_alpha[jnp.arange(order.shape[0]), U]
-
-
-def init(orders, data: OrderMCMCData, steps: int, thin: int = DEFAULT_THIN,
-         temperatures: int = 1) -> OrderMCMCState:
-    """Chains started at ``orders`` (chains, d), each with ``temperatures`` - 1 hotter copies
-    (parallel tempering), and room for a DAG every ``thin`` steps of the second half
-    (:func:`kept`) of each cold chain."""
-    orders = jnp.asarray(orders, jnp.int32)
-    chains, d = orders.shape
-    C = data.candidates.shape[1]
-    every = jnp.tile(orders, (temperatures, 1))  # temperature-major: the cold chains first
-    return OrderMCMCState(every, jax.vmap(_node_scores, (0, None))(every, data),
-                          jnp.zeros((chains, d, C)),
-                          jnp.zeros((chains, kept(steps, thin), d), jnp.int32),
-                          jnp.zeros((), jnp.int32), jnp.zeros(chains * temperatures, jnp.int32),
-                          jnp.zeros(2, jnp.int32))
-
-
-def kept(steps: int, thin: int) -> int:
-    """DAGs drawn per chain: one every ``thin`` steps of the second half (the first half
-    is burn-in)."""
-    return (steps - burn_in(steps)) // thin
-
-
-def burn_in(steps: int) -> int:
-    return steps // 2
-
-
-def _move(key, order, node_scores, data, beta):
-    """One Metropolis-Hastings move at inverse temperature ``beta``: swap two neighbours,
-    swap any two nodes, or move one node to another position (the nodes between shift by
-    one), each with probability 1/3; all three are symmetric."""
-    d = order.shape[0]
-    k_kind, k_a, k_b, k_u = jax.random.split(key, 4)
-    kind = jax.random.randint(k_kind, (), 0, 3)
-    a = jax.random.randint(k_a, (), 0, d)
-    other = jax.random.randint(k_b, (), 0, d - 1)
-    other = jnp.where(other >= a, other + 1, other)
-    b = jnp.where(kind == 0, jnp.where(a == d - 1, a - 1, a + 1), other)
-    swapped = order.at[a].set(order[b]).at[b].set(order[a])
-    p = jnp.arange(d)
-    source = jnp.where((a < b) & (p >= a) & (p < b), p + 1,
-                       jnp.where((a > b) & (p > b) & (p <= a), p - 1, p))
-    inserted = order[jnp.where(p == b, a, source)]
-    proposed = jnp.where(kind == 2, inserted, swapped)
-    new_scores = _node_scores(proposed, data)
-    log_ratio = beta * (jnp.sum(new_scores) - jnp.sum(node_scores))
-    accept = jnp.log(jax.random.uniform(k_u)) < log_ratio  # nan (both -inf): rejected
-    return (jnp.where(accept, proposed, order), jnp.where(accept, new_scores, node_scores),
-            accept)
-
-
-def _exchange(key, order, node_scores, betas, t):
-    """Parallel tempering's exchange move: neighbouring temperatures (pairs (0, 1), (2, 3),
-    ... on even steps, (1, 2), ... on odd ones) of each chain swap their orders with
-    probability min(1, exp((β_k - β_k+1)(L_k+1 - L_k))), L the log score."""
-    T = betas.shape[0]
-    chains = order.shape[0] // T
-    o = order.reshape(T, chains, -1)
-    s = node_scores.reshape(T, chains, -1)
-    total = jnp.sum(s, axis=2)  # (T, chains)
-    k = jnp.arange(T)
-    partner = jnp.where((k - t) % 2 == 0, k + 1, k - 1)
-    valid = (partner >= 0) & (partner < T)
-    partner = jnp.clip(partner, 0, T - 1)
-    log_accept = (betas - betas[partner])[:, None] * (total[partner] - total)
-    u = jax.random.uniform(key, (T, chains))[jnp.minimum(k, partner)]  # one draw per pair
-    accept = valid[:, None] & (jnp.log(u) < log_accept)
-    o = jnp.where(accept[:, :, None], o[partner], o)
-    s = jnp.where(accept[:, :, None], s[partner], s)
-    counts = jnp.stack([jnp.sum(accept), jnp.sum(valid) * chains]) // 2
-    return o.reshape(order.shape), s.reshape(node_scores.shape), counts.astype(jnp.int32)
-
-
-def _edge_marginals(order, node_scores, data: OrderMCMCData):
-    """(d, C): P(candidate c -> j | ≺, x), Rao-Blackwellised, from the table alone: the sets
-    S ⊆ U without c are the subsets of U ∖ c, so P(c ∈ pa_j | U) = 1 - α_j(U ∖ c) / α_j(U)
-    (0 for c ∉ U), d C lookups whatever the number of parent sets."""
-    U = _predecessor_bits(order, data.candidates)  # (d,)
-    bit = jnp.uint32(1) << jnp.arange(data.candidates.shape[1], dtype=jnp.uint32)
-    in_U = (U[:, None] & bit) != 0
-    without = data.log_alpha[jnp.arange(order.shape[0])[:, None], U[:, None] & ~bit]
-    p = 1.0 - jnp.exp(without - node_scores[:, None])
-    return jnp.where(in_U & jnp.isfinite(node_scores)[:, None], jnp.clip(p, 0.0, 1.0), 0.0)
-
-
-def _draw(key, orders, node_scores, data: OrderMCMCData):
-    """One DAG per chain from p(G | ≺, x): a parent set per node by inverse CDF over the
-    sets allowed by the order, (chains, d) set indices."""
-    def one(args):  # chain by chain: (d, S) at a time, not (chains, d, S)
-        k, order, scores_ = args
-        U = _predecessor_bits(order, data.candidates)
-        w = jnp.where((data.sets & ~U[:, None]) == 0,
-                      jnp.exp(data.log_beta - scores_[:, None]), 0.0)
-        cdf = jnp.cumsum(w, axis=1)
-        u = jax.random.uniform(k, scores_.shape)[:, None] * cdf[:, -1:]
-        return jnp.minimum(jnp.sum(cdf < u, axis=1), w.shape[1] - 1).astype(jnp.int32)
-
-    keys = jax.random.split(key, orders.shape[0])
-    return jax.lax.map(one, (keys, orders, node_scores))
-
-
-class OrderMCMCConfig(NamedTuple):
-    thin: int = DEFAULT_THIN
-    burn_in: int = 0
-    betas: tuple = (1.0,)  # inverse temperatures, the first 1 (the chains that are kept)
-
-
-def step(key, state: OrderMCMCState, data: OrderMCMCData, config: OrderMCMCConfig
-         ) -> tuple[OrderMCMCState, dict]:
-    """One move per chain and temperature (vmapped), then an exchange between neighbouring
-    temperatures; after the burn-in every step adds the cold chains' edge marginals, and
-    every ``config.thin`` steps a DAG per cold chain is drawn."""
-    n = state.order.shape[0]
-    chains = n // len(config.betas)
-    k_move, k_exchange, k_draw = jax.random.split(key, 3)
-    betas = jnp.asarray(config.betas, jnp.float32)
-    order, node_scores, accept = jax.vmap(_move, (0, 0, 0, None, 0))(
-        jax.random.split(k_move, n), state.order, state.node_scores, data,
-        jnp.repeat(betas, chains))
-    t = state.t + 1
-    exchanges = state.exchanges
-    if len(config.betas) > 1:
-        order, node_scores, counts = _exchange(k_exchange, order, node_scores, betas, t)
-        exchanges = exchanges + counts
-    after = t > config.burn_in
-    cold, cold_scores = order[:chains], node_scores[:chains]
-    # a scalar predicate: a real branch, so the burn-in skips the edge marginals' lookups
-    edge_sums = jax.lax.cond(
-        after, lambda e: e + jax.vmap(_edge_marginals, (0, 0, None))(cold, cold_scores, data),
-        lambda e: e, state.edge_sums)
-    state = state._replace(order=order, node_scores=node_scores, t=t,
-                           accepted=state.accepted + accept, exchanges=exchanges,
-                           edge_sums=edge_sums)
-
-    def draw(s):
-        slot = jnp.clip((t - config.burn_in) // config.thin - 1, 0, s.samples.shape[1] - 1)
-        return s._replace(samples=s.samples.at[:, slot].set(
-            _draw(k_draw, s.order[:chains], s.node_scores[:chains], data)))
-
-    due = after & ((t - config.burn_in) % config.thin == 0)
-    state = jax.lax.cond(due, draw, lambda s: s, state)
-    return state, {"log_score": jnp.sum(cold_scores, axis=1)}
-
-
-def temperature_ladder(temperatures: int, coldest_hot: float = 0.1) -> tuple:
-    """Inverse temperatures 1 = β_0 > ... > β_{T-1} = ``coldest_hot``, geometric."""
-    if temperatures == 1:
-        return (1.0,)
-    return tuple(float(coldest_hot ** (k / (temperatures - 1))) for k in range(temperatures))
-
-
-def graphs_of(samples: np.ndarray, space: SearchSpace) -> tuple[np.ndarray, np.ndarray]:
-    """DAGs (N, d, d) and their log q(G) p(x | G) from drawn parent-set indices (N, d)."""
-    samples = np.asarray(samples)
-    d = samples.shape[1]
-    member = np.asarray(space.data.member, bool)[samples]  # (N, d, C)
-    G = np.zeros((len(samples), d, d), bool)
-    rows = np.broadcast_to(space.candidates[None], member.shape)
-    n, j, c = np.nonzero(member)
-    G[n, rows[n, j, c], j] = True
-    log_joint = space.log_beta[np.arange(d), samples].sum(1)
-    return G, log_joint
-
-
-def sample(space: SearchSpace, orders: np.ndarray, steps: int, seed: int = 0,
-           thin: int = DEFAULT_THIN, checkpoint_path: str | Path | None = None,
-           progress=None, fingerprint_arrays=(), temperatures: int = 1) -> OrderMCMCResult:
-    """Run the chains from ``orders`` (chains, d) for ``steps`` steps through the driver
-    (jitted chunks, checkpointed and resumable at ``checkpoint_path``); with
-    ``temperatures`` T > 1 each chain is the cold end of a parallel-tempering ladder of T
-    (:func:`temperature_ladder`; Geyer 1991), whose hotter copies cross between modes and
-    pass what they find down by exchanges."""
-    require_count("the number of temperatures", temperatures)
-    require_count("the number of order MCMC steps", steps)
-    require_count("the thinning", thin)
-    n_kept = kept(steps, thin)
-    if n_kept < 1:
-        raise UsageError(f"order MCMC keeps an order every {thin} steps after a burn-in of "
-                         f"half the steps: run at least {2 * thin} steps, not {steps}")
-    orders = np.asarray(orders, np.int32)
-    d = orders.shape[1]
-    state = init(orders, space.data, steps, thin, temperatures)
-    cfg = OrderMCMCConfig(thin, burn_in(steps), temperature_ladder(temperatures))
-    fp = run_layer.fingerprint((*fingerprint_arrays, orders, space.log_beta),
-                               {"method": "order_mcmc", "steps": steps, "thin": thin,
-                                "seed": seed, "temperatures": temperatures})
-
-    def report(done, total, out):
-        if progress is not None:
-            progress(done, {"log_score": float(np.max(out["log_score"][-1]))})
-
-    res = run_layer.run(step, state, space.data, run_layer.raw_key(seed), steps, config=cfg,
-                        chunk=CHUNK,
-                        checkpoint=checkpoint_path, fingerprint=fp, progress=report)
-    if res.stopped:
-        raise UsageError(f"order MCMC {res.stopped}")
-    final = res.state
-    sums = np.asarray(final.edge_sums, np.float64) / (steps - burn_in(steps))  # (chains, d, C)
-    chains = len(orders)
-    chain_probs = np.zeros((chains, d, d))
-    cand = np.broadcast_to(space.candidates[None], sums.shape)
-    ch, j, c = np.nonzero(np.broadcast_to(space.valid[None], sums.shape))
-    chain_probs[ch, cand[ch, j, c], j] = sums[ch, j, c]
-    G, log_joint = graphs_of(np.asarray(final.samples).reshape(chains * n_kept, d), space)
-    if chains > 1:
-        ess = np.full(chains, float(n_kept))
-        diag = diagnostics.RunDiagnostics(diagnostics.edge_rhat(chain_probs, ess), chain_probs,
-                                          ess)
-        rhat_max, worst = diag.rhat_max(), diag.worst_edge()
-    else:
-        rhat_max, worst = float("nan"), (0, 1)
-    if not np.all(np.isfinite(np.asarray(final.node_scores))):
-        raise KnowledgeError("order MCMC found no order that the prior knowledge allows; "
-                             "relax --require / --forbid / --tiers")
-    exchanged, proposed = (int(v) for v in np.asarray(final.exchanges))
-    return OrderMCMCResult(chain_probs.mean(0), chain_probs, G, log_joint,
-                           float(np.asarray(final.accepted)[:chains].sum() / (chains * steps)),
-                           rhat_max, worst, space.candidates, space.valid,
-                           space.max_parents, res.seconds,
-                           res.compile_seconds, res.resumed_from,
-                           np.asarray(res.outputs["log_score"]), temperatures,
-                           exchanged / proposed if proposed else float("nan"))
-
-
-def order_mcmc(x, steps: int = 5000, chains: int = 4, seed: int = 0,
+def order_mcmc(x, steps: int | None = None, chains: int = DEFAULT_CHAINS, seed: int = 0,
                edges_per_node: float = 1.0, graph_prior: str = "er",
-               max_parents: int = DEFAULT_MAX_PARENTS,
+               max_parents: int | np.ndarray = DEFAULT_MAX_PARENTS,
                n_candidates: int = DEFAULT_CANDIDATES, edge_probs: np.ndarray | None = None,
                knowledge: Knowledge | None = None, mask=None, orders=None,
-               thin: int = DEFAULT_THIN) -> OrderMCMCResult:
-    """Order MCMC on standardized data ``x`` (n, d), see the module. ``edge_probs`` (a
-    DiBS posterior's) guides the candidate parents, ``orders`` (chains, d) start the
-    chains (default: random orders)."""
+               temperatures: int = DEFAULT_TEMPERATURES,
+               until_rhat: float | None = DEFAULT_UNTIL_RHAT, grow_rounds: int = GROW_ROUNDS,
+               candidates: tuple[np.ndarray, np.ndarray] | None = None,
+               checkpoint_dir: str | Path | None = None,
+               progress: Callable[[int, dict], None] | None = None,
+               window: int = WINDOW) -> OrderMCMCResult:
+    """Order MCMC on standardized data ``x`` (n, d), see the module: the search space of
+    :func:`deepbn.structure.search_space.candidate_parents` (``edge_probs``, a DiBS
+    posterior's, guides it; ``candidates`` = (indices, valid) replaces it), ``chains`` chains
+    from ``orders`` (default: random orders), each with ``temperatures`` tempered copies,
+    at most ``steps`` steps (default :func:`default_steps`) or until the edge R-hat is below
+    ``until_rhat``. Then, up to ``grow_rounds`` times, the search space grows
+    (:func:`deepbn.structure.search_space.grow`) and, where it did, the chains run again
+    from where they stopped. ``checkpoint_dir`` holds a checkpoint per round."""
     x = np.asarray(x, np.float32)
     d = x.shape[1]
+    require_count("the number of chains", chains)
+    require_count("the growth rounds", grow_rounds, minimum=0)
+    steps = default_steps(d) if steps is None else steps
     stats = scores.bge_stats(x, mask)
     if knowledge is not None:
         knowledge = knowledge.check()
-    cand, valid = candidate_parents(stats, d, n_candidates, edge_probs, knowledge)
-    space = search_space(stats, d, cand, valid, max_parents, graph_prior, edges_per_node,
-                         knowledge)
+    if candidates is None:
+        cand, valid = search_space.candidate_parents(stats, d, n_candidates, edge_probs,
+                                                     knowledge, graph_prior=graph_prior,
+                                                     edges_per_node=edges_per_node)
+    else:
+        cand, valid = (np.asarray(a) for a in candidates)
+    K = np.minimum(np.broadcast_to(np.asarray(max_parents, int), (d,)), d - 1)
+    q = search_space.prior(d, graph_prior, edges_per_node, knowledge)
     if orders is None:
         rng = np.random.default_rng(seed)
-        required = np.zeros((d, d), bool) if knowledge is None else knowledge.required
-        orders = np.stack([random_order(required, rng) for _ in range(chains)])
-    return sample(space, orders, steps, seed, thin)
-
-
-def random_order(required: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random node order that keeps every required edge forward (Kahn's algorithm with
-    random tie-breaks; with no required edge a uniform permutation)."""
-    d = len(required)
-    left = np.ones(d, bool)
-    out = []
-    for _ in range(d):
-        ready = np.flatnonzero(left & ~(required & left[:, None]).any(0))
-        j = int(rng.choice(ready))
-        out.append(j)
-        left[j] = False
-    return np.asarray(out, np.int32)
-
-
-@jax.jit
-def order_log_score(order, data: OrderMCMCData):
-    """log p(≺, x) up to a constant (the sum of the node scores)."""
-    return jnp.sum(_node_scores(order, data))
-
-
-DRAWS_PER_CHAIN = 20
-
-
-def default_thin(steps: int) -> int:
-    """About ``DRAWS_PER_CHAIN`` DAGs drawn per chain: a draw costs a pass over every parent
-    set of every node, while the edge marginals come from every step at O(d C)."""
-    return max(1, (steps - burn_in(steps)) // DRAWS_PER_CHAIN)
+        orders = np.stack([random_order(q.required, rng) for _ in range(chains)])
+    added, rounds = 0, 0
+    for round_ in range(grow_rounds + 1):
+        space = search_space.build(stats, d, cand, valid, K, graph_prior, edges_per_node,
+                                   knowledge)
+        final = round_ == grow_rounds
+        name = "order_mcmc.npz" if final else f"order_mcmc_explore{round_}.npz"
+        path = None if checkpoint_dir is None else Path(checkpoint_dir) / name
+        # an exploring round only has to find the modes' parent sets: an eighth of the budget
+        res = sample(space, orders, steps if final else max(steps // EXPLORE_SHARE, 1),
+                     seed + round_, temperatures, until_rhat, path, progress, window=window)
+        # the next round's chains start at a topological order of each chain's last draw
+        per_chain = len(res.graphs) // len(res.chain_edge_probs)
+        orders = topological_orders(res.graphs[per_chain - 1::per_chain], q.required)
+        if final:
+            break
+        cand, valid, gained = search_space.grow(stats, d, cand, valid, res.graphs,
+                                                res.edge_probs, K, q)
+        rounds += 1
+        added += int(gained.sum())
+        if not gained.any():
+            grow_rounds = round_ + 1  # the next round is the last, on the same space
+    return res._replace(grow_rounds=rounds, candidates_added=added)
 
 
 def refine(run, steps: int, n_candidates: int = DEFAULT_CANDIDATES,
-           max_parents: int | None = None, thin: int | None = None, seed: int = 0,
+           max_parents: int | None = None, seed: int = 0,
            checkpoint_path: str | Path | None = None, progress=None,
-           temperatures: int = 1):
+           temperatures: int = 1, until_rhat: float | None = None):
     """Order MCMC seeded by a DiBS run (:class:`deepbn.structure.learn.StructureRun`, BGe):
     one chain per particle, started at a topological order of its graph, on the search
-    space of :func:`candidate_parents` guided by the particles' edge marginals, with the
-    run's prior and knowledge. Returns the run with the chains' posterior in place of the
-    particles' (draws equally weighted, Rao-Blackwellised edge marginals) and the
-    :class:`OrderMCMCResult`."""
+    space of :func:`deepbn.structure.search_space.candidate_parents` guided by the
+    particles' edge marginals, with the run's prior and knowledge. Returns the run with the
+    chains' posterior in place of the particles' and the :class:`OrderMCMCResult`."""
     cfg = run.config
     if cfg.model != "bge":
         raise UsageError("order MCMC sums parent sets out under BGe: use it with --model bge")
@@ -583,18 +569,24 @@ def refine(run, steps: int, n_candidates: int = DEFAULT_CANDIDATES,
                          f"not {n_candidates}")
     stats = run.data.bge
     knowledge = run.knowledge
-    cand, valid = candidate_parents(stats, d, n_candidates, post.edge_probs(), knowledge)
-    space = search_space(stats, d, cand, valid, K, cfg.graph_prior, cfg.edges_per_node,
-                         knowledge)
+    cand, valid = search_space.candidate_parents(stats, d, n_candidates, post.edge_probs(),
+                                                 knowledge, greedy=False)
+    space = search_space.build(stats, d, cand, valid, K, cfg.graph_prior, cfg.edges_per_node,
+                               knowledge)
     required = None if knowledge is None else knowledge.required
     orders = topological_orders(post.graphs, required)
-    res = sample(space, orders, steps, seed, default_thin(steps) if thin is None else thin,
-                 checkpoint_path, progress, fingerprint_arrays=(post.graphs,),
-                 temperatures=temperatures)
+    res = sample(space, orders, steps, seed, temperatures, until_rhat, checkpoint_path,
+                 progress, fingerprint_arrays=(post.graphs,))
+    return with_draws(run, res), res
+
+
+def with_draws(run, res: OrderMCMCResult):
+    """The structure run with the sampler's posterior in place of the particles': its draws,
+    equally weighted, and its Rao-Blackwellised edge marginals."""
     n = len(res.graphs)
-    refined = post._replace(
+    refined = run.posterior._replace(
         graphs=res.graphs, theta=None, log_joint=res.log_joint,
         weights_empirical=np.full(n, 1.0 / n), weights_mixture=np.full(n, 1.0 / n),
         cyclic=np.zeros(n, bool), beyond_max_parents=np.zeros(n, bool),
         edge_marginals=res.edge_probs)
-    return run._replace(posterior=refined, runs=1), res
+    return run._replace(posterior=refined, runs=1)
