@@ -105,8 +105,10 @@ def test_demo_as_a_user_runs_it(tmp_path):
     summary = json.loads(done.stdout)
     assert summary["example"] == "example:gaussian-er10" and summary["n"] == 100
     assert summary["network"] == "network.json"
-    assert summary["order_mcmc_chains"] == 20 and summary["order_mcmc_steps"] == 400
-    for key in ("eshd", "auroc", "dibs_eshd", "dibs_auroc", "neg_ll"):
+    # discover's default: order MCMC alone, 16 chains, at most the 400 steps asked for
+    assert summary["sampler"] == "order" and summary["order_mcmc_chains"] == 16
+    assert summary["order_mcmc_budget"] == 400 and summary["order_mcmc_steps"] <= 400
+    for key in ("eshd", "auroc", "neg_ll", "order_mcmc_rhat_max"):
         assert np.isfinite(summary[key])
     for name in ("data.csv", "truth.csv", "edge_probs.csv", "graphs.json", "network.json",
                  "cpdag.csv", "edge_probs.png", "graph.png", "summary.json"):

@@ -156,7 +156,7 @@ def test_discover_runs_2_writes_the_run_diagnostics(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     out = tmp_path / "o"
     proc = subprocess.run([EXE, "discover", str(tmp_path / "d.csv"), "--out", str(out),
-                           "--steps", "20", "--particles", "3", "--runs", "2",
+                           "--sampler", "dibs", "--steps", "20", "--particles", "3", "--runs", "2",
                            "--truth", str(tmp_path / "t.csv")],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

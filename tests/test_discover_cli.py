@@ -34,8 +34,9 @@ def run(capsys, *args):
 def test_discover_writes_the_contract_files_and_resumes(dataset, capsys):
     tmp, A = dataset
     out = tmp / "run"
-    args = ["discover", tmp / "data.csv", "--out", out, "--steps", "60", "--particles", "4",
-            "--truth", tmp / "truth.csv", "--heldout", tmp / "heldout.csv", "--json"]
+    args = ["discover", tmp / "data.csv", "--out", out, "--sampler", "dibs", "--steps", "60",
+            "--particles", "4", "--truth", tmp / "truth.csv", "--heldout",
+            tmp / "heldout.csv", "--json"]
     code, stdout, err = run(capsys, *args)
     assert code == 0, err
     assert "tip: with 4 variables, --exact" in err
@@ -66,9 +67,9 @@ def test_discover_exact_writes_the_exact_edge_probabilities_and_the_distance(dat
 
     tmp, A = dataset
     out = tmp / "exact"
-    code, stdout, err = run(capsys, "discover", tmp / "data.csv", "--out", out, "--steps", "60",
-                            "--particles", "4", "--truth", tmp / "truth.csv", "--exact",
-                            "--edges-per-node", "1.5", "--json")
+    code, stdout, err = run(capsys, "discover", tmp / "data.csv", "--out", out, "--sampler",
+                            "dibs", "--steps", "60", "--particles", "4", "--truth",
+                            tmp / "truth.csv", "--exact", "--edges-per-node", "1.5", "--json")
     assert code == 0, err
     assert "tip:" not in err
     summary = json.loads(stdout)
@@ -89,8 +90,8 @@ def test_discover_order_mcmc_replaces_the_particles_with_the_chains_draws(datase
     tmp, A = dataset
     out = tmp / "order"
     (tmp / "forbid.csv").write_text("cause,effect\nb,c\n")
-    args = ["discover", tmp / "data.csv", "--out", out, "--steps", "60", "--particles", "4",
-            "--truth", tmp / "truth.csv", "--exact", "--order-mcmc", "2000",
+    args = ["discover", tmp / "data.csv", "--out", out, "--sampler", "dibs", "--steps", "60",
+            "--particles", "4", "--truth", tmp / "truth.csv", "--exact", "--order-mcmc", "2000",
             "--forbid", tmp / "forbid.csv", "--json"]
     code, stdout, err = run(capsys, *args)
     assert code == 0, err
@@ -126,11 +127,59 @@ def test_discover_order_mcmc_replaces_the_particles_with_the_chains_draws(datase
 def test_discover_order_mcmc_with_one_chain_has_no_rhat(dataset, capsys):
     tmp, _ = dataset
     code, stdout, err = run(capsys, "discover", tmp / "data.csv", "--out", tmp / "one",
-                            "--steps", "20", "--particles", "1", "--order-mcmc", "200", "--json")
+                            "--sampler", "dibs", "--steps", "20", "--particles", "1",
+                            "--order-mcmc", "200", "--json")
     assert code == 0, err
     summary = json.loads(stdout)
     assert summary["order_mcmc_chains"] == 1 and summary["order_mcmc_rhat_max"] is None
     assert summary["order_mcmc_rhat_max_edge"] is None
+
+
+def test_discover_samples_with_order_mcmc_by_default_and_resumes(dataset, capsys):
+    tmp, A = dataset
+    out = tmp / "default"
+    (tmp / "forbid.csv").write_text("cause,effect\nb,c\n")
+    args = ["discover", tmp / "data.csv", "--out", out, "--truth", tmp / "truth.csv",
+            "--heldout", tmp / "heldout.csv", "--forbid", tmp / "forbid.csv", "--exact",
+            "--chains", "4", "--temperatures", "2", "--order-mcmc", "8000", "--json"]
+    code, stdout, err = run(capsys, *args)
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["sampler"] == "order" and summary["particles"] is None
+    assert summary["order_mcmc_chains"] == 4 and summary["order_mcmc_temperatures"] == 2
+    assert summary["order_mcmc_budget"] == 8000 and summary["order_mcmc_converged"] is True
+    assert summary["steps"] == summary["order_mcmc_steps"] < 8000  # stopped: R-hat < 1.05
+    assert summary["order_mcmc_rhat_max"] < 1.05 and summary["order_mcmc_until_rhat"] == 1.05
+    assert "warning" not in err
+    # 4 variables: no parent bound beyond the candidates, as the exact sums
+    assert summary["order_mcmc_max_parents"] == 3 and summary["max_parents"] == 3
+    probs = np.array([[float(v) for v in line.split(",")[1:]]
+                      for line in (out / "edge_probs.csv").read_text().splitlines()[1:]])
+    assert probs[1, 2] == 0.0  # forbidden b -> c
+    assert summary["exact_max_abs_diff"] < 0.05 and summary["exact_mean_abs_diff"] < 0.01
+    draws = json.loads((out / "graphs.json").read_text())["particles"]
+    assert len(draws) == summary["order_mcmc_draws"]
+    assert np.isfinite(summary["neg_ll"]) and np.isfinite(summary["eshd"])
+    history = json.loads((out / "history.json").read_text())
+    assert history[-1]["step"] == summary["order_mcmc_steps"]
+    assert (out / "network.json").exists() and (out / "order_mcmc.npz").exists()
+    code, stdout, err = run(capsys, *args)  # rerun: every round resumes from its checkpoint
+    again = json.loads(stdout)
+    assert code == 0 and again["order_mcmc_resumed_from"] == summary["order_mcmc_steps"]
+    assert again["eshd"] == summary["eshd"]
+
+
+def test_discover_warns_when_the_chains_stop_short_of_the_target(dataset, capsys):
+    tmp, _ = dataset
+    code, stdout, err = run(capsys, "discover", tmp / "data.csv", "--out", tmp / "short",
+                            "--chains", "3", "--temperatures", "1", "--order-mcmc", "40",
+                            "--until-rhat", "1.0001", "--json")
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["order_mcmc_converged"] is False
+    assert summary["order_mcmc_steps"] == summary["order_mcmc_budget"]
+    assert "warning: the order MCMC chains disagree: edge R-hat" in err
+    assert "raise the --order-mcmc budget" in err
 
 
 def test_discover_with_interventions_and_network_truth(tmp_path, capsys):

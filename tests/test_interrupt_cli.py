@@ -103,7 +103,8 @@ TIMING = ("seconds", "compile_seconds", "steps_per_second", "resumed_from_step",
 # command -> (arguments with {name} for an input, signals after the first kill, what must
 # equal the uninterrupted run's)
 COMMANDS = {
-    "discover": (["discover", "{er.csv}", "--steps", "400", "--particles", "8"],
+    "discover": (["discover", "{er.csv}", "--sampler", "dibs", "--steps", "400",
+                  "--particles", "8"],
                  [signal.SIGINT], [_same_text("edge_probs.csv"), _same_json("graphs.json")]),
     "fit": (["fit", "example:gaussian-hierarchy", "{h.csv}", "--iterations", "150"],
             [signal.SIGINT], [_same_text("network.json"), _same_json("summary.json", TIMING)]),

@@ -220,7 +220,7 @@ def files(tmp_path, chain):
 
 def _discover(tmp, env, out, *extra):
     args = [EXE, "discover", str(tmp / "data.csv"), "--out", str(tmp / out), "--steps", "50",
-            "--particles", "4", *map(str, extra)]
+            "--particles", "4", "--sampler", "dibs", *map(str, extra)]
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
 
 

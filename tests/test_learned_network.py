@@ -145,7 +145,7 @@ def test_every_command_takes_a_learned_network(tmp_path, capsys):
     data = tmp_path / "data.csv"
     assert main(["sample", "example:gaussian-er10", "-n", "200", "-o", str(data)]) == 0
     disc = tmp_path / "disc"
-    assert main(["discover", str(data), "--out", str(disc), "--steps", "100",
+    assert main(["discover", str(data), "--out", str(disc), "--sampler", "dibs", "--steps", "100",
                  "--particles", "6", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["network"] == "network.json"

@@ -295,10 +295,3 @@ def test_order_scores_of_a_three_node_cycle_of_candidates_by_hand():
                    for j in range(3))
         got = float(om.order_log_score(jnp.asarray(order, jnp.int32), space.data))
         assert got == pytest.approx(want, abs=1e-4)
-
-
-def test_the_command_lines_copies_of_the_candidate_bounds_match_the_library():
-    from deepbn.cli import discover as discover_cli
-
-    assert discover_cli.ORDER_MCMC_MAX_CANDIDATES == ss.MAX_CANDIDATES
-    assert discover_cli.ORDER_MCMC_CANDIDATES == ss.DEFAULT_CANDIDATES

@@ -45,21 +45,24 @@ def test_a_folder_in_use_by_a_running_command_is_refused(tmp_path, env):
     assert _deepbn(["sample", "example:gaussian-er10", "-n", "50", "-o", str(data)], env
                    ).returncode == 0
     out = tmp_path / "run"
-    first = subprocess.Popen([EXE, "discover", str(data), "--out", str(out), "--steps", "20000"],
+    first = subprocess.Popen([EXE, "discover", str(data), "--out", str(out), "--sampler", "dibs",
+                              "--steps", "20000"],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
         while not (out / ".deepbn.lock").exists() or not (out / ".deepbn.lock").read_text():
             assert time.time() < deadline and first.poll() is None
             time.sleep(0.05)
-        second = _deepbn(["discover", str(data), "--out", str(out), "--steps", "20"], env)
+        second = _deepbn(["discover", str(data), "--out", str(out), "--sampler", "dibs",
+                          "--steps", "20"], env)
         assert second.returncode == 2
         assert f"in use by another running deepbn command (pid {first.pid})" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1
     finally:
         first.kill()  # SIGKILL: the system releases the lock; nothing is left stuck
         first.communicate()
-    again = _deepbn(["discover", str(data), "--out", str(out), "--steps", "20"], env)
+    again = _deepbn(["discover", str(data), "--out", str(out), "--sampler", "dibs", "--steps",
+                     "20"], env)
     assert again.returncode == 0, again.stderr[-2000:]
 
 

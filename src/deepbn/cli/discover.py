@@ -1,4 +1,4 @@
-"""``deepbn discover``: a DiBS posterior over DAGs from a data table."""
+"""``deepbn discover``: a posterior over DAGs from a data table, by order MCMC (BGe) or DiBS."""
 
 from __future__ import annotations
 
@@ -11,7 +11,16 @@ from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from deepbn.cli.common import JsonOption, SeedOption, console, progress_bar, report
-from deepbn.errors import DataError, UsageError, require_count
+from deepbn.errors import DataError, UsageError, require_choice, require_count
+from deepbn.structure.config import (  # no JAX
+    DEFAULT_CANDIDATES,
+    DEFAULT_CHAINS,
+    DEFAULT_TEMPERATURES,
+    DEFAULT_UNTIL_RHAT,
+    MAX_CANDIDATES,
+    SAMPLERS,
+    OrderMCMCOptions,
+)
 
 RHAT_WARN = 1.1  # deepbn.structure.diagnostics.RHAT_WARN (that module imports JAX)
 
@@ -22,12 +31,15 @@ if TYPE_CHECKING:  # the library is imported inside the commands: --help stays f
 
 
 def write_results(folder: ResultsFolder, run: StructureRun, names: list[str],
-                  truth: np.ndarray | None, heldout: np.ndarray | None, extra: dict) -> dict:
-    """Write every output of a structure run into ``folder``; return the summary."""
+                  truth: np.ndarray | None, heldout: np.ndarray | None, extra: dict,
+                  history: list[dict] | None = None) -> dict:
+    """Write every output of a structure run into ``folder``; return the summary.
+    ``history`` replaces the DiBS steps' history (mean edges, cyclic particles)."""
     from deepbn.atomic import atomic_write
     from deepbn.io.networks import write_network
     from deepbn.plots import edge_prob_heatmap, structure_graph
     from deepbn.structure.report import (
+        ORDER_MCMC_NULL_REASONS,
         cpdag_csv,
         edge_probs_csv,
         edge_summary_csv,
@@ -55,14 +67,15 @@ def write_results(folder: ResultsFolder, run: StructureRun, names: list[str],
         summary["network"] = "network.json"
         summary["cpdag"] = "cpdag.csv"
         summary["network_particle"] = k
-    folder.write_history([{"step": i + 1, "mean_edges": float(e), "cyclic_particles": int(c)}
-                          for i, (e, c) in enumerate(zip(run.edges, run.cyclic))])
+    if history is None:
+        history = [{"step": i + 1, "mean_edges": float(e), "cyclic_particles": int(c)}
+                   for i, (e, c) in enumerate(zip(run.edges, run.cyclic))]
+    folder.write_history(history)
     cyclic = "every particle's graph is cyclic"
     one_class = "the true graph has no edges or every edge: AUROC needs both classes"
-    one_chain = "one chain (--particles 1): an R-hat needs two"
     summary = folder.write_summary(summary, reasons={
-        "network": cyclic, "cpdag": cyclic, "auroc": one_class, "auroc_dibs": one_class,
-        "order_mcmc_rhat_max": one_chain, "order_mcmc_rhat_max_edge": one_chain})
+        **ORDER_MCMC_NULL_REASONS, "network": cyclic, "cpdag": cyclic, "auroc": one_class,
+        "auroc_dibs": one_class, "particles": "order MCMC has chains, not particles"})
     classes = run.posterior.class_marks()
     edge_prob_heatmap(probs, names, out / "edge_probs.png", truth, classes=classes)
     structure_graph(probs, names, out / "graph.png", truth, classes=classes)
@@ -105,48 +118,69 @@ def compare_exact(run: StructureRun, names: list[str], truth: np.ndarray | None,
 
 
 ORDER_MCMC_TIP_STEPS = 10000
-# deepbn.structure.order_mcmc's MAX_CANDIDATES and DEFAULT_CANDIDATES, without importing JAX
-ORDER_MCMC_MAX_CANDIDATES = 20
-ORDER_MCMC_CANDIDATES = 16
+
+
+def _order_bar():
+    columns = [TextColumn("{task.description}"), BarColumn(bar_width=20),
+               TextColumn("{task.completed}/{task.total}"),
+               TextColumn("R-hat {task.fields[rhat]:.3f}"),
+               TextColumn("log p {task.fields[best]:.1f}"), TimeElapsedColumn()]
+    return progress_bar(*columns)
+
+
+def _round_updater(bar):
+    """A progress callback that opens a bar per round of the sampler."""
+    tasks = {}
+
+    def update(done, info):
+        r = info.get("round", 0)
+        if r not in tasks:
+            label = "order MCMC" if "final" not in info or info["final"] else f"exploring {r + 1}"
+            tasks[r] = bar.add_task(label, total=info.get("budget", done), rhat=float("nan"),
+                                    best=float("nan"))
+        bar.update(tasks[r], completed=done, rhat=info["rhat"], best=info["log_score"])
+
+    return update
 
 
 def refine_with_order_mcmc(run: StructureRun, steps: int, candidates: int,
                            max_parents: int | None, seed: int, truth: np.ndarray | None,
-                           out: Path) -> tuple[StructureRun, dict]:
+                           out: Path, chains_rhat: float | None = None
+                           ) -> tuple[StructureRun, dict]:
     """Order MCMC from the run's particles (progress bar, checkpoint in ``out``): the refined
     run and its summary fields (with a truth, also the particles' own E-SHD and AUROC)."""
     from deepbn.structure import metrics
     from deepbn.structure.order_mcmc import refine
-    from deepbn.structure.report import runs_summary
+    from deepbn.structure.report import order_mcmc_fields, runs_summary
 
     fields = runs_summary(run) if run.runs > 1 else {}  # the DiBS runs' agreement
     if truth is not None:
         post = run.posterior
         fields["dibs_eshd"] = post.expected_shd(truth)
         fields["dibs_auroc"] = metrics.edge_auroc(post.edge_probs(), truth)
-    columns = [TextColumn("order MCMC"), BarColumn(),
-               TextColumn("{task.completed}/{task.total} steps"),
-               TextColumn("best log p(order, D) {task.fields[best]:.1f}"), TimeElapsedColumn()]
-    with progress_bar(*columns) as bar:
-        task = bar.add_task("order", total=steps, best=float("nan"))
+    with _order_bar() as bar:
         refined, res = refine(run, steps, n_candidates=candidates, max_parents=max_parents,
-                              seed=seed,
-                              checkpoint_path=out / "order_mcmc.npz",
-                              progress=lambda done, info: bar.update(
-                                  task, completed=done, best=info["log_score"]))
-    names = run.posterior.names or tuple(f"x{i}" for i in range(run.posterior.graphs.shape[1]))
-    several = len(res.chain_edge_probs) > 1  # one chain has no R-hat (null)
-    fields.update({
-        "order_mcmc_steps": steps, "order_mcmc_chains": int(res.chain_edge_probs.shape[0]),
-        "order_mcmc_candidates": int(res.candidates.shape[1]),
-        "order_mcmc_max_parents": int(res.max_parents.max()), "order_mcmc_draws": len(res.graphs),
-        "order_mcmc_seconds": round(res.seconds, 3),
-        "order_mcmc_compile_seconds": round(res.compile_seconds, 3),
-        "order_mcmc_resumed_from": res.resumed_from,
-        "order_mcmc_acceptance": res.acceptance,
-        "order_mcmc_rhat_max": res.rhat_max if several else None,
-        "order_mcmc_rhat_max_edge": [names[i] for i in res.rhat_max_edge] if several else None})
+                              seed=seed, checkpoint_path=out / "order_mcmc.npz",
+                              progress=_round_updater(bar), until_rhat=chains_rhat)
+    fields["sampler"] = "dibs+order"
+    fields.update(order_mcmc_fields(res, run.posterior.names))
     return refined, fields
+
+
+def sample_with_progress(x, cfg: DiBSConfig, options: OrderMCMCOptions, seed: int, mask,
+                         scaling: str, out: Path, names: list[str], knowledge
+                         ) -> tuple[StructureRun, dict, list[dict]]:
+    """Order MCMC alone (a bar per round, checkpoints in ``out``): the run, its summary
+    fields and the history of its final round's blocks."""
+    from deepbn.structure.learn import sample_structure
+    from deepbn.structure.report import order_mcmc_fields
+
+    with _order_bar() as bar:
+        run, res = sample_structure(x, cfg, options, seed, mask, scaling, out,
+                                    _round_updater(bar), names, knowledge)
+    fields = {"sampler": "order", "steps": res.steps, "particles": None,
+              "order_mcmc_until_rhat": options.until_rhat, **order_mcmc_fields(res, names)}
+    return run, fields, list(res.records)
 
 
 def run_with_progress(x, cfg: DiBSConfig, steps: int, seed: int, mask, scaling: str,
@@ -176,16 +210,20 @@ def discover(
                                           "(joint inference of the conditionals)."),
     graph_prior: str = typer.Option("er", help="er (Erdős–Rényi) or sf (scale-free)."),
     edges_per_node: float = typer.Option(1.0, help="Expected edges per node of the prior."),
-    particles: int = typer.Option(20, help="SVGD particles."),
-    steps: int = typer.Option(1000, help="SVGD steps."),
-    runs: int = typer.Option(1, help="Independent DiBS runs at once (vmapped): pooled edge "
+    sampler: str = typer.Option("auto", help="order (order MCMC: tempered chains that run "
+                                             "until they agree; BGe only), dibs (DiBS's "
+                                             "SVGD particles), or auto: order for bge, dibs "
+                                             "for linear and mlp."),
+    particles: int = typer.Option(20, help="DiBS: SVGD particles."),
+    steps: int = typer.Option(1000, help="DiBS: SVGD steps."),
+    runs: int = typer.Option(1, help="DiBS: independent runs at once (vmapped): pooled edge "
                                      "probabilities, edge R-hat across runs."),
     graph_samples: int = typer.Option(16, help="Monte-Carlo graphs per particle and step."),
     max_parents: int = typer.Option(None, help="Largest parent set K: graphs with more "
-                                               "parents have prior probability 0 (BGe then "
-                                               "scores K+1 variables per family, not d). "
-                                               "Default: no bound up to 32 variables, 8 "
-                                               "above."),
+                                               "parents have prior probability 0. Default: "
+                                               "order MCMC none up to 20 variables (beyond "
+                                               "the candidates), 5 above; DiBS none up to 32 "
+                                               "variables, 8 above."),
     interventions: Path = typer.Option(None, help="CSV mask, same columns and rows as the "
                                                   "data: 1 = variable intervened on."),
     truth: str = typer.Option(None, help="True graph: cause,effect CSV, network JSON or "
@@ -200,14 +238,25 @@ def discover(
     standardize: str = typer.Option("auto", help="auto (column for bge, global for joint "
                                                  "models), column, global or none."),
     order_mcmc: int = typer.Option(0, "--order-mcmc", metavar="STEPS",
-                                   help="BGe: after DiBS, STEPS steps of order MCMC, one chain "
-                                        "per particle: a sampler that moves between the "
-                                        "particles' modes; its DAGs and edge marginals replace "
-                                        "the particles'. 10000 is a good start (seconds)."),
-    candidates: int = typer.Option(ORDER_MCMC_CANDIDATES,
-                                   help=f"Candidate parents per node for --order-mcmc (at most "
-                                        f"{ORDER_MCMC_MAX_CANDIDATES}): edges outside get "
-                                        f"probability 0."),
+                                   help="Order MCMC's budget of steps per chain (0: 2000 per "
+                                        "variable, at least 20000; it stops earlier once the "
+                                        "chains agree). With --sampler dibs: STEPS steps of "
+                                        "order MCMC after DiBS, one chain per particle, "
+                                        "whose draws replace the particles' (0: DiBS alone)."),
+    chains: int = typer.Option(DEFAULT_CHAINS, help="Order MCMC: independent chains from "
+                                                    "random orders (vmapped)."),
+    temperatures: int = typer.Option(DEFAULT_TEMPERATURES,
+                                     help="Order MCMC: tempered copies per chain (MC3); 1: "
+                                          "none."),
+    until_rhat: float = typer.Option(DEFAULT_UNTIL_RHAT,
+                                     help="Order MCMC: stop once the edge R-hat across chains "
+                                          "is below this (checked every 1/20 of the budget); "
+                                          "0: run the whole budget."),
+    candidates: int = typer.Option(DEFAULT_CANDIDATES,
+                                   help=f"Order MCMC: candidate parents per node (at most "
+                                        f"{MAX_CANDIDATES}; the search space grows by up to 2 "
+                                        f"where the chains find better parents outside): edges "
+                                        f"outside get probability 0."),
     exact: bool = typer.Option(False, "--exact", help="Also sum over every DAG (BGe, at most "
                                                       "20 variables; order-modular prior): "
                                                       "edge_probs_exact.csv and the sampled "
@@ -215,9 +264,19 @@ def discover(
     seed: int = SeedOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Learn a posterior over DAGs with DiBS; resumes from DIR when run again."""
+    """Learn a posterior over DAGs (order MCMC for BGe, else DiBS); resumes from DIR when run
+    again."""
     from deepbn.structure.config import DiBSConfig, check_scaling, check_steps  # no JAX
 
+    require_choice("sampler", sampler, ("auto", *SAMPLERS))
+    if sampler == "auto":
+        sampler = "order" if model == "bge" else "dibs"
+    if sampler == "order" and model != "bge":
+        raise UsageError("--sampler order sums parent sets out under BGe: use it with --model "
+                         "bge, or --sampler dibs")
+    if sampler == "order" and runs > 1:
+        raise UsageError("--runs counts DiBS runs; order MCMC's independent runs are its "
+                         "--chains")
     require_count("--runs", runs)
     check_steps(steps)
     cfg = DiBSConfig(model=model, graph_prior=graph_prior, edges_per_node=edges_per_node,
@@ -229,9 +288,15 @@ def discover(
     require_count("--order-mcmc", order_mcmc, minimum=0)
     if order_mcmc and model != "bge":
         raise UsageError("--order-mcmc sums parent sets out under BGe: use it with --model bge")
-    if not 1 <= candidates <= ORDER_MCMC_MAX_CANDIDATES:
-        raise UsageError(f"--candidates must be 1 to {ORDER_MCMC_MAX_CANDIDATES}, not "
-                         f"{candidates}")
+    if not 1 <= candidates <= MAX_CANDIDATES:
+        raise UsageError(f"--candidates must be 1 to {MAX_CANDIDATES}, not {candidates}")
+    require_count("--chains", chains)
+    require_count("--temperatures", temperatures)
+    if until_rhat != 0 and not until_rhat > 1:
+        raise UsageError(f"--until-rhat must be above 1 (or 0: the whole budget), not "
+                         f"{until_rhat}")
+    options = OrderMCMCOptions(order_mcmc or None, chains, temperatures,
+                               until_rhat or None, candidates, max_parents).check()
     from deepbn.io.tables import match_columns, read_table  # pandas, no JAX
 
     table = read_table(data)
@@ -266,43 +331,65 @@ def discover(
                          else knowledge.describe(table.names),
                          **({"runs": runs} if runs > 1 else {}),
                          **({"exact": True} if exact else {}),
+                         "sampler": sampler,
                          **({"order_mcmc": order_mcmc, "candidates": candidates}
-                            if order_mcmc else {})})
-    run = run_with_progress(table.values, cfg, steps, seed, mask, standardize, out, table.names,
-                            knowledge, runs)
-    extra = {"seed": seed}
-    if order_mcmc:
-        run, fields = refine_with_order_mcmc(run, order_mcmc, candidates, max_parents, seed,
-                                             true_A, out)
+                            if order_mcmc or sampler == "order" else {}),
+                         **({"chains": chains, "temperatures": temperatures,
+                             "until_rhat": until_rhat} if sampler == "order" else {})})
+    extra, history = {"seed": seed}, None
+    if sampler == "order":
+        run, fields, history = sample_with_progress(table.values, cfg, options, seed, mask,
+                                                    standardize, out, table.names, knowledge)
         extra.update(fields)
+    else:
+        run = run_with_progress(table.values, cfg, steps, seed, mask, standardize, out,
+                                table.names, knowledge, runs)
+        if order_mcmc:
+            run, fields = refine_with_order_mcmc(run, order_mcmc, candidates, max_parents,
+                                                 seed, true_A, out)
+            extra.update(fields)
+        else:
+            extra["sampler"] = "dibs"
     if exact:
         extra.update(compare_exact(run, table.names, true_A, out))
-    summary = write_results(folder, run, table.names, true_A, held, extra)
-    lines = [f"DiBS ({model}, {graph_prior} prior): {summary['d']} variables, n={summary['n']}, "
-             f"{particles} particles x {steps} steps"
-             f"{f' x {runs} runs' if runs > 1 else ''} in {summary['seconds']:.1f} s"]
-    bound = (f", at most {summary['max_parents']} parents per node"
-             if summary["max_parents"] < summary["d"] - 1 else "")
-    lines.append(f"mean edges per particle {summary['mean_edges']:.1f}, "
-                 f"cyclic particles {summary['cyclic_particles']}{bound}")
+    summary = write_results(folder, run, table.names, true_A, held, extra, history)
+    chains_ran = sampler == "order" or order_mcmc
+    if sampler == "order":
+        lines = [f"order MCMC (bge, {graph_prior} prior): {summary['d']} variables, "
+                 f"n={summary['n']}, {summary['order_mcmc_chains']} chains x "
+                 f"{summary['order_mcmc_temperatures']} temperatures, "
+                 f"{summary['order_mcmc_steps']} of {summary['order_mcmc_budget']} steps in "
+                 f"{summary['order_mcmc_seconds']:.1f} s (+ "
+                 f"{summary['order_mcmc_compile_seconds']:.1f} s compile)"]
+    else:
+        lines = [f"DiBS ({model}, {graph_prior} prior): {summary['d']} variables, "
+                 f"n={summary['n']}, {particles} particles x {steps} steps"
+                 f"{f' x {runs} runs' if runs > 1 else ''} in {summary['seconds']:.1f} s"]
+        bound = (f", at most {summary['max_parents']} parents per node"
+                 if summary["max_parents"] < summary["d"] - 1 else "")
+        lines.append(f"mean edges per particle {summary['mean_edges']:.1f}, "
+                     f"cyclic particles {summary['cyclic_particles']}{bound}")
     if true_A is not None:
         auroc = summary["auroc"]
         lines.append(f"E-SHD {summary['eshd']:.2f}   E-SHD of the CPDAGs "
                      f"{summary['eshd_cpdag']:.2f}   AUROC "
                      f"{'n/a' if auroc is None else f'{auroc:.3f}'}   "
-                     f"({'order MCMC draws' if order_mcmc else 'DiBS+ weights'})")
-    if order_mcmc:
+                     f"({'order MCMC draws' if chains_ran else 'DiBS+ weights'})")
+    if chains_ran:
         rhat = "no edge R-hat (one chain)"
         if summary["order_mcmc_rhat_max"] is not None:
             cause, effect = summary["order_mcmc_rhat_max_edge"]
-            rhat = f"edge R-hat max {summary['order_mcmc_rhat_max']:.2f} ({cause} -> {effect})"
-        lines.append(f"order MCMC: {summary['order_mcmc_chains']} chains x {order_mcmc} steps "
-                     f"in {summary['order_mcmc_seconds']:.1f} s, acceptance "
-                     f"{summary['order_mcmc_acceptance']:.2f}, {rhat}, "
-                     f"{summary['order_mcmc_draws']} DAGs drawn; "
-                     f"{summary['order_mcmc_candidates']} candidate parents, at most "
+            rhat = f"edge R-hat max {summary['order_mcmc_rhat_max']:.3f} ({cause} -> {effect})"
+        exchange = summary["order_mcmc_exchange_acceptance"]
+        grown = (f" (+{summary['order_mcmc_candidates_added']} in "
+                 f"{summary['order_mcmc_grow_rounds']} growth rounds)"
+                 if summary["order_mcmc_grow_rounds"] else "")
+        lines.append(f"order MCMC: {rhat}, acceptance {summary['order_mcmc_acceptance']:.2f}"
+                     + (f", exchanges {exchange:.2f}" if exchange is not None else "")
+                     + f", {summary['order_mcmc_draws']} DAGs drawn; "
+                     f"{summary['order_mcmc_candidates']} candidate parents{grown}, at most "
                      f"{summary['order_mcmc_max_parents']} parents per node")
-        if true_A is not None:
+        if true_A is not None and sampler == "dibs":
             auroc = summary["dibs_auroc"]
             lines.append(f"the DiBS particles alone: E-SHD {summary['dibs_eshd']:.2f}   AUROC "
                          f"{'n/a' if auroc is None else f'{auroc:.3f}'}")
@@ -324,7 +411,8 @@ def discover(
                      f"{summary['exact_max_abs_diff']:.2f} ({cause} -> {effect}), mean "
                      f"{summary['exact_mean_abs_diff']:.3f}{truth_part}")
     if run.resumed_from:
-        lines.insert(0, f"resumed from step {run.resumed_from} in {out}/checkpoint.npz")
+        where = "order_mcmc.npz" if sampler == "order" else "checkpoint.npz"
+        lines.insert(0, f"resumed from step {run.resumed_from} in {out}/{where}")
     if knowledge is not None:
         lines.append(f"prior knowledge: {int(knowledge.required.sum())} required and "
                      f"{int(knowledge.forbidden.sum())} forbidden edges, "
@@ -344,22 +432,27 @@ def discover(
                            f"(P({cause} -> {effect}) differs by "
                            f"{summary['exact_max_abs_diff']:.2f}); "
                            + ("raise --max-parents (order MCMC's parent bound) or --candidates"
-                              if order_mcmc else "run more --particles or --runs, or try "
-                              "--order-mcmc") + ", or use edge_probs_exact.csv", style="yellow"),
+                              if chains_ran else "run more --particles or --runs, or try "
+                              "--sampler order") + ", or use edge_probs_exact.csv",
+                           style="yellow"),
                       soft_wrap=True)
     if not exact and model == "bge" and summary["d"] <= EXACT_TIP_VARIABLES:
         console.print(Text(f"tip: with {summary['d']} variables, --exact also gives the exact "
                            f"edge probabilities (seconds), and how far the particles are from "
                            f"them", style="dim"), soft_wrap=True)
-    elif not order_mcmc and not exact and model == "bge":
-        console.print(Text(f"tip: --order-mcmc {ORDER_MCMC_TIP_STEPS} refines the particles "
-                           f"with a sampler that mixes between their modes (seconds)",
-                           style="dim"), soft_wrap=True)
-    if order_mcmc and (summary["order_mcmc_rhat_max"] or 0.0) > RHAT_WARN:
+    elif not chains_ran and not exact and model == "bge":
+        console.print(Text(f"tip: order MCMC, discover's default for BGe (--sampler order), "
+                           f"or --order-mcmc {ORDER_MCMC_TIP_STEPS} after DiBS, samples between "
+                           f"the particles' modes", style="dim"), soft_wrap=True)
+    target = options.until_rhat if sampler == "order" else None
+    rhat_max = summary.get("order_mcmc_rhat_max") or 0.0
+    if chains_ran and rhat_max > (target or RHAT_WARN):
         cause, effect = summary["order_mcmc_rhat_max_edge"]
-        console.print(Text(f"warning: the order MCMC chains disagree (edge R-hat "
-                           f"{summary['order_mcmc_rhat_max']:.2f} > {RHAT_WARN} on "
-                           f"{cause} -> {effect}); run more --order-mcmc steps",
+        console.print(Text(f"warning: the order MCMC chains disagree: edge R-hat "
+                           f"{rhat_max:.3f} > {target or RHAT_WARN} on {cause} -> {effect} "
+                           f"after {summary['order_mcmc_steps']} steps; raise the "
+                           f"--order-mcmc budget (or --temperatures), and trust edge "
+                           f"probabilities only as far as the chains agree",
                            style="yellow"), soft_wrap=True)
     if runs > 1 and summary["rhat_edges_max"] > RHAT_WARN:
         cause, effect = summary["rhat_edges_max_edge"]

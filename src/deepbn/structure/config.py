@@ -1,15 +1,69 @@
 """Settings of structure learning, checked without JAX (so that a mistyped option is an
-error at once): :class:`DiBSConfig` and the data scaling."""
+error at once): :class:`DiBSConfig`, :class:`OrderMCMCOptions` and the data scaling."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from deepbn.errors import require_choice, require_count, require_positive
+from deepbn.errors import UsageError, require_choice, require_count, require_positive
 from deepbn.io.tables import SCALINGS
 
 GRAPH_PRIORS = ("er", "sf")  # :mod:`deepbn.structure.priors`
 MODELS = ("bge", "linear", "mlp")
+SAMPLERS = ("order", "dibs")  # discover's: order MCMC (BGe) or DiBS
+
+# order MCMC (:mod:`deepbn.structure.order_mcmc`, :mod:`deepbn.structure.search_space`)
+MAX_CANDIDATES = 20  # the table of α_j holds 2^C numbers per node
+DEFAULT_CANDIDATES = 16
+DEFAULT_MAX_PARENTS = 5  # above EXACT_BOUND variables
+EXACT_BOUND = 20  # up to here order MCMC bounds parents only by the candidates, as --exact
+DEFAULT_CHAINS = 16
+DEFAULT_TEMPERATURES = 8
+DEFAULT_UNTIL_RHAT = 1.05
+GROW_ROUNDS = 2  # search-space growths before the final run, at most
+STEPS_PER_NODE = 2000  # default budget: steps per chain = this x d, at least MIN_STEPS
+MIN_STEPS = 20_000
+
+
+def default_order_steps(d: int) -> int:
+    """The default budget of order MCMC steps per chain for d variables."""
+    return max(MIN_STEPS, STEPS_PER_NODE * d)
+
+
+class OrderMCMCOptions(NamedTuple):
+    """What a user sets of order MCMC run as a sampler of its own (``discover --sampler
+    order``); ``None`` fields are resolved from d by :meth:`resolved`."""
+
+    steps: int | None = None  # the budget per chain; None: default_order_steps(d)
+    chains: int = DEFAULT_CHAINS
+    temperatures: int = DEFAULT_TEMPERATURES
+    until_rhat: float | None = DEFAULT_UNTIL_RHAT  # None: run the whole budget
+    candidates: int = DEFAULT_CANDIDATES
+    max_parents: int | None = None  # None: up to EXACT_BOUND variables d - 1, else 5
+    grow_rounds: int = GROW_ROUNDS
+
+    def check(self) -> OrderMCMCOptions:
+        if self.steps is not None:
+            require_count("the number of order MCMC steps", self.steps)
+        require_count("the number of chains", self.chains)
+        require_count("the number of temperatures", self.temperatures)
+        require_count("the search-space growth rounds", self.grow_rounds, minimum=0)
+        if not 1 <= self.candidates <= MAX_CANDIDATES:
+            raise UsageError(f"the number of candidate parents must be 1 to {MAX_CANDIDATES}, "
+                             f"not {self.candidates}")
+        if self.max_parents is not None:
+            require_count("the maximum number of parents", self.max_parents)
+        if self.until_rhat is not None and not self.until_rhat > 1.0:
+            raise UsageError(f"the R-hat target must be above 1, not {self.until_rhat}")
+        return self
+
+    def resolved(self, d: int) -> OrderMCMCOptions:
+        opts = self
+        if opts.steps is None:
+            opts = opts._replace(steps=default_order_steps(d))
+        if opts.max_parents is None:
+            opts = opts._replace(max_parents=d - 1 if d <= EXACT_BOUND else DEFAULT_MAX_PARENTS)
+        return opts._replace(max_parents=min(opts.max_parents, d - 1))
 
 
 # Defaults for large graphs (d > SMALL_GRAPH), where a step's cost is dominated by

@@ -1,4 +1,6 @@
-"""Run DiBS end to end: scale data, run SVGD through the driver (:mod:`deepbn.run`), summarise.
+"""Learn a posterior over DAGs end to end: scale the data, run DiBS's SVGD through the driver
+(:mod:`deepbn.run`) or order MCMC (:func:`sample_structure`), summarise as a
+:class:`StructureRun`.
 
 Example:
     >>> import numpy as np
@@ -21,8 +23,8 @@ import numpy as np
 from deepbn import run as run_layer
 from deepbn.errors import DataError, KnowledgeError, UsageError, require_count
 from deepbn.io.tables import column_centers, column_scales, scale_columns
-from deepbn.structure import dibs, equivalence
-from deepbn.structure.config import DiBSConfig, check_scaling, check_steps
+from deepbn.structure import dibs, equivalence, order_mcmc
+from deepbn.structure.config import DiBSConfig, OrderMCMCOptions, check_scaling, check_steps
 from deepbn.structure.knowledge import Knowledge
 from deepbn.structure.posterior import GraphPosterior, from_particles
 
@@ -176,3 +178,79 @@ def learn_structure(
 
 def _merge_runs(a):
     return a.reshape((a.shape[0] * a.shape[1], *a.shape[2:]))
+
+
+def _checked_knowledge(knowledge, names, d):
+    if knowledge is None:
+        return None
+    knowledge = knowledge.check(names if names is not None else [f"x{i}" for i in range(d)])
+    return None if knowledge.is_empty() else knowledge
+
+
+def sample_structure(
+    x: np.ndarray,
+    config: DiBSConfig = DiBSConfig(),
+    options: OrderMCMCOptions = OrderMCMCOptions(),
+    seed: int = 0,
+    mask: np.ndarray | None = None,
+    scaling: str = "auto",
+    checkpoint_dir: str | Path | None = None,
+    progress: Callable[[int, dict], None] | None = None,
+    names: list[str] | None = None,
+    knowledge: Knowledge | None = None,
+):
+    """A BGe posterior over DAGs for data ``x`` (n, d) by order MCMC alone
+    (:func:`deepbn.structure.order_mcmc.order_mcmc`: candidates by forward selection, random
+    starts, tempered chains, a growing search space, until the chains agree), with the
+    prior of ``config`` (``graph_prior``, ``edges_per_node``) and ``knowledge``.
+
+    Returns the :class:`StructureRun` whose posterior is the chains' draws (equal weights)
+    and Rao-Blackwellised edge marginals, as :func:`learn_structure`'s is the particles', and
+    the :class:`~deepbn.structure.order_mcmc.OrderMCMCResult`. ``checkpoint_dir`` holds a
+    checkpoint per round of the sampler; a rerun resumes.
+    """
+    x = np.asarray(x, np.float32)
+    if x.ndim != 2 or x.shape[1] < 2:
+        raise DataError(f"structure learning needs at least 2 variables, got shape {x.shape}")
+    if x.shape[0] < 2:
+        raise DataError("structure learning needs at least 2 samples")
+    config = config.check()
+    if config.model != "bge":
+        raise UsageError("order MCMC sums parent sets out under BGe: use it with --model bge")
+    check_scaling(scaling)
+    d = x.shape[1]
+    if names is not None and len(names) != d:
+        raise DataError(f"{len(names)} names for {d} variables")
+    opts = options.check().resolved(d)
+    knowledge = _checked_knowledge(knowledge, names, d)
+    if knowledge is not None:
+        required = knowledge.required.sum(axis=0)
+        if required.max() > opts.max_parents:
+            j = int(required.argmax())
+            label = names[j] if names is not None else f"x{j}"
+            raise KnowledgeError(f"knowledge: '{label}' has {int(required[j])} required "
+                                 f"parents, more than the bound of {opts.max_parents} "
+                                 f"parents per node; raise max_parents (discover "
+                                 f"--max-parents)")
+    scaling = resolve_scaling(scaling, "bge")
+    xs = scale_columns(x, scaling)
+    cfg = config._replace(max_parents=opts.max_parents).resolved(d)
+    data = dibs.make_data(xs, mask, cfg, knowledge)
+    res = order_mcmc.order_mcmc(
+        xs, opts.steps, opts.chains, seed, cfg.edges_per_node, cfg.graph_prior,
+        opts.max_parents, opts.candidates, knowledge=knowledge, mask=mask,
+        temperatures=opts.temperatures, until_rhat=opts.until_rhat,
+        grow_rounds=opts.grow_rounds, checkpoint_dir=checkpoint_dir, progress=progress,
+        stats=data.bge)
+    n = len(res.graphs)
+    post = GraphPosterior(
+        res.graphs, None, res.log_joint, np.full(n, 1.0 / n), np.full(n, 1.0 / n),
+        np.zeros(n, bool), names=tuple(names) if names is not None else None, model="bge",
+        x_scaled=np.asarray(xs), keep=np.asarray(data.keep),
+        center=column_centers(x, scaling), scale=column_scales(x, scaling),
+        beyond_max_parents=np.zeros(n, bool),
+        fixed_pairs=equivalence.fixed_pairs(d, knowledge, mask), edge_marginals=res.edge_probs)
+    mean_edges = np.array([float(res.graphs.sum(axis=(1, 2)).mean())])
+    run = StructureRun(post, data, cfg, scaling, x, mean_edges, np.zeros(1, int), res.seconds,
+                       res.resumed_from, res.compile_seconds, knowledge)
+    return run, res

@@ -58,30 +58,26 @@ import numpy as np
 from deepbn import run as run_layer
 from deepbn.errors import KnowledgeError, UsageError, require_count
 from deepbn.structure import diagnostics, scores, search_space
-from deepbn.structure.knowledge import Knowledge
-from deepbn.structure.search_space import (
+from deepbn.structure.config import (
     DEFAULT_CANDIDATES,
+    DEFAULT_CHAINS,
     DEFAULT_MAX_PARENTS,
+    DEFAULT_TEMPERATURES,
+    DEFAULT_UNTIL_RHAT,
+    GROW_ROUNDS,
     MAX_CANDIDATES,
-    ScoreTables,
-    SearchSpace,
+    default_order_steps,
 )
-
-__all__ = ["DEFAULT_CANDIDATES", "DEFAULT_MAX_PARENTS", "MAX_CANDIDATES", "order_mcmc",
-           "refine", "sample"]
+from deepbn.structure.knowledge import Knowledge
+from deepbn.structure.search_space import ScoreTables, SearchSpace
 
 LARGEST_DEFAULT_MAX_PARENTS = 8  # refine's bound where DiBS found more parents
 WINDOW = 16  # positions a move rearranges
 BLOCKS = 20  # a run's budget in blocks: estimates and R-hat checks at their ends
 MIN_BLOCKS = 4  # blocks before the first convergence check
 DRAWS_PER_BLOCK = 2  # DAGs each cold chain draws per block
-DEFAULT_CHAINS = 16
-DEFAULT_TEMPERATURES = 8
-DEFAULT_STEPS_PER_NODE = 2000  # default budget: steps per chain = this x d (at least 20 000)
-DEFAULT_UNTIL_RHAT = 1.05
 EXCHANGE_TARGET = 0.234  # the ladder's exchange acceptance
 COLDEST = 0.05  # the hottest copy's inverse temperature before adaptation
-GROW_ROUNDS = 2  # search-space growths before the final run, at most
 EXPLORE_SHARE = 8  # an exploring round runs 1/8 of the budget
 
 
@@ -130,6 +126,7 @@ class OrderMCMCResult(NamedTuple):
     log_score_max: float = float("nan")  # the best cold chain's log p(≺, x) at the end
     grow_rounds: int = 0  # times the search space grew before this run
     candidates_added: int = 0  # candidate parents those growths added
+    records: tuple = ()  # per block: step, rhat_max, log_score_max
 
 
 def _score(order, U, data: ScoreTables):
@@ -384,8 +381,6 @@ def sample(space: SearchSpace, orders: np.ndarray, steps: int, seed: int = 0,
                                 "until_rhat": until_rhat, "blocks": BLOCKS,
                                 "insert_share": insert_share, "draws": draws})
     info = {"rhat": float("nan"), "log_score": float("nan")}
-    records = []
-
     def check(s, done):
         b = done // block
         if b < 1:
@@ -408,7 +403,6 @@ def sample(space: SearchSpace, orders: np.ndarray, steps: int, seed: int = 0,
     res = run_layer.run(step, state, space.data, run_layer.raw_key(seed), budget, config=cfg,
                         chunk=block, checkpoint=checkpoint_path, fingerprint=fp,
                         progress=report, after_chunk=after, until=check)
-    records += res.records
     if res.stopped:
         raise UsageError(f"order MCMC {res.stopped}")
     final = res.state
@@ -434,7 +428,7 @@ def sample(space: SearchSpace, orders: np.ndarray, steps: int, seed: int = 0,
         res.compile_seconds, res.resumed_from, res.steps, budget, converged, temperatures,
         float(exchanged[0, 0] / exchanged[0, 1]) if temperatures > 1 and exchanged[0, 1]
         else float("nan"), tuple(float(b) for b in np.asarray(final.betas)),
-        float(np.max(np.asarray(final.node_scores[:chains]).sum(1))))
+        float(np.max(np.asarray(final.node_scores[:chains]).sum(1))), records=tuple(res.records))
 
 
 def random_order(required: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -474,11 +468,6 @@ def topological_orders(graphs: np.ndarray, required: np.ndarray | None = None) -
     return orders
 
 
-def default_steps(d: int) -> int:
-    """The default budget of steps per chain: :data:`DEFAULT_STEPS_PER_NODE` per node."""
-    return max(20_000, DEFAULT_STEPS_PER_NODE * d)
-
-
 def order_mcmc(x, steps: int | None = None, chains: int = DEFAULT_CHAINS, seed: int = 0,
                edges_per_node: float = 1.0, graph_prior: str = "er",
                max_parents: int | np.ndarray = DEFAULT_MAX_PARENTS,
@@ -489,21 +478,26 @@ def order_mcmc(x, steps: int | None = None, chains: int = DEFAULT_CHAINS, seed: 
                candidates: tuple[np.ndarray, np.ndarray] | None = None,
                checkpoint_dir: str | Path | None = None,
                progress: Callable[[int, dict], None] | None = None,
-               window: int = WINDOW) -> OrderMCMCResult:
+               window: int = WINDOW, stats: scores.BGeStats | None = None
+               ) -> OrderMCMCResult:
     """Order MCMC on standardized data ``x`` (n, d), see the module: the search space of
     :func:`deepbn.structure.search_space.candidate_parents` (``edge_probs``, a DiBS
     posterior's, guides it; ``candidates`` = (indices, valid) replaces it), ``chains`` chains
     from ``orders`` (default: random orders), each with ``temperatures`` tempered copies,
-    at most ``steps`` steps (default :func:`default_steps`) or until the edge R-hat is below
+    at most ``steps`` steps (default
+    :func:`deepbn.structure.config.default_order_steps`) or until the edge R-hat is below
     ``until_rhat``. Then, up to ``grow_rounds`` times, the search space grows
     (:func:`deepbn.structure.search_space.grow`) and, where it did, the chains run again
-    from where they stopped. ``checkpoint_dir`` holds a checkpoint per round."""
+    from where they stopped. ``checkpoint_dir`` holds a checkpoint per round (a rerun
+    resumes each); ``progress(done, info)`` hears of every block (info: ``round``,
+    ``budget``, ``final``, ``rhat``, ``log_score``); ``stats`` are the data's BGe statistics
+    when already computed. The result's seconds add up all rounds."""
     x = np.asarray(x, np.float32)
     d = x.shape[1]
     require_count("the number of chains", chains)
     require_count("the growth rounds", grow_rounds, minimum=0)
-    steps = default_steps(d) if steps is None else steps
-    stats = scores.bge_stats(x, mask)
+    steps = default_order_steps(d) if steps is None else steps
+    stats = scores.bge_stats(x, mask) if stats is None else stats
     if knowledge is not None:
         knowledge = knowledge.check()
     if candidates is None:
@@ -517,7 +511,7 @@ def order_mcmc(x, steps: int | None = None, chains: int = DEFAULT_CHAINS, seed: 
     if orders is None:
         rng = np.random.default_rng(seed)
         orders = np.stack([random_order(q.required, rng) for _ in range(chains)])
-    added, rounds = 0, 0
+    added, rounds, seconds, compile_seconds = 0, 0, 0.0, 0.0
     for round_ in range(grow_rounds + 1):
         space = search_space.build(stats, d, cand, valid, K, graph_prior, edges_per_node,
                                    knowledge)
@@ -525,8 +519,17 @@ def order_mcmc(x, steps: int | None = None, chains: int = DEFAULT_CHAINS, seed: 
         name = "order_mcmc.npz" if final else f"order_mcmc_explore{round_}.npz"
         path = None if checkpoint_dir is None else Path(checkpoint_dir) / name
         # an exploring round only has to find the modes' parent sets: an eighth of the budget
-        res = sample(space, orders, steps if final else max(steps // EXPLORE_SHARE, 1),
-                     seed + round_, temperatures, until_rhat, path, progress, window=window)
+        budget = steps if final else max(steps // EXPLORE_SHARE, 1)
+
+        def told(done, info, round_=round_, final=final, budget=budget):
+            if progress is not None:
+                progress(done, {**info, "round": round_, "final": final,
+                                "budget": schedule(budget, d)[0] * BLOCKS})
+
+        res = sample(space, orders, budget, seed + round_, temperatures, until_rhat, path,
+                     told, window=window)
+        seconds += res.seconds
+        compile_seconds += res.compile_seconds
         # the next round's chains start at a topological order of each chain's last draw
         per_chain = len(res.graphs) // len(res.chain_edge_probs)
         orders = topological_orders(res.graphs[per_chain - 1::per_chain], q.required)
@@ -538,7 +541,8 @@ def order_mcmc(x, steps: int | None = None, chains: int = DEFAULT_CHAINS, seed: 
         added += int(gained.sum())
         if not gained.any():
             grow_rounds = round_ + 1  # the next round is the last, on the same space
-    return res._replace(grow_rounds=rounds, candidates_added=added)
+    return res._replace(grow_rounds=rounds, candidates_added=added, seconds=seconds,
+                        compile_seconds=compile_seconds)
 
 
 def refine(run, steps: int, n_candidates: int = DEFAULT_CANDIDATES,

@@ -128,3 +128,39 @@ def cpdag_csv(G: np.ndarray, names: list[str], fixed: np.ndarray | None = None) 
     rows = equivalence.edge_list(equivalence.cpdag(G, fixed), names)
     lines = [f"{a},{b},{int(kind == 'directed')}" for a, b, kind in rows]
     return "\n".join(["cause,effect,directed", *lines]) + "\n"
+
+
+def order_mcmc_fields(res, names: list[str] | tuple | None) -> dict:
+    """The summary fields of an order MCMC run (:class:`deepbn.structure.order_mcmc.
+    OrderMCMCResult`): its size, timings, acceptance, edge R-hat and whether it met its
+    target, and how its search space grew. With one chain the R-hat fields are ``None``."""
+    d = res.edge_probs.shape[0]
+    names = list(names) if names is not None else [f"x{i}" for i in range(d)]
+    several = len(res.chain_edge_probs) > 1
+    return {
+        "order_mcmc_steps": int(res.steps), "order_mcmc_budget": int(res.budget),
+        "order_mcmc_chains": int(res.chain_edge_probs.shape[0]),
+        "order_mcmc_temperatures": int(res.temperatures),
+        "order_mcmc_candidates": int(res.candidates.shape[1]),
+        "order_mcmc_max_parents": int(res.max_parents.max()),
+        "order_mcmc_draws": len(res.graphs),
+        "order_mcmc_seconds": round(res.seconds, 3),
+        "order_mcmc_compile_seconds": round(res.compile_seconds, 3),
+        "order_mcmc_resumed_from": int(res.resumed_from),
+        "order_mcmc_acceptance": res.acceptance,
+        "order_mcmc_exchange_acceptance": (res.exchange_acceptance if res.temperatures > 1
+                                           else None),
+        "order_mcmc_rhat_max": res.rhat_max if several else None,
+        "order_mcmc_rhat_max_edge": [names[i] for i in res.rhat_max_edge] if several else None,
+        "order_mcmc_converged": res.converged,
+        "order_mcmc_grow_rounds": int(res.grow_rounds),
+        "order_mcmc_candidates_added": int(res.candidates_added),
+    }
+
+
+ORDER_MCMC_NULL_REASONS = {
+    "order_mcmc_rhat_max": "one chain: an R-hat needs two",
+    "order_mcmc_rhat_max_edge": "one chain: an R-hat needs two",
+    "order_mcmc_exchange_acceptance": "one temperature: no exchanges",
+    "order_mcmc_converged": "no R-hat target (or one chain)",
+}

@@ -49,11 +49,9 @@ import numpy as np
 
 from deepbn.errors import KnowledgeError, UsageError
 from deepbn.structure import exact, scores
+from deepbn.structure.config import DEFAULT_CANDIDATES, DEFAULT_MAX_PARENTS, MAX_CANDIDATES
 from deepbn.structure.knowledge import Knowledge
 
-MAX_CANDIDATES = 20  # the table of α_j holds 2^C numbers per node
-DEFAULT_CANDIDATES = 16
-DEFAULT_MAX_PARENTS = 5
 GREEDY_ROUNDS = 8  # parents added by forward selection at most, per node
 DROP = 0.01  # a candidate the sampler gives less than this is what growth may replace
 BATCH = 65536  # families factorised at once
