@@ -178,7 +178,7 @@ def _move(key, order, U, node_scores, data: ScoreTables, beta, window: int, inse
             jnp.where(accept, node_scores.at[w].set(new), node_scores), accept)
 
 
-def _exchange(key, state: OrderMCMCState, t, adapting):
+def _exchange(key, state: OrderMCMCState, t, adapting, start):
     """Exchanges between neighbouring temperatures (the even pairs on even steps, the odd
     ones on odd steps) of every chain, and during adaptation a Robbins-Monro step of the
     ladder's log gaps towards :data:`EXCHANGE_TARGET`."""
@@ -203,7 +203,7 @@ def _exchange(key, state: OrderMCMCState, t, adapting):
     # the log of each gap log β_k - log β_k+1 moves: a gap can shrink and grow back by
     # orders of magnitude within the adaptation
     log_gaps = jnp.log(jnp.log(betas[:-1]) - jnp.log(betas[1:]))
-    rate = 1.0 / (1.0 + t.astype(jnp.float32) / 1000.0) ** 0.6
+    rate = 1.0 / (1.0 + jnp.maximum(t - start, 0).astype(jnp.float32) / 1000.0) ** 0.6
     log_gaps = jnp.where(adapting & active,
                          log_gaps + rate * (p_accept - EXCHANGE_TARGET), log_gaps)
     gaps = jnp.exp(jnp.clip(log_gaps, np.log(1e-4), np.log(3.0)))
@@ -240,17 +240,18 @@ def _draw(key, U, node_scores, data: ScoreTables):
     return jax.lax.map(one, (jax.random.split(key, U.shape[0]), U, node_scores))
 
 
-def init(orders, data: ScoreTables, config: OrderMCMCConfig, blocks: int = BLOCKS
-         ) -> OrderMCMCState:
+def init(orders, data: ScoreTables, config: OrderMCMCConfig, blocks: int = BLOCKS,
+         betas=None) -> OrderMCMCState:
     """The state of chains started at ``orders``: (T x chains, d), temperature-major (the
-    cold chains first), each copy at its own order."""
+    cold chains first), each copy at its own order; ``betas`` (T,) the ladder to start
+    from (default geometric down to :data:`COLDEST`)."""
     orders = jnp.asarray(orders, jnp.int32)
     T = config.temperatures
     chains = orders.shape[0] // T
     d = orders.shape[1]
     C = data.candidates.shape[1]
     U = jax.vmap(predecessor_bits, (0, None))(orders, data)
-    ladder = COLDEST ** (np.arange(T) / max(T - 1, 1))
+    ladder = COLDEST ** (np.arange(T) / max(T - 1, 1)) if betas is None else betas
     return OrderMCMCState(orders, U, jax.vmap(_score, (0, 0, None))(orders, U, data),
                           jnp.asarray(ladder, jnp.float32),
                           jnp.zeros((blocks, chains, d, C)),
@@ -275,7 +276,10 @@ def step(key, state: OrderMCMCState, data: ScoreTables, config: OrderMCMCConfig
     state = state._replace(order=order, U=U, node_scores=node_scores, t=t,
                            accepted=state.accepted + accept)
     if T > 1:
-        state = _exchange(k_exchange, state, t, t <= config.adapt)
+        # the copies of a chain start at one order: exchanges are then free, and a ladder
+        # adapted to that would be too wide; adaptation waits a quarter of its span
+        start = config.adapt // 4
+        state = _exchange(k_exchange, state, t, (t > start) & (t <= config.adapt), start)
     block = (t - 1) // config.block
 
     def add(s):
@@ -347,15 +351,15 @@ def sample(space: SearchSpace, orders: np.ndarray, steps: int, seed: int = 0,
            temperatures: int = 1, until_rhat: float | None = None,
            checkpoint_path: str | Path | None = None,
            progress: Callable[[int, dict], None] | None = None, fingerprint_arrays=(),
-           window: int = WINDOW, insert_share: float = 0.5, draws: int = DRAWS_PER_BLOCK
-           ) -> OrderMCMCResult:
+           window: int = WINDOW, insert_share: float = 0.5, draws: int = DRAWS_PER_BLOCK,
+           betas=None) -> OrderMCMCResult:
     """Run the chains from ``orders`` (chains, d) for at most ``steps`` steps (rounded up to
     whole blocks) through the driver (jitted chunks of a block, checkpointed and resumable
     at ``checkpoint_path``), each chain the cold end of ``temperatures`` tempered copies;
     with ``until_rhat`` stop at the first block end whose edge R-hat is below it.
     ``progress(done, info)`` gets the best log score and the R-hat after each block;
     ``insert_share`` is the probability that a move is an insertion rather than a swap;
-    each cold chain draws ``draws`` DAGs a block."""
+    each cold chain draws ``draws`` DAGs a block; ``betas`` is the ladder to adapt from."""
     require_count("the number of temperatures", temperatures)
     require_count("the number of order MCMC steps", steps)
     if until_rhat is not None and not until_rhat > 1.0:
@@ -374,11 +378,12 @@ def sample(space: SearchSpace, orders: np.ndarray, steps: int, seed: int = 0,
                           block if temperatures > 1 else 0, float(insert_share), draws)
     # a chain's hotter copies start where it starts: a random start would leave them far
     # below the cold one, and the ladder would adapt to that gap instead of the posterior's
-    state = init(np.tile(orders, (temperatures, 1)), space.data, cfg)
+    state = init(np.tile(orders, (temperatures, 1)), space.data, cfg, betas=betas)
     fp = run_layer.fingerprint((*fingerprint_arrays, orders, space.log_beta),
                                {"method": "order_mcmc", "budget": budget, "seed": seed,
                                 "temperatures": temperatures, "window": window,
                                 "until_rhat": until_rhat, "blocks": BLOCKS,
+                                "betas": None if betas is None else [float(b) for b in betas],
                                 "insert_share": insert_share, "draws": draws})
     info = {"rhat": float("nan"), "log_score": float("nan")}
     def check(s, done):
@@ -511,7 +516,7 @@ def order_mcmc(x, steps: int | None = None, chains: int = DEFAULT_CHAINS, seed: 
     if orders is None:
         rng = np.random.default_rng(seed)
         orders = np.stack([random_order(q.required, rng) for _ in range(chains)])
-    added, rounds, seconds, compile_seconds = 0, 0, 0.0, 0.0
+    added, rounds, seconds, compile_seconds, ladder = 0, 0, 0.0, 0.0, None
     for round_ in range(grow_rounds + 1):
         space = search_space.build(stats, d, cand, valid, K, graph_prior, edges_per_node,
                                    knowledge)
@@ -527,7 +532,8 @@ def order_mcmc(x, steps: int | None = None, chains: int = DEFAULT_CHAINS, seed: 
                                 "budget": schedule(budget, d)[0] * BLOCKS})
 
         res = sample(space, orders, budget, seed + round_, temperatures, until_rhat, path,
-                     told, window=window)
+                     told, window=window, betas=ladder)
+        ladder = res.betas  # the next round adapts on from this round's ladder
         seconds += res.seconds
         compile_seconds += res.compile_seconds
         # the next round's chains start at a topological order of each chain's last draw
