@@ -342,9 +342,9 @@ def build(stats: scores.BGeStats, d: int, candidates: np.ndarray, valid: np.ndar
     log_beta = (log_lik + q.by_count[n_pa][None, :] + soft.T
                 + (q.off.sum(0) - np.diag(q.off))[:, None])
     shift = np.max(log_beta, axis=1, keepdims=True)  # float32 keeps differences, not totals
-    table = np.full((d, 2 ** C), -np.inf)
+    table = np.full((d, 2 ** C), -np.inf, np.float32)
     table[:, sets] = log_beta - shift
-    log_alpha = exact.log_zeta(table, C)
+    log_alpha = _log_zeta_in_place(table, C)
     bits = np.zeros((d, d), np.uint32)
     jj, cc = np.nonzero(valid)
     bits[jj, candidates[jj, cc]] = (1 << cc).astype(np.uint32)
@@ -354,11 +354,22 @@ def build(stats: scores.BGeStats, d: int, candidates: np.ndarray, valid: np.ndar
     return SearchSpace(data, log_beta, candidates, valid, K_node)
 
 
+def _log_zeta_in_place(a: np.ndarray, C: int) -> np.ndarray:
+    """log Σ_{S ⊆ U} exp a[:, S] for every U, overwriting ``a`` (the zeta transform of
+    :func:`deepbn.structure.exact.log_zeta` without its copy, in float32: at C = 18 and
+    d = 500 the float64 table and its copy were 2 GiB)."""
+    for b in range(C):
+        v = a.reshape(a.shape[0], -1, 2, 2 ** b)
+        with np.errstate(invalid="ignore"):  # -inf + -inf: logaddexp gives -inf, warns
+            np.logaddexp(v[:, :, 1, :], v[:, :, 0, :], out=v[:, :, 1, :])
+    return a
+
+
 def memory_bytes(d: int, n_candidates: int = DEFAULT_CANDIDATES,
                  max_parents: int = DEFAULT_MAX_PARENTS) -> int:
-    """The bytes the tables of :func:`build` hold on the device and the host: the 2^C table
-    (float32, and float64 while it is built) and the scores of the sets (float64 and
-    float32)."""
+    """The bytes the tables of :func:`build` hold at their peak, on the host and the device:
+    the 2^C table (float32, twice while it moves to the device), the scores of the sets
+    (float64 likelihoods and priors, float32 on the device) and the (d, d) candidate bits."""
     C = min(n_candidates, d - 1)
     n_sets = sum(math.comb(C, k) for k in range(min(max_parents, C) + 1))
-    return d * (2 ** C * (4 + 8) + n_sets * (8 + 4 + 8) + d * 4)
+    return d * (2 ** C * (4 + 4) + n_sets * (8 + 8 + 4) + d * 4)
