@@ -19,8 +19,10 @@ import numpy as np
 
 data = np.load(sys.argv[1])
 spec = json.loads(sys.argv[2])
-x = np.asarray(data["x"], np.float32)
+x = np.asarray(data["x"])  # float64, as a user's array would be
 if spec.get("csv"):
+    # written with write_table's 9 significant digits and read back: the same data up to
+    # the last digits, as a CSV round trip gives them
     from deepbn.io.tables import read_table, write_table
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -109,6 +109,8 @@ def main() -> None:
     ap.add_argument("--before", default="054f98a")
     ap.add_argument("--csv-ds", type=int, nargs="*", default=[100],
                     help="d at which a third order run reads the data through a CSV file")
+    ap.add_argument("--order-steps", nargs="*", default=[],
+                    help="D:STEPS, the order MCMC budget at d = D (default: its own)")
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--append", action="store_true")
     ap.add_argument("--out", default=str(HERE / "structure_scale.json"))
@@ -116,6 +118,7 @@ def main() -> None:
     out = Path(args.out)
     rows = json.loads(out.read_text())["results"] if args.append and out.exists() else []
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    budgets = {int(a): int(b) for a, b in (v.split(":") for v in args.order_steps)}
     for graph_kind in args.graphs:
         for n in args.ns:
             for d in args.ds:
@@ -123,6 +126,7 @@ def main() -> None:
                     A, x, k = make_data(seed, d, graph_kind, n)
                     row = {"graph": graph_kind, "n": n, "d": d, "seed": seed,
                            "true_edges": int(A.sum()), "methods": {}}
+                    exact = exact_probs(x, k) if d <= 20 else None
                     with tempfile.TemporaryDirectory() as tmp:
                         np.savez(f"{tmp}/x.npz", x=x, seed=seed)
                         plan = [("order", [sys.executable, str(HERE / "_structure_child.py"),
@@ -143,6 +147,8 @@ def main() -> None:
                                 if ours:
                                     spec = {"method": "order" if name == "order"
                                             else "dibs+order", "seed": s, "k": k}
+                                    if name == "order" and d in budgets:
+                                        spec["steps"] = budgets[d]
                                     full = [*cmd, json.dumps(spec)]
                                 else:
                                     np.savez(f"{tmp}/g{r}.npz", x=x, seed=s)
@@ -155,18 +161,31 @@ def main() -> None:
                             if name == "order" and d in args.csv_ds:
                                 spec = {"method": "order", "seed": seed, "k": k, "csv": True}
                                 runs.append(child([*cmd, json.dumps(spec)], args.timeout, cenv))
-                            row["methods"][name] = summarize_runs(runs, A)
+                            row["methods"][name] = summarize_runs(runs, A, exact)
                     rows.append(row)
                     write(out, rows, args)
     write(out, rows, args)
 
 
-def summarize_runs(runs: list[dict], A) -> dict:
+def exact_probs(x, k: float) -> np.ndarray:
+    """The exact edge probabilities (no parent bound) on the column-standardized data."""
+    from deepbn.io.tables import scale_columns
+    from deepbn.structure.exact import exact_edge_probs
+
+    return exact_edge_probs(scale_columns(np.asarray(x, np.float32), "column"),
+                            edges_per_node=k).edge_probs
+
+
+def summarize_runs(runs: list[dict], A, exact=None) -> dict:
     good = [r for r in runs if "error" not in r]
     res = {"runs": [{k: v for k, v in r.items() if k != "edge_probs"} for r in runs]}
     for r, info in zip(res["runs"], runs):
         if "error" not in info:
             r.update(scored(info["edge_probs"], A))
+            if exact is not None:
+                gap = np.abs(info["edge_probs"] - exact)
+                r.update(exact_mean_abs_dp=float(gap.sum() / (len(gap) ** 2 - len(gap))),
+                         exact_max_abs_dp=float(gap.max()))
     if len(good) >= 2 and "error" not in runs[0] and "error" not in runs[1]:
         res["agreement"] = agreement(runs[0]["edge_probs"], runs[1]["edge_probs"])
     if len(runs) == 3 and len(good) == 3:
@@ -178,8 +197,9 @@ def write(out: Path, rows: list[dict], args) -> None:
     out.write_text(json.dumps({"settings": settings(args), "results": rows}, indent=1,
                               default=float) + "\n")
     lines = ["| graph | n | d | true edges | method | seconds (2 runs) | peak RSS GiB | AUROC | "
-             "E-SHD | R-hat | steps | max abs dP / pairs > 0.1 | CSV round trip max abs dP |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "E-SHD | R-hat | steps | max abs dP / pairs > 0.1 | CSV round trip max abs dP | "
+             "to exact: mean / max abs dP |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     names = {"order": "deepbn order MCMC (default)", "gadget": "Gadget (sumu 0.1.2)",
              "before": "DiBS + order MCMC (before)"}
     for r in rows:
@@ -187,7 +207,7 @@ def write(out: Path, rows: list[dict], args) -> None:
             runs = [x for x in m["runs"][:2] if "error" not in x]
             if not runs:
                 lines.append(f"| {r['graph']} | {r['n']} | {r['d']} | {r['true_edges']} | "
-                             f"{names[name]} | {m['runs'][0]['error']} |  |  |  |  |  |  |  |")
+                             f"{names[name]} | {m['runs'][0]['error']} |  |  |  |  |  |  |  |  |")
                 continue
 
             def mean(key, runs=runs):
@@ -204,7 +224,9 @@ def write(out: Path, rows: list[dict], args) -> None:
             lines.append(f"| {r['graph']} | {r['n']} | {r['d']} | {r['true_edges']} | "
                          f"{names[name]} | {secs} | {mean('peak_rss_mib') / 1024:.2f} | "
                          f"{mean('auroc'):.3f} | {mean('eshd'):.1f} | {rhat} | {steps} | "
-                         f"{agree} | {csv} |")
+                         f"{agree} | {csv} | " + (
+                             f"{mean('exact_mean_abs_dp'):.4f} / {mean('exact_max_abs_dp'):.3f}"
+                             if any("exact_mean_abs_dp" in x for x in runs) else "–") + " |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     plot(rows, out.with_suffix(".png"))
 

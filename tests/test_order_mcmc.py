@@ -2,6 +2,7 @@
 (deepbn.structure.exact, itself checked against enumeration of all DAGs) and brute force."""
 
 import itertools
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -295,3 +296,39 @@ def test_order_scores_of_a_three_node_cycle_of_candidates_by_hand():
                    for j in range(3))
         got = float(om.order_log_score(jnp.asarray(order, jnp.int32), space.data))
         assert got == pytest.approx(want, abs=1e-4)
+
+
+def _shard_case():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 5))
+    x[:, 1] += x[:, 0]
+    x = (x - x.mean(0)) / x.std(0)
+    st = scores.bge_stats(x)
+    space = ss.build(st, 5, *ss.candidate_parents(st, 5, 4), max_parents=3)
+    return space, np.stack([rng.permutation(5) for _ in range(4)])
+
+
+def test_the_chains_shard_across_two_devices_with_the_same_result(tmp_path):
+    from conftest import run_on_two_host_devices
+
+    run_on_two_host_devices(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import jax
+        import numpy as np
+        from deepbn.structure import order_mcmc as om
+        from test_order_mcmc import _shard_case
+        assert jax.device_count() == 2
+        space, orders = _shard_case()
+        state = om.init(np.tile(orders, (2, 1)), space.data, om.OrderMCMCConfig(2, 5, 20, 1))
+        placed = om.run_layer.shard_batch(state, 8, "chains")
+        assert len(placed.order.sharding.device_set) == 2  # the chains' axis is split
+        res = om.sample(space, orders, 400, seed=2, temperatures=2)
+        np.savez({str(tmp_path / "two.npz")!r}, p=res.edge_probs, g=res.graphs)
+        print("ok")
+    """)
+    space, orders = _shard_case()
+    one = om.sample(space, orders, 400, seed=2, temperatures=2)
+    two = np.load(tmp_path / "two.npz")
+    np.testing.assert_allclose(two["p"], one.edge_probs, atol=1e-6)
+    np.testing.assert_array_equal(two["g"], one.graphs)

@@ -290,7 +290,9 @@ def run(
                     f"kept the state after step {done}" + (" (checkpointed)" if path else ""))
             stopped = (f"step {done + 1}-{done + n} produced non-finite values; stopped, {kept}")
             break
-        state = new_state
+        # XLA may give the outputs other shardings than the inputs had; the next chunk's
+        # program was compiled for the placement ``place`` makes
+        state = new_state if place is None else place(new_state)
         done += n
         for name, value in (out or {}).items():
             parts.setdefault(name, []).append(value)

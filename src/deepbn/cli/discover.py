@@ -218,7 +218,7 @@ def discover(
     steps: int = typer.Option(1000, help="DiBS: SVGD steps."),
     runs: int = typer.Option(1, help="DiBS: independent runs at once (vmapped): pooled edge "
                                      "probabilities, edge R-hat across runs."),
-    graph_samples: int = typer.Option(16, help="Monte-Carlo graphs per particle and step."),
+    graph_samples: int = typer.Option(16, help="DiBS: Monte-Carlo graphs per particle and step."),
     max_parents: int = typer.Option(None, help="Largest parent set K: graphs with more "
                                                "parents have prior probability 0. Default: "
                                                "order MCMC none up to 20 variables (beyond "

@@ -407,7 +407,9 @@ def sample(space: SearchSpace, orders: np.ndarray, steps: int, seed: int = 0,
 
     res = run_layer.run(step, state, space.data, run_layer.raw_key(seed), budget, config=cfg,
                         chunk=block, checkpoint=checkpoint_path, fingerprint=fp,
-                        progress=report, after_chunk=after, until=check)
+                        progress=report, after_chunk=after, until=check,
+                        place=lambda st: run_layer.shard_batch(st, len(orders) * temperatures,
+                                                               "chains"))
     if res.stopped:
         raise UsageError(f"order MCMC {res.stopped}")
     final = res.state
