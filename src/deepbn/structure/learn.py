@@ -121,20 +121,9 @@ def learn_structure(
     d = x.shape[1]
     if names is not None and len(names) != d:
         raise DataError(f"{len(names)} names for {d} variables")
-    if knowledge is not None:
-        knowledge = knowledge.check(names if names is not None else
-                                    [f"x{i}" for i in range(d)])
-        if knowledge.is_empty():
-            knowledge = None  # no knowledge: the same run as without
+    knowledge = _checked_knowledge(knowledge, names, d)
     cfg = config.resolved(d)
-    if knowledge is not None:
-        required = knowledge.required.sum(axis=0)
-        if required.max() > cfg.max_parents:
-            j = int(required.argmax())
-            label = names[j] if names is not None else f"x{j}"
-            raise KnowledgeError(f"knowledge: '{label}' has {int(required[j])} required "
-                                 f"parents, more than the bound of {cfg.max_parents} parents "
-                                 f"per node; raise max_parents (discover --max-parents)")
+    _check_required_bound(knowledge, cfg.max_parents, names)
     scaling = resolve_scaling(scaling, cfg.model)
     xs = scale_columns(x, scaling)
     data = dibs.make_data(xs, mask, cfg, knowledge)
@@ -181,10 +170,24 @@ def _merge_runs(a):
 
 
 def _checked_knowledge(knowledge, names, d):
+    """The knowledge checked for the variables' names; None when it holds nothing (the same
+    run as without)."""
     if knowledge is None:
         return None
     knowledge = knowledge.check(names if names is not None else [f"x{i}" for i in range(d)])
     return None if knowledge.is_empty() else knowledge
+
+
+def _check_required_bound(knowledge, bound: int, names) -> None:
+    if knowledge is None:
+        return
+    required = knowledge.required.sum(axis=0)
+    if required.max() > bound:
+        j = int(required.argmax())
+        label = names[j] if names is not None else f"x{j}"
+        raise KnowledgeError(f"knowledge: '{label}' has {int(required[j])} required "
+                             f"parents, more than the bound of {bound} parents "
+                             f"per node; raise max_parents (discover --max-parents)")
 
 
 def sample_structure(
@@ -223,15 +226,7 @@ def sample_structure(
         raise DataError(f"{len(names)} names for {d} variables")
     opts = options.check().resolved(d)
     knowledge = _checked_knowledge(knowledge, names, d)
-    if knowledge is not None:
-        required = knowledge.required.sum(axis=0)
-        if required.max() > opts.max_parents:
-            j = int(required.argmax())
-            label = names[j] if names is not None else f"x{j}"
-            raise KnowledgeError(f"knowledge: '{label}' has {int(required[j])} required "
-                                 f"parents, more than the bound of {opts.max_parents} "
-                                 f"parents per node; raise max_parents (discover "
-                                 f"--max-parents)")
+    _check_required_bound(knowledge, opts.max_parents, names)
     scaling = resolve_scaling(scaling, "bge")
     xs = scale_columns(x, scaling)
     cfg = config._replace(max_parents=opts.max_parents).resolved(d)
