@@ -25,6 +25,12 @@ def dataset(tmp_path_factory):
     return tmp, A
 
 
+def _probs(path):
+    """A d x d table like edge_probs.csv, without its header row and column."""
+    return np.array([[float(v) for v in line.split(",")[1:]]
+                     for line in path.read_text().splitlines()[1:]])
+
+
 def run(capsys, *args):
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
@@ -79,8 +85,7 @@ def test_discover_exact_writes_the_exact_edge_probabilities_and_the_distance(dat
     # the same data scaling and prior as the DiBS run, summed over every DAG
     x = scale_columns(read_table(tmp / "data.csv").values, "column")
     np.testing.assert_allclose(exact, exact_edge_probs(x, 1.5).edge_probs, atol=1e-5)
-    sampled = np.array([[float(v) for v in line.split(",")[1:]]
-                        for line in (out / "edge_probs.csv").read_text().splitlines()[1:]])
+    sampled = _probs(out / "edge_probs.csv")
     assert summary["exact_max_abs_diff"] == pytest.approx(np.abs(sampled - exact).max(), abs=1e-5)
     assert summary["exact_eshd"] == pytest.approx(expected_shd_from_edge_probs(exact, A))
     assert summary["exact_auroc"] == pytest.approx(edge_auroc(exact, A))
@@ -101,10 +106,8 @@ def test_discover_order_mcmc_replaces_the_particles_with_the_chains_draws(datase
     assert 0 < summary["order_mcmc_acceptance"] <= 1
     assert summary["order_mcmc_rhat_max"] < 1.1
     assert "dibs_eshd" in summary and "dibs_auroc" in summary
-    probs = np.array([[float(v) for v in line.split(",")[1:]]
-                      for line in (out / "edge_probs.csv").read_text().splitlines()[1:]])
-    exact = np.array([[float(v) for v in line.split(",")[1:]]
-                      for line in (out / "edge_probs_exact.csv").read_text().splitlines()[1:]])
+    probs = _probs(out / "edge_probs.csv")
+    exact = _probs(out / "edge_probs_exact.csv")
     # 4 chains x 1000 kept steps on 24 orders: close to the sums over every DAG
     assert summary["exact_max_abs_diff"] < 0.05
     np.testing.assert_allclose(probs, exact, atol=0.05)
@@ -153,8 +156,7 @@ def test_discover_samples_with_order_mcmc_by_default_and_resumes(dataset, capsys
     assert "warning" not in err
     # 4 variables: no parent bound beyond the candidates, as the exact sums
     assert summary["order_mcmc_max_parents"] == 3 and summary["max_parents"] == 3
-    probs = np.array([[float(v) for v in line.split(",")[1:]]
-                      for line in (out / "edge_probs.csv").read_text().splitlines()[1:]])
+    probs = _probs(out / "edge_probs.csv")
     assert probs[1, 2] == 0.0  # forbidden b -> c
     assert summary["exact_max_abs_diff"] < 0.05 and summary["exact_mean_abs_diff"] < 0.01
     draws = json.loads((out / "graphs.json").read_text())["particles"]

@@ -145,8 +145,7 @@ def _round_updater(bar):
 
 def refine_with_order_mcmc(run: StructureRun, steps: int, candidates: int,
                            max_parents: int | None, seed: int, truth: np.ndarray | None,
-                           out: Path, chains_rhat: float | None = None
-                           ) -> tuple[StructureRun, dict]:
+                           out: Path) -> tuple[StructureRun, dict]:
     """Order MCMC from the run's particles (progress bar, checkpoint in ``out``): the refined
     run and its summary fields (with a truth, also the particles' own E-SHD and AUROC)."""
     from deepbn.structure import metrics
@@ -161,7 +160,7 @@ def refine_with_order_mcmc(run: StructureRun, steps: int, candidates: int,
     with _order_bar() as bar:
         refined, res = refine(run, steps, n_candidates=candidates, max_parents=max_parents,
                               seed=seed, checkpoint_path=out / "order_mcmc.npz",
-                              progress=_round_updater(bar), until_rhat=chains_rhat)
+                              progress=_round_updater(bar))
     fields["sampler"] = "dibs+order"
     fields.update(order_mcmc_fields(res, run.posterior.names))
     return refined, fields

@@ -129,8 +129,8 @@ class OrderMCMCResult(NamedTuple):
     records: tuple = ()  # per block: step, rhat_max, log_score_max
 
 
-def _score(order, U, data: ScoreTables):
-    del order
+def _score(U, data: ScoreTables):
+    """(d,) log α_j(U_j) of every node from its predecessor mask."""
     return data.log_alpha[jnp.arange(U.shape[0]), U]
 
 
@@ -147,7 +147,7 @@ def predecessor_bits(order, data: ScoreTables):
 @jax.jit
 def order_log_score(order, data: ScoreTables):
     """log p(≺, x) up to a constant (the sum of the node scores)."""
-    return jnp.sum(_score(order, predecessor_bits(order, data), data))
+    return jnp.sum(_score(predecessor_bits(order, data), data))
 
 
 def _move(key, order, U, node_scores, data: ScoreTables, beta, window: int, insert: float):
@@ -252,7 +252,7 @@ def init(orders, data: ScoreTables, config: OrderMCMCConfig, blocks: int = BLOCK
     C = data.candidates.shape[1]
     U = jax.vmap(predecessor_bits, (0, None))(orders, data)
     ladder = COLDEST ** (np.arange(T) / max(T - 1, 1)) if betas is None else betas
-    return OrderMCMCState(orders, U, jax.vmap(_score, (0, 0, None))(orders, U, data),
+    return OrderMCMCState(orders, U, jax.vmap(_score, (0, None))(U, data),
                           jnp.asarray(ladder, jnp.float32),
                           jnp.zeros((blocks, chains, d, C)),
                           jnp.zeros((blocks, config.draws, chains, d), jnp.int32),
@@ -357,7 +357,8 @@ def sample(space: SearchSpace, orders: np.ndarray, steps: int, seed: int = 0,
     whole blocks) through the driver (jitted chunks of a block, checkpointed and resumable
     at ``checkpoint_path``), each chain the cold end of ``temperatures`` tempered copies;
     with ``until_rhat`` stop at the first block end whose edge R-hat is below it.
-    ``progress(done, info)`` gets the best log score and the R-hat after each block;
+    ``progress(done, info)`` gets the best log score, the R-hat and the budget after each
+    block;
     ``insert_share`` is the probability that a move is an insertion rather than a swap;
     each cold chain draws ``draws`` DAGs a block; ``betas`` is the ladder to adapt from."""
     require_count("the number of temperatures", temperatures)
@@ -385,15 +386,18 @@ def sample(space: SearchSpace, orders: np.ndarray, steps: int, seed: int = 0,
                                 "until_rhat": until_rhat, "blocks": BLOCKS,
                                 "betas": None if betas is None else [float(b) for b in betas],
                                 "insert_share": insert_share, "draws": draws})
-    info = {"rhat": float("nan"), "log_score": float("nan")}
+    info = {"rhat": float("nan"), "log_score": float("nan"), "budget": budget, "done": 0}
+
     def check(s, done):
         b = done // block
         if b < 1:
             return False
-        probs = chain_marginals(s, space, b, every, block)
-        if chains > 1:
-            info["rhat"] = rhat(probs, (b - b // 2) * draws).rhat_max()
-        info["log_score"] = float(np.max(np.asarray(s.node_scores[:chains]).sum(1)))
+        if info["done"] != done:  # after_chunk and until ask at the same block end
+            probs = chain_marginals(s, space, b, every, block)
+            if chains > 1:
+                info["rhat"] = rhat(probs, (b - b // 2) * draws).rhat_max()
+            info["log_score"] = float(np.max(np.asarray(s.node_scores[:chains]).sum(1)))
+            info["done"] = done
         return (until_rhat is not None and chains > 1 and b >= MIN_BLOCKS
                 and info["rhat"] < until_rhat)
 
@@ -403,7 +407,7 @@ def sample(space: SearchSpace, orders: np.ndarray, steps: int, seed: int = 0,
 
     def report(done, total, out):
         if progress is not None:
-            progress(done, dict(info))
+            progress(done, {k: v for k, v in info.items() if k != "done"})
 
     res = run_layer.run(step, state, space.data, run_layer.raw_key(seed), budget, config=cfg,
                         chunk=block, checkpoint=checkpoint_path, fingerprint=fp,
@@ -528,10 +532,9 @@ def order_mcmc(x, steps: int | None = None, chains: int = DEFAULT_CHAINS, seed: 
         # an exploring round only has to find the modes' parent sets: an eighth of the budget
         budget = steps if final else max(steps // EXPLORE_SHARE, 1)
 
-        def told(done, info, round_=round_, final=final, budget=budget):
+        def told(done, info, round_=round_, final=final):
             if progress is not None:
-                progress(done, {**info, "round": round_, "final": final,
-                                "budget": schedule(budget, d)[0] * BLOCKS})
+                progress(done, {**info, "round": round_, "final": final})
 
         res = sample(space, orders, budget, seed + round_, temperatures, until_rhat, path,
                      told, window=window, betas=ladder)
